@@ -1,0 +1,155 @@
+"""What every backend gives: nodes with the same names, roles and handles.
+
+A lab never knows which backend it runs on: it sees a ``Cluster`` of ``Node``s.
+A backend module (dind, later vagrant) subclasses ``Backend`` and ``Node``.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+import docker
+import docker.errors
+
+from labkit.errors import LabkitError
+from labkit.topology import Topology
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a command run on a node gave."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    role: str
+    engine: str  # answering | starting | stopped
+    swarm: str  # inactive | leader | manager | worker | pending | error | -
+    address: str
+
+
+class Node(ABC):
+    """One lab node: a separate Docker Engine reachable from Python."""
+
+    def __init__(self, name: str, role: str, address: str) -> None:
+        self.name = name
+        self.role = role
+        self.address = address
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} {self.role} {self.address}>"
+
+    @cached_property
+    def docker(self) -> docker.DockerClient:
+        """A docker SDK client for this node's own engine."""
+        return self._connect()
+
+    @abstractmethod
+    def _connect(self) -> docker.DockerClient: ...
+
+    @abstractmethod
+    def run(self, cmd: str | list[str], timeout: float = 60) -> RunResult:
+        """Run CMD on the node (a string goes through /bin/sh -c)."""
+
+    @abstractmethod
+    def container_state(self) -> str:
+        """running, exited, created, ... of what hosts the node; 'missing' if nothing does."""
+
+    def engine_answers(self) -> bool:
+        try:
+            return bool(self.docker.ping())
+        except Exception:  # any failure to reach an engine means: not answering yet
+            self.__dict__.pop("docker", None)
+            return False
+
+    def status(self) -> NodeStatus:
+        state = self.container_state()
+        if state != "running":
+            return NodeStatus(self.name, self.role, "stopped" if state != "missing" else "missing", "-",
+                              self.address)
+        if not self.engine_answers():
+            return NodeStatus(self.name, self.role, "starting", "-", self.address)
+        return NodeStatus(self.name, self.role, "answering", swarm_state(self.docker), self.address)
+
+
+def swarm_state(client: docker.DockerClient) -> str:
+    """inactive, pending, error, worker, manager or leader, as the engine itself tells."""
+    try:
+        swarm = client.info().get("Swarm", {})
+        state = swarm.get("LocalNodeState", "inactive")
+        if state != "active":
+            return state
+        if not swarm.get("ControlAvailable"):
+            return "worker"
+        me = swarm.get("NodeID")
+        node = client.api.inspect_node(me)
+        return "leader" if node.get("ManagerStatus", {}).get("Leader") else "manager"
+    except docker.errors.DockerException as exc:
+        return f"error: {exc}"
+
+
+class Backend(ABC):
+    """How nodes come to exist. Nothing is remembered outside what the backend
+    itself can list (labels on containers, VMs in a Vagrant project)."""
+
+    name: str
+
+    def __init__(self, lab: str) -> None:
+        self.lab = lab
+
+    @abstractmethod
+    def up(self, topology: Topology | None, report: Report) -> list[Node]:
+        """Create or start the nodes; return when every engine answers. Idempotent."""
+
+    @abstractmethod
+    def down(self, report: Report) -> int:
+        """Remove everything of the lab; return how many resources went. Idempotent."""
+
+    @abstractmethod
+    def nodes(self) -> list[Node]:
+        """The lab's nodes as they exist now, managers first."""
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes():
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.nodes()) or "none: run `labkit up` first"
+        raise LabkitError(f"There is no node '{name}' in lab '{self.lab}'. Nodes: {known}.")
+
+    @abstractmethod
+    def shell_command(self, node: str) -> list[str]:
+        """The command that opens an interactive shell on NODE."""
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Poll PREDICATE until true or TIMEOUT seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def sorted_nodes(nodes: Iterator[Node] | list[Node]) -> list[Node]:
+    """Managers first, then workers, each by index."""
+    def key(n: Node) -> tuple[int, int]:
+        digits = "".join(c for c in n.name if c.isdigit()) or "0"
+        return (0 if n.role == "manager" else 1, int(digits))
+    return sorted(nodes, key=key)

@@ -1,0 +1,330 @@
+"""The default backend: each node is a container on the local engine running its own dockerd.
+
+Nodes sit on one internal lab network with fixed addresses, beside a hub
+container that answers lab names (dnsmasq, never forwarding) and serves the lab
+images as a registry mirror. Each inner engine listens on a unix socket in a
+host directory (never on TCP), which is how ``Node.docker`` reaches it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from labkit import engine, hub, images
+from labkit.backends.base import Backend, Node, Report, RunResult, sorted_nodes, wait_for
+from labkit.errors import LabkitError
+from labkit.topology import (
+    LABEL_KIND,
+    LABEL_LAB,
+    LABEL_NODE,
+    LABEL_ROLE,
+    AddressPlan,
+    Names,
+    NodeSpec,
+    Topology,
+    parse_node_name,
+    pick_subnet,
+)
+
+RUN_DIR = Path(os.environ.get("LABKIT_RUN_DIR", "/run/labkit"))
+ENGINE_TIMEOUT = 60.0
+
+# Where --privileged is refused (no CAP_SYS_RESOURCE in the bounding set, as in
+# some sandboxes), a node still runs with everything else it needs.
+FALLBACK_HOST_CONFIG: dict[str, Any] = {
+    "cap_add": ["ALL"],
+    "cap_drop": ["SYS_RESOURCE"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    "device_cgroup_rules": ["a *:* rwm"],
+}
+# `--security-opt systempaths=unconfined` is the CLI's word for these two.
+UNMASKED_PATHS = {"MaskedPaths": [], "ReadonlyPaths": []}
+
+
+class DindNode(Node):
+    def __init__(self, spec: NodeSpec, address: str, container: str, socket: Path,
+                 host: docker.DockerClient) -> None:
+        super().__init__(spec.name, spec.role, address)
+        self.container_name = container
+        self.socket = socket
+        self._host = host
+
+    def _connect(self) -> docker.DockerClient:
+        return engine.connect(f"unix://{self.socket}")
+
+    def run(self, cmd: str | list[str], timeout: float = 60) -> RunResult:
+        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        try:
+            container = self._host.containers.get(self.container_name)
+            code, (out, err) = container.exec_run(["timeout", str(int(timeout)), *argv], demux=True)
+        except docker.errors.NotFound:
+            raise LabkitError(f"Node {self.name} does not exist. Run `labkit up`.") from None
+        except docker.errors.APIError as exc:
+            raise LabkitError(f"Could not run a command on {self.name}: {exc.explanation}. "
+                              "Is the node running? `labkit status` tells.") from None
+        return RunResult(code if code is not None else -1, (out or b"").decode(errors="replace"),
+                         (err or b"").decode(errors="replace"))
+
+    def container_state(self) -> str:
+        try:
+            return str(self._host.containers.get(self.container_name).status)
+        except docker.errors.NotFound:
+            return "missing"
+
+
+class DindBackend(Backend):
+    name = "dind"
+
+    def __init__(self, lab: str, host: docker.DockerClient | None = None) -> None:
+        super().__init__(lab)
+        self.names = Names(lab)
+        self._client = host
+
+    @property
+    def host(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = engine.host_client()
+        return self._client
+
+    @property
+    def run_dir(self) -> Path:
+        return RUN_DIR / self.lab
+
+    # ----------------------------------------------------------------- reading
+
+    def _containers(self, kind: str | None = None) -> list[Container]:
+        filters = [f"{LABEL_LAB}={self.lab}"] + ([f"{LABEL_KIND}={kind}"] if kind else [])
+        return self.host.containers.list(all=True, filters={"label": filters})
+
+    def _network(self) -> docker.models.networks.Network | None:
+        found = self.host.networks.list(filters={"label": [f"{LABEL_LAB}={self.lab}"]})
+        return found[0] if found else None
+
+    def _plan(self) -> AddressPlan | None:
+        network = self._network()
+        if network is None:
+            return None
+        subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
+        return AddressPlan(ipaddress.ip_network(subnet))
+
+    def nodes(self) -> list[Node]:
+        plan = self._plan()
+        found: list[Node] = []
+        for c in self._containers("node"):
+            spec = parse_node_name(c.labels[LABEL_NODE])
+            address = plan.node(spec) if plan else "-"
+            found.append(DindNode(spec, address, c.name, self._socket(spec.name), self.host))
+        return sorted_nodes(found)
+
+    def _socket(self, node: str) -> Path:
+        return self.run_dir / node / "docker.sock"
+
+    def privileged_mode(self) -> str | None:
+        """'privileged' or 'fallback' for the running nodes, None without nodes."""
+        for c in self._containers("node"):
+            return "privileged" if c.attrs["HostConfig"].get("Privileged") else "fallback"
+        return None
+
+    def shell_command(self, node: str) -> list[str]:
+        container = self.node(node)
+        assert isinstance(container, DindNode)
+        return ["docker", "exec", "-it", "-e", "PS1=" + node + " $ ", container.container_name, "/bin/bash"]
+
+    # ----------------------------------------------------------------- up
+
+    def up(self, topology: Topology | None, report: Report) -> list[Node]:
+        images.ensure_images(self.host, report)
+        existing = {c.labels.get(LABEL_NODE): c for c in self._containers("node")}
+        if topology is None:
+            topology = _topology_of(existing) if existing else Topology()
+        wanted = {spec.name for spec in topology.nodes}
+        extra = sorted(set(existing) - wanted)
+        if extra:
+            raise LabkitError(f"Lab '{self.lab}' also has {', '.join(extra)}, which this topology lacks. "
+                              "Run `labkit down` first to change to a smaller lab.")
+        self._refuse_clashes(topology)
+        plan = self._ensure_network(report)
+        hosts = plan.hosts(topology)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        resolv = self.run_dir / "resolv.conf"
+        resolv.write_text(f"nameserver {plan.hub}\n")
+        hub.ensure_hub(self.host, self.names, plan, hosts, report)
+        mode = self.privileged_mode() or self._probe_privileged()
+        missing = [spec for spec in topology.nodes if spec.name not in existing]
+        if missing:
+            report(f"Creating {', '.join(s.name for s in missing)} ({mode} mode)")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda s: self._create_node(s, plan, hosts, mode), missing))
+            to_start = [c for c in self._containers("node") if c.status != "running"]
+            list(pool.map(lambda c: c.start(), to_start))
+        nodes = self.nodes()
+        report("Waiting for the engines to answer")
+        self._wait_engines(nodes)
+        hub.seed_registry(self.host, nodes[0], plan.hub, report)
+        return nodes
+
+    def _refuse_clashes(self, topology: Topology) -> None:
+        names = [self.names.container(s.name) for s in topology.nodes] + [self.names.hub]
+        for name in names:
+            try:
+                c = self.host.containers.get(name)
+            except docker.errors.NotFound:
+                continue
+            if c.labels.get(LABEL_LAB) != self.lab:
+                raise LabkitError(
+                    f"A container named '{name}' already exists and labkit did not create it for lab "
+                    f"'{self.lab}'. labkit leaves it alone: rename or remove it yourself, or use another "
+                    "lab name (--lab NAME), whose containers get that prefix.")
+
+    def _ensure_network(self, report: Report) -> AddressPlan:
+        plan = self._plan()
+        if plan is not None:
+            return plan
+        try:
+            clash = self.host.networks.get(self.names.network)
+            raise LabkitError(f"A network named '{clash.name}' exists that labkit did not create. "
+                              "Remove it or use another lab name (--lab NAME).")
+        except docker.errors.NotFound:
+            pass
+        taken = []
+        for net in self.host.networks.list():
+            for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+                if "Subnet" in cfg and ":" not in cfg["Subnet"]:
+                    taken.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
+        subnet = pick_subnet(taken)
+        plan = AddressPlan(subnet)
+        report(f"Creating the internal lab network {self.names.network} ({subnet})")
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet),
+                                                                           gateway=plan.gateway)])
+        self.host.networks.create(self.names.network, driver="bridge", internal=True, ipam=ipam,
+                                  labels=self.names.labels("network"))
+        return plan
+
+    def _probe_privileged(self) -> str:
+        """Try --privileged once with the node image; fall back where the engine refuses it."""
+        probe = None
+        try:
+            probe = self.host.containers.create(images.NODE_IMAGE, entrypoint=["true"], privileged=True,
+                                                network_mode="none",
+                                                labels=self.names.labels("probe"))
+            probe.start()
+            return "privileged"
+        except docker.errors.APIError:
+            return "fallback"
+        finally:
+            if probe is not None:
+                probe.remove(force=True)
+
+    def _create_node(self, spec: NodeSpec, plan: AddressPlan, hosts: dict[str, str], mode: str) -> None:
+        api = self.host.api
+        socket_dir = self._socket(spec.name).parent
+        shutil.rmtree(socket_dir, ignore_errors=True)
+        socket_dir.mkdir(parents=True)
+        volume = self.names.volume(spec.name)
+        self.host.volumes.create(volume, labels=self.names.labels("volume", **{LABEL_NODE: spec.name}))
+        security: dict[str, Any] = {"privileged": True} if mode == "privileged" else FALLBACK_HOST_CONFIG
+        host_config = api.create_host_config(
+            binds=[f"{volume}:/var/lib/docker", f"{socket_dir}:/labkit",
+                   f"{self.run_dir / 'resolv.conf'}:/etc/resolv.conf:ro"],
+            extra_hosts={name: ip for name, ip in hosts.items() if name != spec.name},
+            init=True,
+            **security,
+        )
+        if mode != "privileged":
+            host_config.update(UNMASKED_PATHS)
+        networking = api.create_networking_config({
+            self.names.network: api.create_endpoint_config(ipv4_address=plan.node(spec), aliases=[spec.name]),
+        })
+        api.create_container(
+            images.NODE_IMAGE,
+            command=["node", *dockerd_flags(plan.hub, _socket_gid())],
+            name=self.names.container(spec.name),
+            hostname=spec.name,
+            labels=self.names.labels("node", **{LABEL_NODE: spec.name, LABEL_ROLE: spec.role}),
+            host_config=host_config,
+            networking_config=networking,
+        )
+
+    def _wait_engines(self, nodes: list[Node]) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+            ok = list(pool.map(lambda n: wait_for(n.engine_answers, ENGINE_TIMEOUT, 0.05), nodes))
+        late = [n for n, good in zip(nodes, ok, strict=False) if not good]
+        if late:
+            name = late[0]
+            assert isinstance(name, DindNode)
+            logs = self.host.containers.get(name.container_name).logs(tail=5).decode(errors="replace")
+            raise LabkitError(f"The engine of {', '.join(n.name for n in late)} did not answer within "
+                              f"{ENGINE_TIMEOUT:.0f} s. Last lines of {name.name}'s log:\n{logs}"
+                              "Run `labkit doctor`, then `labkit down` and `labkit up`.")
+
+    # ----------------------------------------------------------------- down
+
+    def down(self, report: Report) -> int:
+        containers = self._containers()
+        if containers:
+            report(f"Removing {len(containers)} containers")
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(_remove_container, containers))
+        removed = len(containers)
+        for volume in self.host.volumes.list(filters={"label": f"{LABEL_LAB}={self.lab}"}):
+            try:
+                volume.remove(force=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+        for network in self.host.networks.list(filters={"label": f"{LABEL_LAB}={self.lab}"}):
+            try:
+                network.remove()
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        return removed
+
+
+def _remove_container(c: Container) -> None:
+    try:
+        c.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if "already in progress" not in str(exc):
+            raise
+
+
+def _topology_of(existing: dict[str | None, Container]) -> Topology:
+    roles = [c.labels.get(LABEL_ROLE) for c in existing.values()]
+    return Topology(managers=max(1, roles.count("manager")), workers=roles.count("worker"))
+
+
+def _socket_gid() -> int:
+    """The group of the host's Docker socket, so the same users may reach inner engines."""
+    try:
+        return os.stat("/var/run/docker.sock").st_gid
+    except OSError:
+        return 0
+
+
+def dockerd_flags(hub_address: str, socket_gid: int) -> list[str]:
+    """How every inner engine runs: two unix sockets (its own, and one the host
+    reaches), the lab hub as registry mirror and as the only DNS server its
+    containers get (so they never fall back to public resolvers)."""
+    registry = f"{hub_address}:{hub.REGISTRY_PORT}"
+    return [
+        "--host=unix:///var/run/docker.sock",
+        "--host=unix:///labkit/docker.sock",
+        f"--group={socket_gid}",
+        f"--registry-mirror=http://{registry}",
+        f"--insecure-registry={registry}",
+        f"--dns={hub_address}",
+    ]
+

@@ -1,0 +1,166 @@
+"""The `labkit` command: bring a lab up and down, look at it, and get onto its nodes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import docker.errors
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from labkit import doctor as doctor_mod
+from labkit import engine, images
+from labkit.backends import get_backend
+from labkit.cluster import Cluster
+from labkit.errors import LabkitError
+from labkit.swarm import form_swarm
+from labkit.topology import Topology, lab_name
+
+app = typer.Typer(help="Learn Docker Swarm mode by doing it, on a real multi-node swarm.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console(stderr=True)
+out = Console()
+
+LabOpt = Annotated[str | None, typer.Option("--lab", help="Lab name (default: $LABKIT_LAB or 'lab').")]
+BackendOpt = Annotated[str | None, typer.Option("--backend", help="dind (default) or $LABKIT_BACKEND.")]
+T = TypeVar("T")
+
+
+def _report(message: str) -> None:
+    console.print(f"[cyan]•[/] {message}")
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run FN; a LabkitError becomes one line and exit 1, never a traceback."""
+    try:
+        return fn()
+    except LabkitError as exc:
+        _fail(str(exc))
+    except docker.errors.DockerException as exc:
+        _fail(f"Docker said: {str(exc).splitlines()[0][:300]}. `labkit doctor` checks the setup.")
+    except KeyboardInterrupt:
+        _fail("Interrupted. `labkit up` resumes, `labkit down` removes what was made.")
+    raise AssertionError("unreachable")
+
+
+def _cluster(lab: str | None, backend: str | None) -> Cluster:
+    return Cluster(get_backend(backend, lab_name(lab)))
+
+
+@app.command()
+def setup(install: Annotated[bool, typer.Option(help="Install missing packages with apt.")] = True) -> None:
+    """Make sure a local Docker engine runs (installing it with apt if needed) and build the images."""
+    def go() -> None:
+        client = engine.ensure_engine(_report, install=install)
+        images.ensure_images(client, _report)
+        _report("Setup done. Next: `labkit up`.")
+    _guard(go)
+
+
+@app.command()
+def up(
+    managers: Annotated[int | None, typer.Option(help="Manager nodes (default 1).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker nodes (default 2).")] = None,
+    swarm: Annotated[bool, typer.Option("--swarm", help="Also form the swarm (skip the first lab).")] = False,
+    lab: LabOpt = None,
+    backend: BackendOpt = None,
+) -> None:
+    """Start the lab's nodes: bare engines, no swarm yet (the first lab forms it)."""
+    def go() -> None:
+        c = _cluster(lab, backend)
+        topology = None
+        if managers is not None or workers is not None:
+            topology = Topology(managers if managers is not None else 1, workers if workers is not None else 2)
+        nodes = c.backend.up(topology, _report)
+        if swarm:
+            form_swarm(nodes, _report)
+        _print_status(c)
+    _guard(go)
+
+
+@app.command()
+def down(lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Remove every container, volume and network of the lab (caches stay)."""
+    def go() -> None:
+        removed = _cluster(lab, backend).backend.down(_report)
+        _report(f"Lab removed ({removed} resources)." if removed else "Nothing to remove.")
+    _guard(go)
+
+
+@app.command()
+def status(lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Show each node: role, engine state, swarm state, address."""
+    def go() -> None:
+        c = _cluster(lab, backend)
+        if not c.nodes:
+            _report(f"Lab '{c.lab}' has no nodes. Start it with `labkit up`.")
+            return
+        _print_status(c)
+    _guard(go)
+
+
+def _print_status(c: Cluster) -> None:
+    table = Table(title=f"lab '{c.lab}' ({c.backend.name})")
+    for col in ("node", "role", "engine", "swarm", "address"):
+        table.add_column(col)
+    for s in c.status():
+        colour = "green" if s.engine == "answering" else "yellow"
+        table.add_row(s.name, s.role, f"[{colour}]{s.engine}[/]", s.swarm, s.address)
+    out.print(table)
+
+
+@app.command()
+def doctor(lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Check the engine, the node mode and the kernel features the labs use."""
+    def go() -> bool:
+        results = doctor_mod.diagnose(_cluster(lab, backend))
+        for r in results:
+            mark = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}[r.level]
+            out.print(f"{mark:>18}  [bold]{r.name}[/]: {r.detail}", highlight=False)
+        return all(r.level != "fail" for r in results)
+    if not _guard(go):
+        raise typer.Exit(1)
+
+
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(
+    node: Annotated[str, typer.Argument(help="Node name, e.g. manager1.")],
+    cmd: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    lab: LabOpt = None,
+    backend: BackendOpt = None,
+) -> None:
+    """Run a command on a node: `labkit exec manager1 -- docker node ls`."""
+    def go() -> int:
+        argv = cmd[0] if len(cmd) == 1 else _shell_join(cmd)
+        result = _cluster(lab, backend)[node].run(argv)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        return result.exit_code
+    code = _guard(go)
+    raise typer.Exit(code)
+
+
+def _shell_join(argv: list[str]) -> str:
+    import shlex
+    return shlex.join(argv)
+
+
+@app.command()
+def shell(node: Annotated[str, typer.Argument(help="Node name, e.g. manager1.")],
+          lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Open an interactive shell on a node."""
+    argv = _guard(lambda: _cluster(lab, backend).backend.shell_command(node))
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,282 @@
+"""The lab images, built on the local engine from Debian packages, with no registry.
+
+- ``labkit/node``: Debian 12 with docker.io; every lab node and the lab hub run it.
+- ``labkit/alpine`` and ``labkit/nginx``: small stand-ins for the images the
+  slides use, assembled from files of the same Debian packages (busybox with
+  iputils ping; nginx with its default page). The lab hub serves them to the
+  nodes as ``alpine`` and ``nginx``.
+
+Each image carries the hash of its recipe (the files in ``recipes/`` and this
+module's build parameters) in a label; a build runs only when it differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from labkit.aptsources import debian_mirror
+from labkit.errors import LabkitError
+from labkit.topology import LABEL_CACHE, LABEL_RECIPE
+
+Report = Callable[[str], None]
+
+SUITE = "bookworm"
+RECIPES = Path(__file__).parent / "recipes"
+NODE_IMAGE = "labkit/node:latest"
+ENTRYPOINT = "/usr/local/bin/labkit-entrypoint"
+CACHE_DIR = Path(os.environ.get("LABKIT_CACHE", "/var/cache/labkit"))
+# Trimmed from the node image: documentation, translations, apt's caches.
+TRIM = ["var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
+        "usr/share/locale", "usr/share/info"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A small image assembled from files of the node root filesystem."""
+
+    name: str  # what learners type: alpine, nginx
+    binaries: tuple[str, ...]  # copied with the shared libraries they load
+    files: tuple[str, ...]  # copied as they are
+    changes: tuple[str, ...]  # Dockerfile-style instructions for `docker import`
+
+    @property
+    def image(self) -> str:
+        return f"labkit/{self.name}:latest"
+
+
+_WORKLOAD_DESCRIPTION = "labkit stand-in for {0}, built offline from Debian 12 packages"
+WORKLOADS = (
+    Workload(
+        "alpine",
+        binaries=("/bin/busybox", "/usr/bin/ping"),
+        files=("/etc/ssl/certs/ca-certificates.crt",),
+        changes=('CMD ["/bin/sh"]',),
+    ),
+    Workload(
+        "nginx",
+        binaries=("/bin/busybox", "/usr/sbin/nginx"),
+        files=("/etc/nginx/mime.types",),
+        changes=('CMD ["nginx", "-g", "daemon off;"]', "EXPOSE 80"),
+    ),
+)
+
+
+def recipe_hash() -> str:
+    """Content hash of everything that decides what the images contain."""
+    digest = hashlib.sha256(SUITE.encode())
+    for path in sorted(RECIPES.iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for w in WORKLOADS:
+        digest.update(repr(w).encode())
+    return digest.hexdigest()[:16]
+
+
+def node_packages() -> list[str]:
+    lines = (RECIPES / "node-packages.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def image_is_current(client: docker.DockerClient, image: str, recipe: str) -> bool:
+    try:
+        labels = client.images.get(image).labels or {}
+    except docker.errors.ImageNotFound:
+        return False
+    return labels.get(LABEL_RECIPE) == recipe
+
+
+def images_are_current(client: docker.DockerClient) -> bool:
+    recipe = recipe_hash()
+    return all(image_is_current(client, i, recipe) for i in [NODE_IMAGE, *(w.image for w in WORKLOADS)])
+
+
+def ensure_images(client: docker.DockerClient, report: Report = print, force: bool = False) -> None:
+    """Build the node and workload images unless current ones are already there."""
+    if not force and images_are_current(client):
+        return
+    recipe = recipe_hash()
+    build_dir = CACHE_DIR / f"build-{recipe}"
+    rootfs = _rootfs(build_dir, report)
+    if force or not image_is_current(client, NODE_IMAGE, recipe):
+        report("Importing the node image")
+        _import(client, rootfs, NODE_IMAGE, recipe, [
+            f'ENTRYPOINT ["{ENTRYPOINT}"]', 'CMD ["node"]', "VOLUME /var/lib/docker",
+            "LABEL org.opencontainers.image.description=\"labkit lab node: Debian 12 with docker.io\"",
+        ])
+    for workload in WORKLOADS:
+        if force or not image_is_current(client, workload.image, recipe):
+            report(f"Assembling the {workload.name} image")
+            staging = build_dir / workload.name
+            assemble(rootfs, staging, workload)
+            description = _WORKLOAD_DESCRIPTION.format(workload.name)
+            _import(client, staging, workload.image, recipe, [
+                *workload.changes, f'LABEL org.opencontainers.image.description="{description}"'])
+    shutil.rmtree(build_dir, ignore_errors=True)
+    for old in CACHE_DIR.glob("build-*"):  # leftovers of earlier recipes
+        shutil.rmtree(old, ignore_errors=True)
+    report("Images ready")
+
+
+def _rootfs(build_dir: Path, report: Report) -> Path:
+    """A Debian root filesystem with the node packages; a half-built one is started afresh."""
+    rootfs = build_dir / "rootfs"
+    done = build_dir / "rootfs.complete"
+    if done.exists():
+        return rootfs
+    if os.geteuid() != 0:
+        raise LabkitError("Building the node image needs root (debootstrap). Run `sudo labkit setup` once.")
+    if not shutil.which("debootstrap"):
+        raise LabkitError("debootstrap is not installed. Install it (apt-get install debootstrap) "
+                          "or run `labkit setup`, which does.")
+    shutil.rmtree(build_dir, ignore_errors=True)
+    build_dir.mkdir(parents=True)
+    mirror = os.environ.get("LABKIT_DEBIAN_MIRROR") or debian_mirror(SUITE)
+    packages = node_packages()
+    report(f"debootstrap {SUITE} with {len(packages)} packages (about 35 s)")
+    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(rootfs), mirror]
+    log_path = build_dir / "debootstrap.log"
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        with log_path.open("w") as log:
+            for line in proc.stdout:
+                log.write(line)
+                if line.startswith("I: ") and line[3:].split(" ", 1)[0] in ("Retrieving", "Validating",
+                                                                            "Extracting", "Installing",
+                                                                            "Configuring", "Unpacking"):
+                    report(line[3:].strip())
+    if proc.returncode != 0:
+        tail = "".join(log_path.read_text().splitlines(keepends=True)[-5:])
+        raise LabkitError(f"debootstrap failed (exit {proc.returncode}); the next run starts it afresh. "
+                          f"Last lines of {log_path}:\n{tail}")
+    for rel in TRIM:
+        target = rootfs / rel
+        if target.is_dir():
+            shutil.rmtree(target)
+            target.mkdir()
+    shutil.copy(RECIPES / "node-entrypoint.sh", rootfs / ENTRYPOINT.lstrip("/"))
+    (rootfs / ENTRYPOINT.lstrip("/")).chmod(0o755)
+    (rootfs / "etc/labkit").mkdir(exist_ok=True)
+    shutil.copy(RECIPES / "registry.yml", rootfs / "etc/labkit/registry.yml")
+    done.touch()
+    return rootfs
+
+
+def _import(client: docker.DockerClient, root: Path, image: str, recipe: str, changes: list[str]) -> None:
+    """`docker import` a directory as IMAGE, labelled with the recipe hash."""
+    tar_path = root.parent / f"{root.name}.tar"
+    subprocess.run(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf", str(tar_path), "."],
+                   check=True)
+    repository, tag = image.rsplit(":", 1)
+    try:
+        client.api.import_image_from_file(str(tar_path), repository=repository, tag=tag,
+                                          changes=[*changes, f"LABEL {LABEL_RECIPE}={recipe}",
+                                                   f"LABEL {LABEL_CACHE}=image"])
+    finally:
+        tar_path.unlink(missing_ok=True)
+    if not image_is_current(client, image, recipe):
+        raise LabkitError(f"The engine did not keep the imported image {image}. Run `labkit setup` again.")
+
+
+def parse_ldd(output: str) -> list[str]:
+    """Library paths from `ldd` output (skips the kernel's vdso)."""
+    paths: list[str] = []
+    for line in output.splitlines():
+        line = line.strip()
+        if "=>" in line:
+            target = line.split("=>", 1)[1].strip().split(" (", 1)[0].strip()
+        else:
+            target = line.split(" (", 1)[0].strip()
+        if target.startswith("/"):
+            paths.append(target)
+    return paths
+
+
+def _chroot(rootfs: Path, *cmd: str) -> str:
+    return subprocess.run(["chroot", str(rootfs), *cmd], check=True, capture_output=True, text=True).stdout
+
+
+def _copy_in(rootfs: Path, staging: Path, path: str) -> None:
+    """Copy PATH (symlinks followed inside the root) to the same path in the staging root."""
+    real = _chroot(rootfs, "readlink", "-f", path).strip()
+    dest = staging / path.lstrip("/")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(rootfs / real.lstrip("/"), dest)
+
+
+def assemble(rootfs: Path, staging: Path, workload: Workload) -> None:
+    """Lay out a workload image: its binaries, their libraries, busybox applets, config."""
+    shutil.rmtree(staging, ignore_errors=True)
+    for d in ("usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc", "tmp", "root", "run", "var/run",
+              "var/log/nginx", "var/lib/nginx", "usr/share/nginx/html"):
+        (staging / d).mkdir(parents=True, exist_ok=True)
+    for link, target in (("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
+        (staging / link).symlink_to(target)
+    (staging / "tmp").chmod(0o1777)
+    needed: set[str] = set()
+    for binary in workload.binaries:
+        needed.add(binary)
+        needed.update(parse_ldd(_chroot(rootfs, "ldd", binary)))
+    for path in sorted(needed | set(workload.files)):
+        _copy_in(rootfs, staging, path)
+    for applet in _chroot(rootfs, "/bin/busybox", "--list").split():
+        link = staging / "usr/bin" / applet
+        if not link.exists() and not (staging / "usr/sbin" / applet).exists():
+            link.symlink_to("busybox")
+    for name, content in _workload_files(workload.name).items():
+        (staging / name).write_text(content)
+
+
+def _workload_files(name: str) -> dict[str, str]:
+    files = {
+        "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        "etc/group": "root:x:0:\nnogroup:x:65534:\n",
+        "etc/nsswitch.conf": "hosts: files dns\nnetworks: files\npasswd: files\ngroup: files\n",
+        "etc/os-release": f'NAME="labkit {name}"\nID=labkit\nPRETTY_NAME="{_WORKLOAD_DESCRIPTION.format(name)}"\n',
+    }
+    if name == "nginx":
+        files["etc/passwd"] += "www-data:x:33:33:www-data:/var/www:/bin/false\n"
+        files["etc/group"] += "www-data:x:33:\n"
+        files["etc/nginx/nginx.conf"] = _NGINX_CONF
+        files["usr/share/nginx/html/index.html"] = _NGINX_INDEX
+    return files
+
+
+_NGINX_CONF = """\
+user www-data;
+worker_processes 1;
+pid /run/nginx.pid;
+error_log /dev/stderr warn;
+events { worker_connections 256; }
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log /dev/stdout;
+    sendfile on;
+    server {
+        listen 80 default_server;
+        root /usr/share/nginx/html;
+        index index.html;
+    }
+}
+"""
+
+_NGINX_INDEX = """\
+<!DOCTYPE html>
+<html>
+<head><title>Welcome to nginx!</title></head>
+<body>
+<h1>Welcome to nginx!</h1>
+<p>If you see this page, the nginx web server is successfully installed and
+working. This copy runs on your labkit swarm.</p>
+</body>
+</html>
+"""
+
