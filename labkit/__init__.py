@@ -1,9 +1,9 @@
 """labkit: learn Docker Swarm mode by doing it, on a real multi-node swarm.
 
-    import labkit
-    lab = labkit.cluster()          # the running lab (``labkit up`` starts one)
-    lab["manager1"].run("docker info")
-    lab["worker1"].docker.containers.list()
+import labkit
+lab = labkit.cluster()          # the running lab (``labkit up`` starts one)
+lab["manager1"].run("docker info")
+lab["worker1"].docker.containers.list()
 """
 
 from __future__ import annotations

@@ -20,8 +20,12 @@ from labkit.errors import LabkitError
 from labkit.swarm import form_swarm
 from labkit.topology import Topology, lab_name
 
-app = typer.Typer(help="Learn Docker Swarm mode by doing it, on a real multi-node swarm.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Learn Docker Swarm mode by doing it, on a real multi-node swarm.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 console = Console(stderr=True)
 out = Console()
 
@@ -59,10 +63,12 @@ def _cluster(lab: str | None, backend: str | None) -> Cluster:
 @app.command()
 def setup(install: Annotated[bool, typer.Option(help="Install missing packages with apt.")] = True) -> None:
     """Make sure a local Docker engine runs (installing it with apt if needed) and build the images."""
+
     def go() -> None:
         client = engine.ensure_engine(_report, install=install)
         images.ensure_images(client, _report)
         _report("Setup done. Next: `labkit up`.")
+
     _guard(go)
 
 
@@ -75,6 +81,7 @@ def up(
     backend: BackendOpt = None,
 ) -> None:
     """Start the lab's nodes: bare engines, no swarm yet (the first lab forms it)."""
+
     def go() -> None:
         c = _cluster(lab, backend)
         topology = None
@@ -84,27 +91,32 @@ def up(
         if swarm:
             form_swarm(nodes, _report)
         _print_status(c)
+
     _guard(go)
 
 
 @app.command()
 def down(lab: LabOpt = None, backend: BackendOpt = None) -> None:
     """Remove every container, volume and network of the lab (caches stay)."""
+
     def go() -> None:
         removed = _cluster(lab, backend).backend.down(_report)
         _report(f"Lab removed ({removed} resources)." if removed else "Nothing to remove.")
+
     _guard(go)
 
 
 @app.command()
 def status(lab: LabOpt = None, backend: BackendOpt = None) -> None:
     """Show each node: role, engine state, swarm state, address."""
+
     def go() -> None:
         c = _cluster(lab, backend)
         if not c.nodes:
             _report(f"Lab '{c.lab}' has no nodes. Start it with `labkit up`.")
             return
         _print_status(c)
+
     _guard(go)
 
 
@@ -121,12 +133,14 @@ def _print_status(c: Cluster) -> None:
 @app.command()
 def doctor(lab: LabOpt = None, backend: BackendOpt = None) -> None:
     """Check the engine, the node mode and the kernel features the labs use."""
+
     def go() -> bool:
         results = doctor_mod.diagnose(_cluster(lab, backend))
         for r in results:
             mark = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}[r.level]
             out.print(f"{mark:>18}  [bold]{r.name}[/]: {r.detail}", highlight=False)
         return all(r.level != "fail" for r in results)
+
     if not _guard(go):
         raise typer.Exit(1)
 
@@ -139,24 +153,30 @@ def exec_(
     backend: BackendOpt = None,
 ) -> None:
     """Run a command on a node: `labkit exec manager1 -- docker node ls`."""
+
     def go() -> int:
         argv = cmd[0] if len(cmd) == 1 else _shell_join(cmd)
         result = _cluster(lab, backend)[node].run(argv)
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
         return result.exit_code
+
     code = _guard(go)
     raise typer.Exit(code)
 
 
 def _shell_join(argv: list[str]) -> str:
     import shlex
+
     return shlex.join(argv)
 
 
 @app.command()
-def shell(node: Annotated[str, typer.Argument(help="Node name, e.g. manager1.")],
-          lab: LabOpt = None, backend: BackendOpt = None) -> None:
+def shell(
+    node: Annotated[str, typer.Argument(help="Node name, e.g. manager1.")],
+    lab: LabOpt = None,
+    backend: BackendOpt = None,
+) -> None:
     """Open an interactive shell on a node."""
     argv = _guard(lambda: _cluster(lab, backend).backend.shell_command(node))
     os.execvp(argv[0], argv)

@@ -21,18 +21,34 @@ def kernel_findings(proc: Path = Path("/proc"), sys: Path = Path("/sys")) -> lis
     """Kernel features the labs use, read from /proc and /sys (no engine needed)."""
     found: list[Finding] = []
     filesystems = (proc / "filesystems").read_text() if (proc / "filesystems").exists() else ""
-    found.append(Finding("overlay filesystem", "ok", "present (inner engines use overlay2)")
-                 if "overlay" in filesystems else
-                 Finding("overlay filesystem", "warn", "absent: inner engines fall back to the slow vfs driver"))
+    found.append(
+        Finding("overlay filesystem", "ok", "present (inner engines use overlay2)")
+        if "overlay" in filesystems
+        else Finding("overlay filesystem", "warn", "absent: inner engines fall back to the slow vfs driver")
+    )
     vxlan = (sys / "module/vxlan").exists()
-    found.append(Finding("vxlan", "ok", "loaded: overlay networks span nodes") if vxlan else
-                 Finding("vxlan", "warn", "module not loaded yet: overlay networks need it (Docker loads it "
-                         "on first use where modules can be loaded)"))
+    found.append(
+        Finding("vxlan", "ok", "loaded: overlay networks span nodes")
+        if vxlan
+        else Finding(
+            "vxlan",
+            "warn",
+            "module not loaded yet: overlay networks need it (Docker loads it "
+            "on first use where modules can be loaded)",
+        )
+    )
     ipvs = (proc / "sys/net/ipv4/vs").exists() or (sys / "module/ip_vs").exists()
-    found.append(Finding("IPVS", "ok", "present: the routing mesh and service VIPs work") if ipvs else
-                 Finding("IPVS", "warn", "absent: the routing mesh (ingress-published ports) and service "
-                         "virtual IPs do not work on this machine. Labs use host-mode ports and "
-                         "--endpoint-mode dnsrr instead and say so where it matters."))
+    found.append(
+        Finding("IPVS", "ok", "present: the routing mesh and service VIPs work")
+        if ipvs
+        else Finding(
+            "IPVS",
+            "warn",
+            "absent: the routing mesh (ingress-published ports) and service "
+            "virtual IPs do not work on this machine. Labs use host-mode ports and "
+            "--endpoint-mode dnsrr instead and say so where it matters.",
+        )
+    )
     cgroup2 = (sys / "fs/cgroup/cgroup.controllers").exists()
     found.append(Finding("cgroups", "ok", "v2" if cgroup2 else "v1"))
     return found
@@ -43,14 +59,26 @@ def diagnose(cluster: Cluster) -> list[Finding]:
     try:
         host = engine.host_client()
         version = host.version()
-        found.append(Finding("engine", "ok", f"Docker {version.get('Version')} (API {version.get('ApiVersion')}), "
-                             f"{host.info().get('Driver')} storage"))
+        found.append(
+            Finding(
+                "engine",
+                "ok",
+                f"Docker {version.get('Version')} (API {version.get('ApiVersion')}), "
+                f"{host.info().get('Driver')} storage",
+            )
+        )
     except LabkitError as exc:
         return [Finding("engine", "fail", str(exc)), *kernel_findings()]
     current = images.images_are_current(host)
-    found.append(Finding("images", "ok" if current else "warn",
-                         "node, alpine and nginx images are current" if current else
-                         "not built yet (or their recipe changed): `labkit up` builds them (about a minute)"))
+    found.append(
+        Finding(
+            "images",
+            "ok" if current else "warn",
+            "node, alpine and nginx images are current"
+            if current
+            else "not built yet (or their recipe changed): `labkit up` builds them (about a minute)",
+        )
+    )
     backend = cluster.backend
     mode_of = getattr(backend, "privileged_mode", None)
     if mode_of is not None:
@@ -63,8 +91,14 @@ def diagnose(cluster: Cluster) -> list[Finding]:
         elif mode.startswith("privileged"):
             found.append(Finding("node mode", "ok", mode))
         else:
-            found.append(Finding("node mode", "ok", f"{mode}: --privileged is refused here, so nodes run "
-                                 "with all capabilities but SYS_RESOURCE and writable cgroups"))
+            found.append(
+                Finding(
+                    "node mode",
+                    "ok",
+                    f"{mode}: --privileged is refused here, so nodes run "
+                    "with all capabilities but SYS_RESOURCE and writable cgroups",
+                )
+            )
     nodes = cluster.nodes
     if nodes:
         answering = [n.name for n in nodes if n.engine_answers()]

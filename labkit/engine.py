@@ -49,8 +49,10 @@ def _short(exc: Exception) -> str:
 
 def _advice() -> str:
     if not shutil.which("dockerd"):
-        return ("Install Docker Engine (Debian/Ubuntu: `sudo apt-get install docker.io`) and start it, "
-                "or run `sudo labkit setup`, which does both on Debian and Ubuntu.")
+        return (
+            "Install Docker Engine (Debian/Ubuntu: `sudo apt-get install docker.io`) and start it, "
+            "or run `sudo labkit setup`, which does both on Debian and Ubuntu."
+        )
     if os.geteuid() != 0:
         return "Start the engine, and make sure your user may use it (the 'docker' group), then retry."
     return "Start it (`dockerd &` where there is no systemd) or run `labkit setup`, then retry."
@@ -82,8 +84,10 @@ def ensure_engine(report: Callable[[str], None] = print, install: bool = True) -
     if engine_running():
         return host_client()
     if dockerd_process_exists():
-        raise LabkitError("A dockerd process runs but does not answer on /var/run/docker.sock. "
-                          f"Look at its log (maybe {DOCKERD_LOG}); labkit does not touch a running engine.")
+        raise LabkitError(
+            "A dockerd process runs but does not answer on /var/run/docker.sock. "
+            f"Look at its log (maybe {DOCKERD_LOG}); labkit does not touch a running engine."
+        )
     missing = [p for p, exe in zip(HOST_PACKAGES, ["dockerd", "debootstrap"], strict=False) if not shutil.which(exe)]
     if missing:
         if not install or os.geteuid() != 0 or not shutil.which("apt-get"):

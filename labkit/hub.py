@@ -33,14 +33,17 @@ def registry_volume() -> str:
     return f"labkit-registry-{images.recipe_hash()}"
 
 
-def ensure_hub(host: docker.DockerClient, names: Names, plan: AddressPlan, hosts: dict[str, str],
-               report: Report) -> None:
+def ensure_hub(
+    host: docker.DockerClient, names: Names, plan: AddressPlan, hosts: dict[str, str], report: Report
+) -> None:
     """Start the hub, (re)creating it when the lab's names changed."""
     hosts_label = json.dumps(hosts, sort_keys=True)
     try:
         current = host.containers.get(names.hub)
-        if current.labels.get(LABEL_HOSTS) == hosts_label and current.image.labels.get(
-                images.LABEL_RECIPE) == images.recipe_hash():
+        if (
+            current.labels.get(LABEL_HOSTS) == hosts_label
+            and current.image.labels.get(images.LABEL_RECIPE) == images.recipe_hash()
+        ):
             if current.status != "running":
                 current.start()
             return
@@ -66,7 +69,8 @@ def ensure_hub(host: docker.DockerClient, names: Names, plan: AddressPlan, hosts
             init=True,
         ),
         networking_config=api.create_networking_config(
-            {names.network: api.create_endpoint_config(ipv4_address=plan.hub, aliases=[HUB_HOSTNAME])}),
+            {names.network: api.create_endpoint_config(ipv4_address=plan.hub, aliases=[HUB_HOSTNAME])}
+        ),
     )
     host.containers.get(names.hub).start()
 
@@ -87,7 +91,9 @@ def seed_registry(host: docker.DockerClient, node: Node, hub_address: str, repor
         loaded.tag(repo, "latest")
         for line in client.api.push(repo, tag="latest", stream=True, decode=True):
             if "error" in line:
-                raise LabkitError(f"Could not publish {workload.name} on the lab registry: {line['error']}. "
-                                  "Run `labkit down` and `labkit up`.")
+                raise LabkitError(
+                    f"Could not publish {workload.name} on the lab registry: {line['error']}. "
+                    "Run `labkit down` and `labkit up`."
+                )
         client.images.remove(f"{repo}:latest")
         client.images.remove(workload.image)

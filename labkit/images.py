@@ -35,8 +35,7 @@ NODE_IMAGE = "labkit/node:latest"
 ENTRYPOINT = "/usr/local/bin/labkit-entrypoint"
 CACHE_DIR = Path(os.environ.get("LABKIT_CACHE", "/var/cache/labkit"))
 # Trimmed from the node image: documentation, translations, apt's caches.
-TRIM = ["var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
-        "usr/share/locale", "usr/share/info"]
+TRIM = ["var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/info"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ WORKLOADS = (
 def recipe_hash() -> str:
     """Content hash of everything that decides what the images contain."""
     digest = hashlib.sha256(SUITE.encode())
-    for path in sorted(RECIPES.iterdir()):
+    for path in sorted(p for p in RECIPES.iterdir() if p.is_file() and not p.name.endswith("~")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for w in WORKLOADS:
         digest.update(repr(w).encode())
@@ -82,7 +81,7 @@ def recipe_hash() -> str:
 
 def node_packages() -> list[str]:
     lines = (RECIPES / "node-packages.txt").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return [word for line in lines for word in line.split("#", 1)[0].split()]
 
 
 def image_is_current(client: docker.DockerClient, image: str, recipe: str) -> bool:
@@ -107,18 +106,31 @@ def ensure_images(client: docker.DockerClient, report: Report = print, force: bo
     rootfs = _rootfs(build_dir, report)
     if force or not image_is_current(client, NODE_IMAGE, recipe):
         report("Importing the node image")
-        _import(client, rootfs, NODE_IMAGE, recipe, [
-            f'ENTRYPOINT ["{ENTRYPOINT}"]', 'CMD ["node"]', "VOLUME /var/lib/docker",
-            "LABEL org.opencontainers.image.description=\"labkit lab node: Debian 12 with docker.io\"",
-        ])
+        _import(
+            client,
+            rootfs,
+            NODE_IMAGE,
+            recipe,
+            [
+                f'ENTRYPOINT ["{ENTRYPOINT}"]',
+                'CMD ["node"]',
+                "VOLUME /var/lib/docker",
+                'LABEL org.opencontainers.image.description="labkit lab node: Debian 12 with docker.io"',
+            ],
+        )
     for workload in WORKLOADS:
         if force or not image_is_current(client, workload.image, recipe):
             report(f"Assembling the {workload.name} image")
             staging = build_dir / workload.name
             assemble(rootfs, staging, workload)
             description = _WORKLOAD_DESCRIPTION.format(workload.name)
-            _import(client, staging, workload.image, recipe, [
-                *workload.changes, f'LABEL org.opencontainers.image.description="{description}"'])
+            _import(
+                client,
+                staging,
+                workload.image,
+                recipe,
+                [*workload.changes, f'LABEL org.opencontainers.image.description="{description}"'],
+            )
     shutil.rmtree(build_dir, ignore_errors=True)
     for old in CACHE_DIR.glob("build-*"):  # leftovers of earlier recipes
         shutil.rmtree(old, ignore_errors=True)
@@ -134,8 +146,9 @@ def _rootfs(build_dir: Path, report: Report) -> Path:
     if os.geteuid() != 0:
         raise LabkitError("Building the node image needs root (debootstrap). Run `sudo labkit setup` once.")
     if not shutil.which("debootstrap"):
-        raise LabkitError("debootstrap is not installed. Install it (apt-get install debootstrap) "
-                          "or run `labkit setup`, which does.")
+        raise LabkitError(
+            "debootstrap is not installed. Install it (apt-get install debootstrap) or run `labkit setup`, which does."
+        )
     shutil.rmtree(build_dir, ignore_errors=True)
     build_dir.mkdir(parents=True)
     mirror = os.environ.get("LABKIT_DEBIAN_MIRROR") or debian_mirror(SUITE)
@@ -148,14 +161,21 @@ def _rootfs(build_dir: Path, report: Report) -> Path:
         with log_path.open("w") as log:
             for line in proc.stdout:
                 log.write(line)
-                if line.startswith("I: ") and line[3:].split(" ", 1)[0] in ("Retrieving", "Validating",
-                                                                            "Extracting", "Installing",
-                                                                            "Configuring", "Unpacking"):
+                if line.startswith("I: ") and line[3:].split(" ", 1)[0] in (
+                    "Retrieving",
+                    "Validating",
+                    "Extracting",
+                    "Installing",
+                    "Configuring",
+                    "Unpacking",
+                ):
                     report(line[3:].strip())
     if proc.returncode != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-5:])
-        raise LabkitError(f"debootstrap failed (exit {proc.returncode}); the next run starts it afresh. "
-                          f"Last lines of {log_path}:\n{tail}")
+        raise LabkitError(
+            f"debootstrap failed (exit {proc.returncode}); the next run starts it afresh. "
+            f"Last lines of {log_path}:\n{tail}"
+        )
     for rel in TRIM:
         target = rootfs / rel
         if target.is_dir():
@@ -172,13 +192,15 @@ def _rootfs(build_dir: Path, report: Report) -> Path:
 def _import(client: docker.DockerClient, root: Path, image: str, recipe: str, changes: list[str]) -> None:
     """`docker import` a directory as IMAGE, labelled with the recipe hash."""
     tar_path = root.parent / f"{root.name}.tar"
-    subprocess.run(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf", str(tar_path), "."],
-                   check=True)
+    subprocess.run(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf", str(tar_path), "."], check=True)
     repository, tag = image.rsplit(":", 1)
     try:
-        client.api.import_image_from_file(str(tar_path), repository=repository, tag=tag,
-                                          changes=[*changes, f"LABEL {LABEL_RECIPE}={recipe}",
-                                                   f"LABEL {LABEL_CACHE}=image"])
+        client.api.import_image_from_file(
+            str(tar_path),
+            repository=repository,
+            tag=tag,
+            changes=[*changes, f"LABEL {LABEL_RECIPE}={recipe}", f"LABEL {LABEL_CACHE}=image"],
+        )
     finally:
         tar_path.unlink(missing_ok=True)
     if not image_is_current(client, image, recipe):
@@ -190,6 +212,8 @@ def parse_ldd(output: str) -> list[str]:
     paths: list[str] = []
     for line in output.splitlines():
         line = line.strip()
+        if "not found" in line:
+            raise LabkitError(f"A library the workload images need is missing from the node image: {line}")
         if "=>" in line:
             target = line.split("=>", 1)[1].strip().split(" (", 1)[0].strip()
         else:
@@ -214,8 +238,20 @@ def _copy_in(rootfs: Path, staging: Path, path: str) -> None:
 def assemble(rootfs: Path, staging: Path, workload: Workload) -> None:
     """Lay out a workload image: its binaries, their libraries, busybox applets, config."""
     shutil.rmtree(staging, ignore_errors=True)
-    for d in ("usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc", "tmp", "root", "run", "var/run",
-              "var/log/nginx", "var/lib/nginx", "usr/share/nginx/html"):
+    for d in (
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib",
+        "usr/lib64",
+        "etc",
+        "tmp",
+        "root",
+        "run",
+        "var/run",
+        "var/log/nginx",
+        "var/lib/nginx",
+        "usr/share/nginx/html",
+    ):
         (staging / d).mkdir(parents=True, exist_ok=True)
     for link, target in (("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
         (staging / link).symlink_to(target)
@@ -279,4 +315,3 @@ working. This copy runs on your labkit swarm.</p>
 </body>
 </html>
 """
-

@@ -24,8 +24,10 @@ def form_swarm(nodes: list[Node], report: Report) -> None:
         report(f"docker swarm init on {first.name}")
         first.docker.swarm.init(advertise_addr=first.address, listen_addr=f"0.0.0.0:{SWARM_PORT}")
     elif not info.get("ControlAvailable"):
-        raise LabkitError(f"{first.name} is in a swarm but not as a manager. Run `labkit down` and "
-                          "`labkit up --swarm` for a fresh one.")
+        raise LabkitError(
+            f"{first.name} is in a swarm but not as a manager. Run `labkit down` and "
+            "`labkit up --swarm` for a fresh one."
+        )
     first.docker.swarm.reload()
     tokens = first.docker.swarm.attrs["JoinTokens"]
     for node in nodes:
@@ -33,8 +35,11 @@ def form_swarm(nodes: list[Node], report: Report) -> None:
             continue
         report(f"docker swarm join on {node.name} as a {node.role}")
         try:
-            node.docker.swarm.join(remote_addrs=[f"{first.address}:{SWARM_PORT}"],
-                                   join_token=tokens["Manager" if node.role == "manager" else "Worker"],
-                                   advertise_addr=node.address, listen_addr=f"0.0.0.0:{SWARM_PORT}")
+            node.docker.swarm.join(
+                remote_addrs=[f"{first.address}:{SWARM_PORT}"],
+                join_token=tokens["Manager" if node.role == "manager" else "Worker"],
+                advertise_addr=node.address,
+                listen_addr=f"0.0.0.0:{SWARM_PORT}",
+            )
         except docker.errors.APIError as exc:
             raise LabkitError(f"{node.name} could not join the swarm: {exc.explanation}") from None

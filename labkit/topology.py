@@ -29,7 +29,7 @@ LABEL_CACHE = "labkit.cache"  # caches kept across `down` (images, registry data
 
 HUB_HOSTNAME = "labkit-hub"
 REGISTRY_PORT = 5000
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,7 @@ class Topology:
                 "Try --managers 1 (or 3 for a fault-tolerant Raft quorum)."
             )
         if not 0 <= self.workers <= MAX_WORKERS:
-            raise LabkitError(
-                f"Workers must be between 0 and {MAX_WORKERS}, not {self.workers}. Try --workers 2."
-            )
+            raise LabkitError(f"Workers must be between 0 and {MAX_WORKERS}, not {self.workers}. Try --workers 2.")
 
     @property
     def nodes(self) -> list[NodeSpec]:
@@ -83,10 +81,10 @@ def parse_node_name(name: str) -> NodeSpec:
 def lab_name(name: str | None = None) -> str:
     """The lab to act on: the argument, else $LABKIT_LAB, else the default."""
     name = name or os.environ.get("LABKIT_LAB") or DEFAULT_LAB
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise LabkitError(
-            f"'{name}' is not a valid lab name: use up to 31 lower-case letters, digits and "
-            "dashes, starting with a letter."
+            f"{name!r} is not a valid lab name (from --lab or $LABKIT_LAB): use up to 31 lower-case "
+            "letters, digits and dashes, starting with a letter."
         )
     return name
 

@@ -59,13 +59,19 @@ def test_a_clashing_container_is_reported_and_left_alone(host) -> None:
 def test_down_while_a_lab_is_half_started(host) -> None:
     lab = "cihalf"
     env = {**os.environ, "LABKIT_LAB": lab}
-    proc = subprocess.Popen([sys.executable, "-m", "labkit", "up", "--workers", "3"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labkit", "up", "--workers", "3"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     label = {"label": f"{LABEL_LAB}={lab}"}
     try:
-        wait_until(lambda: host.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={lab}",
-                                                                              "labkit.kind=node"]}),
-                   60, "the first node container")
+        wait_until(
+            lambda: host.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={lab}", "labkit.kind=node"]}),
+            60,
+            "the first node container",
+        )
     finally:
         proc.kill()
         proc.wait()

@@ -75,8 +75,11 @@ def test_three_replicas_of_alpine_pinging_manager1_run_one_per_node(swarm: labki
     created = manager.run("docker service create -d --name pinger --replicas 3 alpine ping manager1")
     assert created.ok, created.stderr
     assert "could not be accessed on a registry" not in created.stderr
-    tasks = wait_until(lambda: len(running_tasks(manager, "pinger")) == 3 and running_tasks(manager, "pinger"),
-                       60, "3 running pinger tasks")
+    tasks = wait_until(
+        lambda: len(running_tasks(manager, "pinger")) == 3 and running_tasks(manager, "pinger"),
+        60,
+        "3 running pinger tasks",
+    )
     names = node_names_by_id(manager)
     assert sorted(names[t["NodeID"]] for t in tasks) == ["manager1", "worker1", "worker2"]
     # The task really pings manager1 by name.
@@ -91,8 +94,11 @@ def test_a_killed_task_container_is_replaced_by_the_orchestrator(swarm: labkit.C
     if not running_tasks(manager, "pinger"):
         manager.run("docker service create -d --name pinger --replicas 3 alpine ping manager1")
         wait_until(lambda: len(running_tasks(manager, "pinger")) == 3, 60, "3 running tasks")
-    victim = wait_until(lambda: worker.docker.containers.list(filters={"label": "com.docker.swarm.service.name=pinger"}),
-                        30, "a pinger container on worker2")[0]
+    victim = wait_until(
+        lambda: worker.docker.containers.list(filters={"label": "com.docker.swarm.service.name=pinger"}),
+        30,
+        "a pinger container on worker2",
+    )[0]
     removed = worker.run(f"docker container rm -f {victim.id}")
     assert removed.ok, removed.stderr
 
@@ -111,8 +117,10 @@ def test_tasks_on_an_overlay_network_reach_each_other_across_nodes(swarm: labkit
     manager = swarm["manager1"]
     assert manager.run("docker network create -d overlay labnet").ok
     for name, node in (("left", "manager1"), ("right", "worker1")):
-        done = manager.run(f"docker service create -d --name {name} --network labnet --endpoint-mode dnsrr "
-                           f"--constraint node.hostname=={node} alpine sleep 1d")
+        done = manager.run(
+            f"docker service create -d --name {name} --network labnet --endpoint-mode dnsrr "
+            f"--constraint node.hostname=={node} alpine sleep 1d"
+        )
         assert done.ok, done.stderr
     for name in ("left", "right"):
         wait_until(lambda n=name: running_tasks(manager, n), 60, f"service {name} running")
@@ -184,4 +192,3 @@ def test_down_removes_everything_of_the_lab_and_twice_is_fine(host) -> None:
 def test_cluster_api_without_a_lab_says_what_to_do() -> None:
     with pytest.raises(labkit.LabkitError, match="labkit up"):
         labkit.cluster("nolabhere")
-

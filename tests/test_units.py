@@ -139,7 +139,6 @@ def test_longest_valid_lab_name_is_accepted():
     assert lab_name("a" * 31) == "a" * 31
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: _NAME_RE ends in `$`, which also matches before a final newline")
 def test_lab_name_with_trailing_newline_is_refused():
     with pytest.raises(LabkitError):
         lab_name("lab\n")
@@ -342,6 +341,15 @@ def test_one_line_sources_list_with_options_and_comments(tmp_path):
 deb-src http://src.test/debian bookworm main
 deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://mirror.test/debian/ bookworm main
 deb http://later.test/debian bookworm main  # a trailing comment
+"""
+    root = apt_dir(tmp_path, sources_list)
+    assert debian_mirror("bookworm", root) == "http://mirror.test/debian"
+
+
+def test_one_line_trailing_comment_is_not_read_as_components(tmp_path):
+    sources_list = """\
+deb http://contrib.test/debian bookworm contrib  # no main here
+deb http://mirror.test/debian bookworm main
 """
     root = apt_dir(tmp_path, sources_list)
     assert debian_mirror("bookworm", root) == "http://mirror.test/debian"

@@ -80,8 +80,7 @@ class Node(ABC):
     def status(self) -> NodeStatus:
         state = self.container_state()
         if state != "running":
-            return NodeStatus(self.name, self.role, "stopped" if state != "missing" else "missing", "-",
-                              self.address)
+            return NodeStatus(self.name, self.role, "stopped" if state != "missing" else "missing", "-", self.address)
         if not self.engine_answers():
             return NodeStatus(self.name, self.role, "starting", "-", self.address)
         return NodeStatus(self.name, self.role, "answering", swarm_state(self.docker), self.address)
@@ -149,7 +148,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
 
 def sorted_nodes(nodes: Iterator[Node] | list[Node]) -> list[Node]:
     """Managers first, then workers, each by index."""
+
     def key(n: Node) -> tuple[int, int]:
         digits = "".join(c for c in n.name if c.isdigit()) or "0"
         return (0 if n.role == "manager" else 1, int(digits))
+
     return sorted(nodes, key=key)

@@ -51,8 +51,7 @@ UNMASKED_PATHS = {"MaskedPaths": [], "ReadonlyPaths": []}
 
 
 class DindNode(Node):
-    def __init__(self, spec: NodeSpec, address: str, container: str, socket: Path,
-                 host: docker.DockerClient) -> None:
+    def __init__(self, spec: NodeSpec, address: str, container: str, socket: Path, host: docker.DockerClient) -> None:
         super().__init__(spec.name, spec.role, address)
         self.container_name = container
         self.socket = socket
@@ -69,10 +68,15 @@ class DindNode(Node):
         except docker.errors.NotFound:
             raise LabkitError(f"Node {self.name} does not exist. Run `labkit up`.") from None
         except docker.errors.APIError as exc:
-            raise LabkitError(f"Could not run a command on {self.name}: {exc.explanation}. "
-                              "Is the node running? `labkit status` tells.") from None
-        return RunResult(code if code is not None else -1, (out or b"").decode(errors="replace"),
-                         (err or b"").decode(errors="replace"))
+            raise LabkitError(
+                f"Could not run a command on {self.name}: {exc.explanation}. "
+                "Is the node running? `labkit status` tells."
+            ) from None
+        return RunResult(
+            code if code is not None else -1,
+            (out or b"").decode(errors="replace"),
+            (err or b"").decode(errors="replace"),
+        )
 
     def container_state(self) -> str:
         try:
@@ -149,8 +153,10 @@ class DindBackend(Backend):
         wanted = {spec.name for spec in topology.nodes}
         extra = sorted(set(existing) - wanted)
         if extra:
-            raise LabkitError(f"Lab '{self.lab}' also has {', '.join(extra)}, which this topology lacks. "
-                              "Run `labkit down` first to change to a smaller lab.")
+            raise LabkitError(
+                f"Lab '{self.lab}' also has {', '.join(extra)}, which this topology lacks. "
+                "Run `labkit down` first to change to a smaller lab."
+            )
         self._refuse_clashes(topology)
         plan = self._ensure_network(report)
         hosts = plan.hosts(topology)
@@ -183,7 +189,8 @@ class DindBackend(Backend):
                 raise LabkitError(
                     f"A container named '{name}' already exists and labkit did not create it for lab "
                     f"'{self.lab}'. labkit leaves it alone: rename or remove it yourself, or use another "
-                    "lab name (--lab NAME), whose containers get that prefix.")
+                    "lab name (--lab NAME), whose containers get that prefix."
+                )
 
     def _ensure_network(self, report: Report) -> AddressPlan:
         plan = self._plan()
@@ -191,8 +198,10 @@ class DindBackend(Backend):
             return plan
         try:
             clash = self.host.networks.get(self.names.network)
-            raise LabkitError(f"A network named '{clash.name}' exists that labkit did not create. "
-                              "Remove it or use another lab name (--lab NAME).")
+            raise LabkitError(
+                f"A network named '{clash.name}' exists that labkit did not create. "
+                "Remove it or use another lab name (--lab NAME)."
+            )
         except docker.errors.NotFound:
             pass
         taken = []
@@ -203,19 +212,23 @@ class DindBackend(Backend):
         subnet = pick_subnet(taken)
         plan = AddressPlan(subnet)
         report(f"Creating the internal lab network {self.names.network} ({subnet})")
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet),
-                                                                           gateway=plan.gateway)])
-        self.host.networks.create(self.names.network, driver="bridge", internal=True, ipam=ipam,
-                                  labels=self.names.labels("network"))
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=plan.gateway)])
+        self.host.networks.create(
+            self.names.network, driver="bridge", internal=True, ipam=ipam, labels=self.names.labels("network")
+        )
         return plan
 
     def _probe_privileged(self) -> str:
         """Try --privileged once with the node image; fall back where the engine refuses it."""
         probe = None
         try:
-            probe = self.host.containers.create(images.NODE_IMAGE, entrypoint=["true"], privileged=True,
-                                                network_mode="none",
-                                                labels=self.names.labels("probe"))
+            probe = self.host.containers.create(
+                images.NODE_IMAGE,
+                entrypoint=["true"],
+                privileged=True,
+                network_mode="none",
+                labels=self.names.labels("probe"),
+            )
             probe.start()
             return "privileged"
         except docker.errors.APIError:
@@ -233,17 +246,22 @@ class DindBackend(Backend):
         self.host.volumes.create(volume, labels=self.names.labels("volume", **{LABEL_NODE: spec.name}))
         security: dict[str, Any] = {"privileged": True} if mode == "privileged" else FALLBACK_HOST_CONFIG
         host_config = api.create_host_config(
-            binds=[f"{volume}:/var/lib/docker", f"{socket_dir}:/labkit",
-                   f"{self.run_dir / 'resolv.conf'}:/etc/resolv.conf:ro"],
+            binds=[
+                f"{volume}:/var/lib/docker",
+                f"{socket_dir}:/labkit",
+                f"{self.run_dir / 'resolv.conf'}:/etc/resolv.conf:ro",
+            ],
             extra_hosts={name: ip for name, ip in hosts.items() if name != spec.name},
             init=True,
             **security,
         )
         if mode != "privileged":
             host_config.update(UNMASKED_PATHS)
-        networking = api.create_networking_config({
-            self.names.network: api.create_endpoint_config(ipv4_address=plan.node(spec), aliases=[spec.name]),
-        })
+        networking = api.create_networking_config(
+            {
+                self.names.network: api.create_endpoint_config(ipv4_address=plan.node(spec), aliases=[spec.name]),
+            }
+        )
         api.create_container(
             images.NODE_IMAGE,
             command=["node", *dockerd_flags(plan.hub, _socket_gid())],
@@ -262,9 +280,11 @@ class DindBackend(Backend):
             name = late[0]
             assert isinstance(name, DindNode)
             logs = self.host.containers.get(name.container_name).logs(tail=5).decode(errors="replace")
-            raise LabkitError(f"The engine of {', '.join(n.name for n in late)} did not answer within "
-                              f"{ENGINE_TIMEOUT:.0f} s. Last lines of {name.name}'s log:\n{logs}"
-                              "Run `labkit doctor`, then `labkit down` and `labkit up`.")
+            raise LabkitError(
+                f"The engine of {', '.join(n.name for n in late)} did not answer within "
+                f"{ENGINE_TIMEOUT:.0f} s. Last lines of {name.name}'s log:\n{logs}"
+                "Run `labkit doctor`, then `labkit down` and `labkit up`."
+            )
 
     # ----------------------------------------------------------------- down
 
@@ -327,4 +347,3 @@ def dockerd_flags(hub_address: str, socket_gid: int) -> list[str]:
         f"--insecure-registry={registry}",
         f"--dns={hub_address}",
     ]
-
