@@ -107,6 +107,17 @@ def down(lab: LabOpt = None, backend: BackendOpt = None) -> None:
 
 
 @app.command()
+def clean() -> None:
+    """Remove labkit's caches: its images and the lab registry's data (labs must be down)."""
+
+    def go() -> None:
+        removed = images.remove_caches(engine.host_client())
+        _report(f"Removed {removed} cached images and volumes; the next `labkit up` rebuilds them.")
+
+    _guard(go)
+
+
+@app.command()
 def status(lab: LabOpt = None, backend: BackendOpt = None) -> None:
     """Show each node: role, engine state, swarm state, address."""
 
@@ -136,9 +147,11 @@ def doctor(lab: LabOpt = None, backend: BackendOpt = None) -> None:
 
     def go() -> bool:
         results = doctor_mod.diagnose(_cluster(lab, backend))
+        table = Table.grid(padding=(0, 2))
         for r in results:
             mark = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}[r.level]
-            out.print(f"{mark:>18}  [bold]{r.name}[/]: {r.detail}", highlight=False)
+            table.add_row(mark, f"[bold]{r.name}[/]", r.detail)
+        out.print(table)
         return all(r.level != "fail" for r in results)
 
     if not _guard(go):

@@ -25,7 +25,7 @@ import docker.errors
 
 from labkit.aptsources import debian_mirror
 from labkit.errors import LabkitError
-from labkit.topology import LABEL_CACHE, LABEL_RECIPE
+from labkit.topology import LABEL_CACHE, LABEL_LAB, LABEL_RECIPE
 
 Report = Callable[[str], None]
 
@@ -56,7 +56,7 @@ _WORKLOAD_DESCRIPTION = "labkit stand-in for {0}, built offline from Debian 12 p
 WORKLOADS = (
     Workload(
         "alpine",
-        binaries=("/bin/busybox", "/usr/bin/ping"),
+        binaries=("/bin/busybox", "/usr/bin/ping", "/usr/bin/wget"),
         files=("/etc/ssl/certs/ca-certificates.crt",),
         changes=('CMD ["/bin/sh"]',),
     ),
@@ -134,7 +134,24 @@ def ensure_images(client: docker.DockerClient, report: Report = print, force: bo
     shutil.rmtree(build_dir, ignore_errors=True)
     for old in CACHE_DIR.glob("build-*"):  # leftovers of earlier recipes
         shutil.rmtree(old, ignore_errors=True)
+    client.images.prune(filters={"dangling": True, "label": f"{LABEL_CACHE}=image"})
     report("Images ready")
+
+
+def remove_caches(client: docker.DockerClient) -> int:
+    """Remove labkit's images, registry data and build directories; return how many went."""
+    in_use = client.containers.list(all=True, filters={"label": LABEL_LAB})
+    if in_use:
+        raise LabkitError("A lab still runs on these images. Run `labkit down` (for each --lab) first.")
+    removed = 0
+    for volume in client.volumes.list(filters={"label": f"{LABEL_CACHE}=registry"}):
+        volume.remove(force=True)
+        removed += 1
+    for image in client.images.list(filters={"label": f"{LABEL_CACHE}=image"}):
+        client.images.remove(image.id, force=True)
+        removed += 1
+    shutil.rmtree(CACHE_DIR, ignore_errors=True)
+    return removed
 
 
 def _rootfs(build_dir: Path, report: Report) -> Path:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -192,3 +196,32 @@ def test_down_removes_everything_of_the_lab_and_twice_is_fine(host) -> None:
 def test_cluster_api_without_a_lab_says_what_to_do() -> None:
     with pytest.raises(labkit.LabkitError, match="labkit up"):
         labkit.cluster("nolabhere")
+
+
+def test_doctor_names_the_node_mode_and_what_missing_kernel_features_mean(lab: labkit.Cluster, host) -> None:
+    shown = labkit_cli("doctor")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    text = " ".join(shown.stdout.split())
+    privileged = host.containers.get(Names(TEST_LAB).container("manager1")).attrs["HostConfig"]["Privileged"]
+    assert f"node mode {'privileged' if privileged else 'fallback'}" in text
+    assert "3 of 3 node engines answer" in text
+    for feature in ("overlay filesystem", "vxlan", "cgroups"):
+        assert feature in text
+    if Path("/proc/sys/net/ipv4/vs").exists():
+        assert "ok IPVS" in text
+    else:
+        assert "warn IPVS absent: the routing mesh" in text
+
+
+def test_shell_opens_a_shell_on_the_node(lab: labkit.Cluster) -> None:
+    env = {**os.environ, "LABKIT_LAB": TEST_LAB}
+    done = subprocess.run([sys.executable, "-m", "labkit", "shell", "worker2"], input="hostname; exit 0\n",
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "worker2"
+
+
+def test_clean_refuses_while_a_lab_runs(lab: labkit.Cluster) -> None:
+    refused = labkit_cli("clean")
+    assert refused.returncode == 1 and "labkit down" in refused.stderr
+    assert labkit_cli("status").returncode == 0

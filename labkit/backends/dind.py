@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -139,9 +140,9 @@ class DindBackend(Backend):
         return None
 
     def shell_command(self, node: str) -> list[str]:
-        container = self.node(node)
-        assert isinstance(container, DindNode)
-        return ["docker", "exec", "-it", "-e", "PS1=" + node + " $ ", container.container_name, "/bin/bash"]
+        self.node(node)  # an unknown name is a clear error
+        tty = ["-t"] if sys.stdin.isatty() else []
+        return ["docker", "exec", "-i", *tty, self.names.container(node), "/bin/bash"]
 
     # ----------------------------------------------------------------- up
 
@@ -277,12 +278,11 @@ class DindBackend(Backend):
             ok = list(pool.map(lambda n: wait_for(n.engine_answers, ENGINE_TIMEOUT, 0.05), nodes))
         late = [n for n, good in zip(nodes, ok, strict=False) if not good]
         if late:
-            name = late[0]
-            assert isinstance(name, DindNode)
-            logs = self.host.containers.get(name.container_name).logs(tail=5).decode(errors="replace")
+            first = late[0].name
+            logs = self.host.containers.get(self.names.container(first)).logs(tail=5).decode(errors="replace")
             raise LabkitError(
                 f"The engine of {', '.join(n.name for n in late)} did not answer within "
-                f"{ENGINE_TIMEOUT:.0f} s. Last lines of {name.name}'s log:\n{logs}"
+                f"{ENGINE_TIMEOUT:.0f} s. Last lines of {first}'s log:\n{logs}"
                 "Run `labkit doctor`, then `labkit down` and `labkit up`."
             )
 
