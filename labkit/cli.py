@@ -15,8 +15,14 @@ from rich.table import Table
 from labkit import doctor as doctor_mod
 from labkit import engine, images
 from labkit.backends import get_backend
+from labkit.checks import Result
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError
+from labkit.labs import find, load_labs
+from labkit.progress import Progress
+from labkit.runner import render, run_check
+from labkit.runner import reset as runner_reset
+from labkit.runner import solve as runner_solve
 from labkit.swarm import form_swarm
 from labkit.topology import Topology, lab_name
 
@@ -26,8 +32,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 LabOpt = Annotated[str | None, typer.Option("--lab", help="Lab name (default: $LABKIT_LAB or 'lab').")]
 BackendOpt = Annotated[str | None, typer.Option("--backend", help="dind (default) or $LABKIT_BACKEND.")]
@@ -139,6 +145,103 @@ def _print_status(c: Cluster) -> None:
         colour = "green" if s.engine == "answering" else "yellow"
         table.add_row(s.name, s.role, f"[{colour}]{s.engine}[/]", s.swarm, s.address)
     out.print(table)
+
+
+StepArg = Annotated[str, typer.Argument(help="LAB or LAB:STEP, e.g. scale or nodes:join (see `labkit labs`).")]
+
+
+@app.command("labs")
+def labs_(lab: LabOpt = None) -> None:
+    """List the labs in course order, with your progress."""
+
+    def go() -> None:
+        progress = Progress(lab_name(lab))
+        table = Table(title="Swarm labs")
+        for col in ("lab", "title", "done", "next step"):
+            table.add_column(col)
+        for item in load_labs():
+            done = [s for s in item.steps if progress.passed(s.ref)]
+            nxt = next((s for s in item.steps if not progress.passed(s.ref)), None)
+            table.add_row(item.id, item.title, f"{len(done)}/{len(item.steps)}",
+                          f"{nxt.ref}: {nxt.title}" if nxt else "[green]complete[/]")
+        out.print(table)
+
+    _guard(go)
+
+
+@app.command()
+def show(ref: StepArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Show a step (or every step of a lab): the node, the commands to type, the question."""
+
+    def go() -> None:
+        item, step = find(ref)
+        c = _cluster(lab, backend)
+        if step is None:
+            out.print(f"[bold]{item.title}[/]\n{item.intro}\n")
+        for s in [step] if step else list(item.steps):
+            out.print(f"[bold]{s.ref}[/]  {s.title}")
+            for command in s.commands:
+                out.print(f"  [cyan]{command.node}$[/] {render(command.run, c, s)}", highlight=False)
+            if s.question:
+                out.print(f"  [yellow]?[/] {s.question}  (answer with `labkit check {s.ref} --answer ...`)")
+
+    _guard(go)
+
+
+@app.command()
+def check(
+    ref: StepArg,
+    answer: Annotated[str | None, typer.Option(help="Your answer, for a step that asks a question.")] = None,
+    lab: LabOpt = None,
+    backend: BackendOpt = None,
+) -> None:
+    """Check a step (or each step of a lab) on the live cluster."""
+
+    def go() -> bool:
+        item, step = find(ref)
+        c = _cluster(lab, backend)
+        ok = True
+        for s in [step] if step else list(item.steps):
+            result = run_check(c, s, answer=answer if step else None)
+            _print_result(s.ref, result)
+            ok = ok and result.passed
+        return ok
+
+    if not _guard(go):
+        raise typer.Exit(1)
+
+
+def _print_result(ref: str, result: Result) -> None:
+    mark = "[bold green]PASS[/]" if result.passed else "[bold red]FAIL[/]"
+    out.print(f"{mark} {ref}: {result.summary}", highlight=False)
+    for line in result.evidence:
+        out.print(f"     [dim]seen:[/] {line}", highlight=False)
+    if result.hint and not result.passed:
+        out.print(f"     [yellow]try:[/] {result.hint}", highlight=False)
+
+
+@app.command()
+def solve(ref: StepArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Apply the solutions of a lab's steps, up to and including STEP."""
+
+    def go() -> None:
+        item, step = find(ref)
+        for s, result in zip(item.steps, runner_solve(_cluster(lab, backend), item, step, _report), strict=False):
+            _print_result(s.ref, result)
+
+    _guard(go)
+
+
+@app.command()
+def reset(ref: StepArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Rewind to the start of a step: a fresh cluster, then the solutions of every earlier step."""
+
+    def go() -> None:
+        labs = load_labs()
+        item, step = find(ref, labs)
+        runner_reset(_cluster(lab, backend), labs, step or item.steps[0], _report)
+
+    _guard(go)
 
 
 @app.command()

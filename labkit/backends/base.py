@@ -14,6 +14,8 @@ from functools import cached_property
 
 import docker
 import docker.errors
+import testinfra
+import testinfra.host
 
 from labkit.errors import LabkitError
 from labkit.topology import Topology
@@ -61,6 +63,15 @@ class Node(ABC):
 
     @abstractmethod
     def _connect(self) -> docker.DockerClient: ...
+
+    @cached_property
+    def host(self) -> testinfra.host.Host:
+        """A pytest-testinfra host for facts on the node's disk."""
+        return testinfra.get_host(self.testinfra_spec())
+
+    @abstractmethod
+    def testinfra_spec(self) -> str:
+        """How testinfra reaches the node, e.g. docker://manager1."""
 
     @abstractmethod
     def run(self, cmd: str | list[str], timeout: float = 60) -> RunResult:

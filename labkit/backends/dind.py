@@ -79,6 +79,9 @@ class DindNode(Node):
             (err or b"").decode(errors="replace"),
         )
 
+    def testinfra_spec(self) -> str:
+        return f"docker://{self.container_name}"
+
     def container_state(self) -> str:
         try:
             return str(self._host.containers.get(self.container_name).status)

@@ -1,0 +1,97 @@
+"""What every check gets (Context) and gives (Result), and the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import docker
+
+from labkit.backends.base import Node
+from labkit.cluster import Cluster
+from labkit.labs import Step
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of a check, in plain words."""
+
+    passed: bool
+    summary: str  # one sentence: what is right, or what is wrong
+    evidence: tuple[str, ...] = ()  # what was seen on the cluster
+    hint: str | None = None  # what to try (failures only)
+    pending: bool = False  # the cluster is still converging: waiting may help
+    seconds: float = 0.0  # how long the check took, waits included
+
+
+@dataclass
+class Context:
+    """The cluster and the step being checked, with the learner's answer if any."""
+
+    cluster: Cluster
+    step: Step
+    answer: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.params = {**self.step.params, **self.params}
+
+    @cached_property
+    def manager(self) -> Node:
+        return self.cluster.managers[0]
+
+    @cached_property
+    def api(self) -> docker.APIClient:
+        """Low-level API of the first manager's engine."""
+        return self.manager.docker.api
+
+    def swarm_state(self, node: Node) -> dict[str, Any]:
+        return dict(node.docker.info().get("Swarm") or {})
+
+    def swarm_active(self) -> bool:
+        return self.swarm_state(self.manager).get("LocalNodeState") == "active"
+
+    def not_initialised(self) -> Result:
+        """The result for any step that needs a swarm when there is none yet."""
+        return Result(False, f"Swarm mode is not active on {self.manager.name} yet.",
+                      (f"{self.manager.name}: Swarm: {self.swarm_state(self.manager).get('LocalNodeState')}",),
+                      hint=f"Run `docker swarm init` on {self.manager.name} first (lab swarm-init, step init).")
+
+    def hostnames(self) -> dict[str, str]:
+        """Swarm node id -> hostname, as the manager sees them."""
+        return {n["ID"]: n["Description"]["Hostname"] for n in self.api.nodes()}
+
+
+CheckFn = Callable[[Context], Result]
+CHECKS: dict[str, CheckFn] = {}
+ANSWERS: dict[str, Callable[[Context], str]] = {}
+
+
+def check(name: str, answer: Callable[[Context], str] | None = None) -> Callable[[CheckFn], CheckFn]:
+    """Register a check under NAME (and, for question steps, how to find the answer)."""
+
+    def register(fn: CheckFn) -> CheckFn:
+        CHECKS[name] = fn
+        if answer is not None:
+            ANSWERS[name] = answer
+        return fn
+
+    return register
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split()).strip("`'\". ").lower()
+
+
+def judge_answer(ctx: Context, accepted: Iterable[str], evidence: Iterable[str] = ()) -> Result:
+    """Compare the learner's answer with the truth. Evidence is shown only once it is right."""
+    accepted = [a for a in accepted if a]
+    question = ctx.step.question or "the question"
+    hint = ctx.step.hints[0] if ctx.step.hints else None
+    if ctx.answer is None or not ctx.answer.strip():
+        return Result(False, f"Run the command(s), then answer: {question}", hint=hint)
+    if normalise(ctx.answer) in {normalise(a) for a in accepted}:
+        return Result(True, f"Right: {ctx.answer.strip().rstrip('.')}.", tuple(evidence))
+    return Result(False, f"'{ctx.answer.strip()}' is not what the cluster says. Look again: {question}", hint=hint)

@@ -1,0 +1,173 @@
+"""Checks of the learner's ping service: create, find, scale, self-heal, remove."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from labkit.checks.base import Context, Result, check, judge_answer
+
+SERVICE_LABEL = "com.docker.swarm.service.name"
+
+
+def ping_services(ctx: Context) -> list[dict[str, Any]]:
+    """Services that run `alpine ping ...`, whatever they are called."""
+    found = []
+    for service in ctx.api.services():
+        spec = service["Spec"]["TaskTemplate"]["ContainerSpec"]
+        argv = [*spec.get("Command", []), *spec.get("Args", [])]
+        if spec.get("Image", "").split("@")[0].split(":")[0] in ("alpine", "library/alpine") and argv[:1] == ["ping"]:
+            found.append(service)
+    return found
+
+
+def the_service(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
+    """The one ping service, or the failure that explains why there is none (or too many)."""
+    if not ctx.swarm_active():
+        return None, ctx.not_initialised()
+    services = ping_services(ctx)
+    if len(services) > 1:
+        names = ", ".join(s["Spec"]["Name"] for s in services)
+        return None, Result(False, f"There are {len(services)} ping services ({names}); this lab follows one.",
+                            hint="Keep one: remove the others with `docker service rm NAME` on manager1.")
+    if not services:
+        plain = [n.name for n in ctx.cluster.nodes
+                 if any(c.attrs["Config"]["Cmd"][:1] == ["ping"] and SERVICE_LABEL not in c.labels
+                        for c in n.docker.containers.list())]
+        if plain:
+            return None, Result(False, "No service runs alpine ping, but a plain container does.",
+                                tuple(f"{n}: a container from `docker run`" for n in plain),
+                                hint="`docker run` starts one container that Swarm does not manage. Use "
+                                "`docker service create alpine ping manager1` on manager1.")
+        return None, Result(False, "No service runs `alpine ping` yet.", hint=ctx.step.hints[0])
+    return services[0], None
+
+
+def service_name(ctx: Context) -> str | None:
+    """The learner's service name, for commands shown in the labs."""
+    try:
+        services = ping_services(ctx) if ctx.swarm_active() else []
+    except Exception:  # a template must render even when the cluster is not there
+        return None
+    return services[0]["Spec"]["Name"] if len(services) == 1 else None
+
+
+def _tasks(ctx: Context, service: dict[str, Any], desired: str = "running") -> list[dict[str, Any]]:
+    return ctx.api.tasks(filters={"service": service["ID"], "desired-state": desired})
+
+
+def _lab_targets(ctx: Context) -> set[str]:
+    return {t for n in ctx.cluster.nodes for t in (n.name, n.address)}
+
+
+@check("ping_service")
+def ping_service(ctx: Context) -> Result:
+    """One ping service of a lab node, with `replicas` tasks running."""
+    service, failure = the_service(ctx)
+    if failure:
+        return failure
+    assert service is not None
+    name = service["Spec"]["Name"]
+    args = service["Spec"]["TaskTemplate"]["ContainerSpec"].get("Args", [])
+    target = args[-1] if args else ""
+    if target not in _lab_targets(ctx):
+        return Result(False, f"Service {name} pings {target or 'nothing'}, which is not a lab node.",
+                      hint="This lab has no internet. Remove it (`docker service rm "
+                      f"{name}`) and ping a lab node: `docker service create alpine ping manager1`.")
+    wanted = int(ctx.params.get("replicas", 1))
+    asked = service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+    if asked != wanted:
+        hint = f"Your service is called {name}: `docker service update {name} --replicas {wanted}` on manager1."
+        if asked is not None and 1 < asked < wanted:
+            hint = f"You asked for {asked} replicas; this step wants {wanted}. " + hint
+        return Result(False, f"Service {name} asks for {asked} replica(s); this step wants {wanted}.", hint=hint)
+    tasks = _tasks(ctx, service)
+    hosts = ctx.hostnames()
+    running = sorted(hosts.get(t["NodeID"], "?") for t in tasks if t["Status"]["State"] == "running")
+    evidence = (f"service {name}: {len(running)}/{wanted} tasks running",
+                *(f"task on {node}" for node in running))
+    if len(running) < wanted:
+        states = ", ".join(sorted(t["Status"]["State"] for t in tasks if t["Status"]["State"] != "running"))
+        return Result(False, f"{len(running)} of {wanted} tasks of {name} run ({states or 'none scheduled'}).",
+                      evidence, hint="Tasks take a moment to start; `docker service ps` shows their state.",
+                      pending=True)
+    return Result(True, f"Service {name} runs {wanted} task(s), on {', '.join(running)}.", evidence)
+
+
+def _task_nodes(ctx: Context) -> list[str]:
+    service, _ = the_service(ctx)
+    if service is None:
+        return []
+    hosts = ctx.hostnames()
+    return sorted({hosts.get(t["NodeID"], "") for t in _tasks(ctx, service) if t["Status"]["State"] == "running"})
+
+
+@check("task_node_answer", answer=lambda ctx: (_task_nodes(ctx) or [""])[0])
+def task_node_answer(ctx: Context) -> Result:
+    service, failure = the_service(ctx)
+    if failure:
+        return failure
+    assert service is not None
+    nodes = _task_nodes(ctx)
+    if not nodes:
+        return Result(False, "The service has no running task yet.", pending=True, hint="Wait a moment.")
+    return judge_answer(ctx, nodes, [f"{service['Spec']['Name']} has a task on {', '.join(nodes)}"])
+
+
+def _when(task: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(task["Status"]["Timestamp"][:26].rstrip("Z") + "+00:00")
+
+
+@check("self_healed")
+def self_healed(ctx: Context) -> Result:
+    if not ctx.swarm_active():
+        return ctx.not_initialised()
+    services = ping_services(ctx)
+    if not services:
+        return Result(False, "The service is gone: it was removed, not one of its containers.",
+                      hint="`docker service rm` removes the whole service. Recreate it on manager1 "
+                      "(`docker service create --name pinger --replicas 3 alpine ping manager1`), then "
+                      "remove just one container with `docker container rm -f` on a node that runs it.")
+    service, failure = the_service(ctx)
+    if failure:
+        return failure
+    assert service is not None
+    name = service["Spec"]["Name"]
+    hosts = ctx.hostnames()
+    history = _tasks(ctx, service, "shutdown")
+    failed = sorted((t for t in history if t["Status"]["State"] == "failed"), key=_when)
+    running = [t for t in _tasks(ctx, service) if t["Status"]["State"] == "running"]
+    if not failed:
+        where = ", ".join(sorted(hosts.get(t["NodeID"], "?") for t in running))
+        return Result(False, f"No task of {name} has failed yet.", (f"{len(running)} tasks running, on {where}",),
+                      hint=ctx.step.hints[1] + " Find the node with `docker service ps` on manager1.")
+    last = failed[-1]
+    replacement = next((t for t in running if t.get("Slot") == last.get("Slot") and _when(t) >= _when(last)), None)
+    seen = (f"task {last['ID'][:12]} on {hosts.get(last['NodeID'], '?')} failed: "
+            f"{last['Status'].get('Err') or last['Status'].get('Message')}",)
+    wanted = int(ctx.params.get("replicas", 3))
+    if replacement is None or len(running) < wanted:
+        return Result(False, "The orchestrator saw the task fail and is starting a replacement.", seen,
+                      hint="Swarm waits 5 s (its default restart delay) before it restarts a task.", pending=True)
+    healed = (_when(replacement) - _when(last)).total_seconds()
+    return Result(True, f"Healed: a replacement task was running {healed:.1f} s after the container was removed.",
+                  (*seen, f"replacement {replacement['ID'][:12]} running on {hosts.get(replacement['NodeID'], '?')}",
+                   f"{len(running)}/{wanted} tasks running"))
+
+
+@check("service_removed")
+def service_removed(ctx: Context) -> Result:
+    if not ctx.swarm_active():
+        return ctx.not_initialised()
+    services = ctx.api.services()
+    if services:
+        name = services[0]["Spec"]["Name"]
+        return Result(False, f"Service {name} is still there.",
+                      hint=f"On manager1: `docker service rm {name}`.")
+    leftovers = [f"{n.name}: {c.name}" for n in ctx.cluster.nodes
+                 for c in n.docker.containers.list(all=True) if SERVICE_LABEL in c.labels]
+    if leftovers:
+        return Result(False, "The service is gone; its containers are still stopping.", tuple(leftovers),
+                      hint="Give the nodes a few seconds.", pending=True)
+    return Result(True, "No service is left, and no task container remains on any node.",
+                  ("docker service ls: empty", f"checked {len(ctx.cluster.nodes)} nodes"))

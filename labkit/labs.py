@@ -1,0 +1,221 @@
+"""Lab definitions: load, validate and look up the files in ``labs/``.
+
+Each ``labs/NN-ID.toml`` is the single source of one lab's steps: the node a
+step runs on, the commands shown, the check (by name, with parameters), the
+question a learner answers (for steps that look rather than change), hints,
+and the solution. Notebooks and the CLI read them from here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import string
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import LabkitError
+from labkit.topology import parse_node_name
+
+LABS_DIR = Path(os.environ.get("LABKIT_LABS", Path(__file__).resolve().parent.parent / "labs"))
+TEMPLATE_FIELDS = {"worker_token", "manager_token", "service"}  # plus NODE.address / NODE.name
+_ID_RE = re.compile(r"[a-z][a-z0-9-]*")
+_FILE_RE = re.compile(r"(\d+)-([a-z][a-z0-9-]*)\.toml")
+
+
+class LabDefinitionError(LabkitError):
+    """A lab file is malformed; the message names the file, the step and the problem."""
+
+
+@dataclass(frozen=True)
+class Command:
+    node: str
+    run: str  # a shell command; may hold {template} fields
+
+
+@dataclass(frozen=True)
+class Step:
+    lab: str
+    id: str
+    title: str
+    node: str
+    commands: tuple[Command, ...]
+    check: str
+    params: dict[str, Any] = field(default_factory=dict)
+    hints: tuple[str, ...] = ()
+    solution: tuple[Command, ...] = ()
+    question: str | None = None
+    wait: float = 0.0  # seconds a check may wait for the cluster to converge
+
+    @property
+    def ref(self) -> str:
+        return f"{self.lab}:{self.id}"
+
+
+@dataclass(frozen=True)
+class Lab:
+    id: str
+    order: int
+    title: str
+    slides: str
+    intro: str
+    steps: tuple[Step, ...]
+    path: Path
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        known = ", ".join(s.id for s in self.steps)
+        raise LabkitError(f"Lab '{self.id}' has no step '{step_id}'. Its steps: {known}.")
+
+
+def load_lab(path: Path, known_checks: set[str] | None = None) -> Lab:
+    """Read and validate one lab file; any problem is a LabDefinitionError naming it."""
+    m = _FILE_RE.fullmatch(path.name)
+    if not m:
+        raise LabDefinitionError(f"{path}: lab files are named NN-lab-id.toml (e.g. 01-swarm-init.toml)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise LabDefinitionError(f"{path}: not valid TOML: {exc}") from None
+    lab_id = m.group(2)
+    where = f"{path}"
+    _only(data, {"title", "slides", "intro", "steps"}, where)
+    title = _text(data, "title", where)
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise LabDefinitionError(f"{where}: needs at least one [[steps]] table")
+    steps: list[Step] = []
+    for i, raw in enumerate(raw_steps, 1):
+        step = _step(lab_id, raw, f"{path}: step {i}", known_checks)
+        if any(s.id == step.id for s in steps):
+            raise LabDefinitionError(f"{path}: step '{step.id}': the id is used twice")
+        steps.append(step)
+    return Lab(lab_id, int(m.group(1)), title, str(data.get("slides", "")), str(data.get("intro", "")).strip(),
+               tuple(steps), path)
+
+
+def _step(lab_id: str, raw: Any, where: str, known_checks: set[str] | None) -> Step:
+    if not isinstance(raw, dict):
+        raise LabDefinitionError(f"{where}: a step must be a table")
+    if isinstance(raw.get("id"), str):
+        where = f"{where.rsplit(': step', 1)[0]}: step '{raw['id']}'"
+    _only(raw, {"id", "title", "node", "commands", "check", "params", "hints", "solution", "question", "wait"},
+          where)
+    step_id = _text(raw, "id", where)
+    if not _ID_RE.fullmatch(step_id):
+        raise LabDefinitionError(f"{where}: id '{step_id}' must be lower-case letters, digits and dashes")
+    node = _node(_text(raw, "node", where), where)
+    check = _text(raw, "check", where)
+    if known_checks is not None and check not in known_checks:
+        raise LabDefinitionError(f"{where}: unknown check '{check}'; known checks: {', '.join(sorted(known_checks))}")
+    question = raw.get("question")
+    if question is not None and (not isinstance(question, str) or not question.strip()):
+        raise LabDefinitionError(f"{where}: 'question' must be non-empty text")
+    solution = _commands(raw.get("solution", []), node, f"{where}: solution")
+    if not solution and question is None:
+        raise LabDefinitionError(f"{where}: a step that changes the cluster needs a solution "
+                                 "(or a question, for a step that only looks)")
+    hints = raw.get("hints", [])
+    if not isinstance(hints, list) or not hints or not all(isinstance(h, str) and h.strip() for h in hints):
+        raise LabDefinitionError(f"{where}: 'hints' must be a non-empty list of text")
+    params = raw.get("params", {})
+    if not isinstance(params, dict):
+        raise LabDefinitionError(f"{where}: 'params' must be a table")
+    wait = raw.get("wait", 0)
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 300:
+        raise LabDefinitionError(f"{where}: 'wait' must be a number of seconds from 0 to 300")
+    return Step(lab_id, step_id, _text(raw, "title", where), node,
+                _commands(raw.get("commands"), node, f"{where}: commands", required=True), check, params,
+                tuple(hints), solution, question, float(wait))
+
+
+def _only(data: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise LabDefinitionError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _text(data: dict[str, Any], key: str, where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise LabDefinitionError(f"{where}: missing '{key}' (text)")
+    return value
+
+
+def _node(name: str, where: str) -> str:
+    try:
+        return parse_node_name(name).name
+    except LabkitError:
+        raise LabDefinitionError(f"{where}: '{name}' is not a node name (manager1, worker1, ...)") from None
+
+
+def _commands(raw: Any, default_node: str, where: str, required: bool = False) -> tuple[Command, ...]:
+    if raw is None or raw == []:
+        if required:
+            raise LabDefinitionError(f"{where}: needs at least one command")
+        return ()
+    if not isinstance(raw, list):
+        raise LabDefinitionError(f"{where}: must be a list")
+    commands: list[Command] = []
+    for item in raw:
+        if isinstance(item, str):
+            command = Command(default_node, item)
+        elif isinstance(item, dict) and set(item) <= {"node", "run"} and isinstance(item.get("run"), str):
+            command = Command(_node(str(item.get("node", default_node)), where), item["run"])
+        else:
+            raise LabDefinitionError(f"{where}: each command is text or {{ node = ..., run = ... }}, not {item!r}")
+        _check_template(command.run, where)
+        commands.append(command)
+    return tuple(commands)
+
+
+def _check_template(text: str, where: str) -> None:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        raise LabDefinitionError(f"{where}: bad {{field}} in {text!r}: {exc}") from None
+    for name in fields:
+        root, _, attr = name.partition(".")
+        if name in TEMPLATE_FIELDS:
+            continue
+        if attr in ("address", "name"):
+            _node(root, where)
+            continue
+        raise LabDefinitionError(f"{where}: unknown field {{{name}}} in {text!r}; use "
+                                 f"{{NODE.address}}, {{NODE.name}} or {{{'}, {'.join(sorted(TEMPLATE_FIELDS))}}}")
+
+
+def load_labs(directory: Path | None = None) -> list[Lab]:
+    """Every lab in course order."""
+    from labkit.checks import CHECKS
+
+    directory = directory or LABS_DIR
+    paths = sorted(directory.glob("*.toml"))
+    if not paths:
+        raise LabkitError(f"No lab definitions in {directory}.")
+    labs = [load_lab(p, set(CHECKS)) for p in paths]
+    labs.sort(key=lambda lab: lab.order)
+    for earlier, later in itertools.pairwise(labs):
+        if earlier.id == later.id or earlier.order == later.order:
+            same = "id" if earlier.id == later.id else "number"
+            raise LabDefinitionError(f"{later.path}: the lab {same} is also used by {earlier.path}")
+    return labs
+
+
+def find(ref: str, labs: list[Lab] | None = None) -> tuple[Lab, Step | None]:
+    """LAB or LAB:STEP -> the lab and the step (None for a whole lab)."""
+    labs = labs if labs is not None else load_labs()
+    lab_id, _, step_id = ref.partition(":")
+    for lab in labs:
+        if lab.id == lab_id:
+            return lab, (lab.step(step_id) if step_id else None)
+    raise LabkitError(f"There is no lab '{lab_id}'. Labs: {', '.join(lab.id for lab in labs)} (`labkit labs`).")
+
+
+def all_steps(labs: list[Lab]) -> list[Step]:
+    return [step for lab in labs for step in lab.steps]

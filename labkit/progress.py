@@ -1,0 +1,59 @@
+"""A learner's progress: which steps passed, and the answers given. Kept per lab
+in a small JSON file, written atomically so a crash never loses it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STATE_DIR = Path(os.environ.get("LABKIT_STATE_DIR", Path.home() / ".local/share/labkit"))
+
+
+class Progress:
+    def __init__(self, lab: str, directory: Path | None = None) -> None:
+        self.path = (directory or STATE_DIR) / f"progress-{lab}.json"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}  # no file yet, or a damaged one: start afresh rather than fail
+
+    def _save(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".progress-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+
+    def get(self, ref: str) -> dict[str, Any]:
+        return dict(self._load().get(ref, {}))
+
+    def answer(self, ref: str) -> str | None:
+        value = self.get(ref).get("answer")
+        return value if isinstance(value, str) else None
+
+    def record(self, ref: str, passed: bool | None = None, answer: str | None = None) -> None:
+        data = self._load()
+        entry = dict(data.get(ref, {}))
+        if answer is not None:
+            entry["answer"] = answer
+        if passed is not None:
+            entry["passed"] = passed or bool(entry.get("passed"))  # once done, done
+            entry["at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        data[ref] = entry
+        self._save(data)
+
+    def passed(self, ref: str) -> bool:
+        return bool(self.get(ref).get("passed"))
+
+    def forget(self, refs: list[str]) -> None:
+        data = self._load()
+        for ref in refs:
+            data.pop(ref, None)
+        self._save(data)

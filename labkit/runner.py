@@ -1,0 +1,147 @@
+"""Run checks, apply solutions, rewind: what `labkit check/solve/reset` and the widgets call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import Any
+
+from labkit.checks import ANSWERS, CHECKS, Context, Result
+from labkit.checks.services import service_name
+from labkit.cluster import Cluster
+from labkit.errors import LabkitError
+from labkit.labs import Command, Lab, Step, all_steps
+from labkit.progress import Progress
+from labkit.topology import Topology
+
+Report = Callable[[str], None]
+POLL = 0.3
+
+
+class _Fields(dict[str, Any]):
+    """Values for {fields} in lab commands, read from the live cluster when asked."""
+
+    def __init__(self, cluster: Cluster, step: Step) -> None:
+        super().__init__()
+        self.cluster, self.step = cluster, step
+
+    def __missing__(self, key: str) -> Any:
+        if key in ("worker_token", "manager_token"):
+            return self._token(key.split("_")[0].capitalize())
+        if key == "service":
+            return service_name(Context(self.cluster, self.step)) or "<service_name>"
+        for node in self.cluster.nodes:
+            if node.name == key:
+                return SimpleNamespace(name=node.name, address=node.address)
+        return SimpleNamespace(name=key, address=f"<{key} address>")
+
+    def _token(self, role: str) -> str:
+        try:
+            manager = self.cluster.managers[0]
+            return str(manager.docker.swarm.attrs["JoinTokens"][role])
+        except Exception:  # no swarm yet: show where the token comes from
+            return f"<{role.lower()} token: docker swarm join-token {role.lower()} on manager1>"
+
+
+def render(text: str, cluster: Cluster, step: Step) -> str:
+    """A lab command with its {fields} filled from the live cluster."""
+    return text.format_map(_Fields(cluster, step))
+
+
+def run_check(cluster: Cluster, step: Step, answer: str | None = None, wait: bool = True,
+              progress: Progress | None = None, settle: bool = False) -> Result:
+    """Check STEP on the live cluster. Never raises: any failure becomes a Result that says what happened.
+
+    A check that reports the cluster still converging is repeated for up to the step's ``wait``
+    seconds. With SETTLE (right after a solution ran) any failure is retried within that bound.
+    """
+    progress = progress or Progress(cluster.lab)
+    if answer is not None:
+        progress.record(step.ref, answer=answer)
+    else:
+        answer = progress.answer(step.ref)
+    started = time.monotonic()
+    deadline = started + (step.wait if wait else 0)
+    while True:
+        result = _one_check(cluster, step, answer)
+        if result.passed or not (result.pending or settle) or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL)
+    elapsed = time.monotonic() - started
+    if result.pending and not result.passed and wait and step.wait:
+        result = replace(result, summary=f"Still not there after {step.wait:g} s: {result.summary}")
+    progress.record(step.ref, passed=result.passed)
+    return replace(result, seconds=elapsed)
+
+
+def _one_check(cluster: Cluster, step: Step, answer: str | None) -> Result:
+    try:
+        return CHECKS[step.check](Context(cluster, step, answer))
+    except LabkitError as exc:
+        return Result(False, str(exc), hint="`labkit status` shows whether the lab runs; `labkit up` starts it.")
+    except Exception as exc:  # a check must never show a learner a traceback
+        return Result(False, f"labkit could not check this step: {type(exc).__name__}: {str(exc)[:200]}",
+                      hint="Is the lab running? `labkit status` tells; `labkit up` starts it. "
+                      "If it persists, `labkit reset` rewinds to the start of this step.")
+
+
+def apply_solution(cluster: Cluster, step: Step, report: Report) -> Result:
+    """Bring the cluster to STEP's end state (unless its check already passes), then check it."""
+    progress = Progress(cluster.lab)
+    if step.question:
+        answer = ANSWERS[step.check](Context(cluster, step))
+        report(f"{step.ref}: the answer is {answer!r}")
+        return run_check(cluster, step, answer=answer, progress=progress)
+    if _one_check(cluster, step, None).passed:
+        return run_check(cluster, step, progress=progress)
+    for command in step.solution:
+        _run(cluster, step, command, report)
+    return run_check(cluster, step, progress=progress, settle=True)
+
+
+def _run(cluster: Cluster, step: Step, command: Command, report: Report) -> None:
+    text = render(command.run, cluster, step)
+    report(f"{command.node}$ {text}")
+    result = cluster[command.node].run(text)
+    if not result.ok:
+        raise LabkitError(f"The solution of {step.ref} failed on {command.node}: "
+                          f"{(result.stderr or result.stdout).strip()[:300]}. `labkit reset {step.ref}` "
+                          "rewinds to the start of this step.")
+
+
+def solve(cluster: Cluster, lab: Lab, upto: Step | None, report: Report) -> list[Result]:
+    """Apply LAB's solutions in order, up to and including UPTO (default: the whole lab)."""
+    results = []
+    for step in lab.steps:
+        result = apply_solution(cluster, step, report)
+        results.append(result)
+        if not result.passed:
+            raise LabkitError(f"{step.ref} still fails after its solution: {result.summary}")
+        if upto is not None and step.id == upto.id:
+            break
+    return results
+
+
+def reset(cluster: Cluster, labs: list[Lab], target: Step, report: Report) -> None:
+    """A fresh cluster, then the solutions of every step before TARGET, in course order."""
+    backend = cluster.backend
+    topology = Topology(max(1, len(cluster.managers)), len(cluster.workers)) if cluster.nodes else None
+    report("Fresh cluster: removing the lab")
+    backend.down(report)
+    backend.up(topology, report)
+    progress = Progress(cluster.lab)
+    steps = all_steps(labs)
+    index = next(i for i, s in enumerate(steps) if s.ref == target.ref)
+    progress.forget([s.ref for s in steps[index:]])
+    for step in steps[:index]:
+        if step.question:  # looking changes nothing on the cluster: count it as done
+            progress.record(step.ref, passed=True)
+            continue
+        for command in step.solution:
+            _run(cluster, step, command, report)
+        result = run_check(cluster, step, progress=progress, settle=True)
+        if not result.passed:
+            raise LabkitError(f"Reset stopped at {step.ref}: {result.summary}")
+    report(f"Ready at the start of {target.ref}: {target.title}")

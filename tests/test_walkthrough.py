@@ -1,0 +1,143 @@
+"""Every lab on a fresh real cluster: each check fails before its solution and passes after it,
+in course order, and each common mistake, staged for real, gets its own hint."""
+
+from __future__ import annotations
+
+import pytest
+
+import labkit
+from labkit.checks import Result
+from labkit.labs import all_steps, find, load_labs
+from labkit.progress import Progress
+from labkit.runner import apply_solution, reset, run_check
+from tests.conftest import labkit_cli
+
+pytestmark = pytest.mark.cluster
+LABS = load_labs()
+STEPS = all_steps(LABS)
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def fresh(lab: labkit.Cluster) -> labkit.Cluster:
+    """The test lab rewound to the very first step."""
+    reset(lab, LABS, STEPS[0], quiet)
+    return lab
+
+
+def test_every_step_fails_before_its_solution_and_passes_after(fresh: labkit.Cluster) -> None:
+    progress = Progress(fresh.lab)
+    for step in STEPS:
+        before = run_check(fresh, step, wait=False)
+        assert not before.passed, f"{step.ref} passed before its solution: {before.summary}"
+        assert before.hint, f"{step.ref} failed without a hint"
+        after = apply_solution(fresh, step, quiet)
+        assert after.passed, f"{step.ref} still fails after its solution: {after.summary} ({after.hint})"
+        assert progress.passed(step.ref)
+
+
+def stage(cluster: labkit.Cluster, ref: str) -> None:
+    """Rewind the test lab to the start of REF."""
+    _, step = find(ref, LABS)
+    assert step is not None
+    reset(cluster, LABS, step, quiet)
+
+
+def check(cluster: labkit.Cluster, ref: str, **kw: object) -> Result:
+    _, step = find(ref, LABS)
+    assert step is not None
+    return run_check(cluster, step, **kw)
+
+
+def test_init_on_a_worker_says_so(lab: labkit.Cluster) -> None:
+    stage(lab, "swarm-init:init")
+    assert lab["worker1"].run("docker swarm init").ok
+    result = check(lab, "swarm-init:init")
+    assert not result.passed
+    assert "worker1" in result.summary and "docker swarm leave --force" in result.hint
+
+
+def test_steps_that_need_a_swarm_say_init_comes_first(lab: labkit.Cluster) -> None:
+    stage(lab, "swarm-init:init")
+    for ref in ("swarm-init:root-ca", "nodes:join", "first-service:create"):
+        result = check(lab, ref, wait=False)
+        assert not result.passed and "docker swarm init" in result.hint, ref
+
+
+def test_a_worker_joined_as_a_manager_is_told_to_demote(lab: labkit.Cluster) -> None:
+    stage(lab, "nodes:join")
+    token = lab["manager1"].run("docker swarm join-token -q manager").stdout.strip()
+    assert lab["worker1"].run(f"docker swarm join --token {token} manager1:2377").ok
+    result = check(lab, "nodes:join", wait=False)
+    assert not result.passed
+    assert "worker1 joined as a manager" in result.summary and "docker node demote worker1" in result.hint
+
+
+def test_a_plain_container_is_not_a_service(lab: labkit.Cluster) -> None:
+    stage(lab, "first-service:create")
+    assert lab["worker1"].run("docker run -d alpine ping manager1").ok
+    result = check(lab, "first-service:create", wait=False)
+    assert not result.passed and "docker service create" in result.hint
+
+
+def test_pinging_outside_the_lab_is_pointed_back_to_a_lab_node(lab: labkit.Cluster) -> None:
+    stage(lab, "first-service:create")
+    assert lab["manager1"].run("docker service create -d alpine ping nosuchhost.invalid").ok
+    result = check(lab, "first-service:create", wait=False)
+    assert not result.passed and "not a lab node" in result.summary and "ping manager1" in result.hint
+
+
+def test_a_service_with_another_name_gets_its_real_name(lab: labkit.Cluster) -> None:
+    stage(lab, "first-service:create")
+    assert lab["manager1"].run("docker service create -d alpine ping manager1").ok  # no --name, as on the slide
+    name = lab["manager1"].run("docker service ls --format '{{.Name}}'").stdout.strip()
+    assert not lab["manager1"].run("docker service update pinger --replicas 3").ok
+    result = check(lab, "scale:replicas", wait=False)
+    assert not result.passed
+    assert f"docker service update {name} --replicas 3" in result.hint
+
+
+def test_scaled_to_two_instead_of_three(lab: labkit.Cluster) -> None:
+    stage(lab, "scale:replicas")
+    assert lab["manager1"].run("docker service update -d pinger --replicas 2").ok
+    result = check(lab, "scale:replicas", wait=False)
+    assert not result.passed and "You asked for 2 replicas" in result.hint
+
+
+def test_removing_the_service_instead_of_a_container(lab: labkit.Cluster) -> None:
+    stage(lab, "self-heal:kill")
+    assert lab["manager1"].run("docker service rm pinger").ok
+    result = check(lab, "self-heal:kill", wait=False)
+    assert not result.passed
+    assert "removed, not one of its containers" in result.summary and "docker container rm -f" in result.hint
+
+
+def test_self_heal_reports_the_failed_task_and_the_healing_time(lab: labkit.Cluster) -> None:
+    stage(lab, "self-heal:kill")
+    victim = lab["worker2"].run("docker container ls -q --filter label=com.docker.swarm.service.name=pinger")
+    assert victim.stdout.strip()
+    assert lab["worker2"].run(f"docker container rm -f {victim.stdout.split()[0]}").ok
+    result = check(lab, "self-heal:kill")
+    assert result.passed, result.summary
+    assert any("failed" in line and "worker2" in line for line in result.evidence)
+    assert "s after the container was removed" in result.summary
+
+
+def test_cli_check_solve_and_labs_from_a_terminal(lab: labkit.Cluster) -> None:
+    stage(lab, "swarm-init:info")
+    wrong = labkit_cli("check", "swarm-init:info", "--answer", "active")
+    assert wrong.returncode == 1 and "FAIL swarm-init:info" in wrong.stdout and "Look again" in wrong.stdout
+    right = labkit_cli("check", "swarm-init:info", "--answer", "inactive")
+    assert right.returncode == 0 and "PASS swarm-init:info" in right.stdout
+    solved = labkit_cli("solve", "swarm-init:init")
+    assert solved.returncode == 0 and "PASS swarm-init:init" in solved.stdout, solved.stderr
+    listed = labkit_cli("labs")
+    line = next(x for x in listed.stdout.splitlines() if x.startswith("│ swarm-init"))
+    assert "2/6" in line
+    shown = labkit_cli("show", "nodes:join")
+    assert "worker1$ docker swarm join --token SWMTKN-1-" in shown.stdout
+    bad = labkit_cli("check", "nodes:nosuch")
+    assert bad.returncode == 1 and "no step 'nosuch'" in bad.stderr and "Traceback" not in bad.stderr
