@@ -141,3 +141,17 @@ def test_cli_check_solve_and_labs_from_a_terminal(lab: labkit.Cluster) -> None:
     assert "worker1$ docker swarm join --token SWMTKN-1-" in shown.stdout
     bad = labkit_cli("check", "nodes:nosuch")
     assert bad.returncode == 1 and "no step 'nosuch'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_check_on_a_stopped_manager_explains_instead_of_crashing(lab: labkit.Cluster, host) -> None:
+    from labkit.topology import Names
+
+    stage(lab, "nodes:join")
+    host.containers.get(Names(lab.lab).container("manager1")).stop(timeout=1)
+    try:
+        result = check(lab, "nodes:join", wait=False)
+        assert not result.passed
+        assert "could not check" in result.summary and "labkit up" in result.hint
+    finally:
+        assert labkit_cli("up").returncode == 0  # starts the stopped node again
+    assert lab["manager1"].engine_answers()

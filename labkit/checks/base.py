@@ -11,6 +11,7 @@ import docker
 
 from labkit.backends.base import Node
 from labkit.cluster import Cluster
+from labkit.errors import LabkitError
 from labkit.labs import Step
 
 
@@ -40,7 +41,10 @@ class Context:
 
     @cached_property
     def manager(self) -> Node:
-        return self.cluster.managers[0]
+        managers = self.cluster.managers
+        if not managers:
+            raise LabkitError(f"Lab '{self.cluster.lab}' has no manager node. Start the lab with `labkit up`.")
+        return managers[0]
 
     @cached_property
     def api(self) -> docker.APIClient:
