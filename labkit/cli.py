@@ -18,10 +18,11 @@ from labkit.backends import get_backend
 from labkit.checks import Result
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError
+from labkit.fields import render
 from labkit.labs import find, load_labs
 from labkit.progress import Progress
-from labkit.runner import render, run_check
 from labkit.runner import reset as runner_reset
+from labkit.runner import run_check
 from labkit.runner import solve as runner_solve
 from labkit.swarm import form_swarm
 from labkit.topology import Topology, lab_name
@@ -181,7 +182,7 @@ def show(ref: StepArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
         for s in [step] if step else list(item.steps):
             out.print(f"[bold]{s.ref}[/]  {s.title}")
             for command in s.commands:
-                out.print(f"  [cyan]{command.node}$[/] {render(command.run, c, s)}", highlight=False)
+                out.print(f"  [cyan]{command.node}$[/] {render(command.run, c, command.node)}", highlight=False)
             if s.question:
                 out.print(f"  [yellow]?[/] {s.question}  (answer with `labkit check {s.ref} --answer ...`)")
 

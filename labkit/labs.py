@@ -11,17 +11,16 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labkit.errors import LabkitError
+from labkit.fields import fields_in, problem
 from labkit.topology import parse_node_name
 
 LABS_DIR = Path(os.environ.get("LABKIT_LABS", Path(__file__).resolve().parent.parent / "labs"))
-TEMPLATE_FIELDS = {"worker_token", "manager_token", "service"}  # plus NODE.address / NODE.name
 _ID_RE = re.compile(r"[a-z][a-z0-9-]*")
 _FILE_RE = re.compile(r"(\d+)-([a-z][a-z0-9-]*)\.toml")
 
@@ -33,7 +32,8 @@ class LabDefinitionError(LabkitError):
 @dataclass(frozen=True)
 class Command:
     node: str
-    run: str  # a shell command; may hold {template} fields
+    run: str  # a shell command; may hold {fields} (labkit.fields)
+    varies: bool = False  # its output differs from run to run (notebook regression skips it)
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Step:
     solution: tuple[Command, ...] = ()
     question: str | None = None
     wait: float = 0.0  # seconds a check may wait for the cluster to converge
+    text: str = ""  # what the step teaches, in Markdown (the notebooks show it)
 
     @property
     def ref(self) -> str:
@@ -104,8 +105,8 @@ def _step(lab_id: str, raw: Any, where: str, known_checks: set[str] | None) -> S
         raise LabDefinitionError(f"{where}: a step must be a table")
     if isinstance(raw.get("id"), str):
         where = f"{where.rsplit(': step', 1)[0]}: step '{raw['id']}'"
-    _only(raw, {"id", "title", "node", "commands", "check", "params", "hints", "solution", "question", "wait"},
-          where)
+    _only(raw, {"id", "title", "text", "node", "commands", "check", "params", "hints", "solution", "question",
+                "wait"}, where)
     step_id = _text(raw, "id", where)
     if not _ID_RE.fullmatch(step_id):
         raise LabDefinitionError(f"{where}: id '{step_id}' must be lower-case letters, digits and dashes")
@@ -131,7 +132,7 @@ def _step(lab_id: str, raw: Any, where: str, known_checks: set[str] | None) -> S
         raise LabDefinitionError(f"{where}: 'wait' must be a number of seconds from 0 to 300")
     return Step(lab_id, step_id, _text(raw, "title", where), node,
                 _commands(raw.get("commands"), node, f"{where}: commands", required=True), check, params,
-                tuple(hints), solution, question, float(wait))
+                tuple(hints), solution, question, float(wait), str(raw.get("text", "")).strip())
 
 
 def _only(data: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -165,8 +166,9 @@ def _commands(raw: Any, default_node: str, where: str, required: bool = False) -
     for item in raw:
         if isinstance(item, str):
             command = Command(default_node, item)
-        elif isinstance(item, dict) and set(item) <= {"node", "run"} and isinstance(item.get("run"), str):
-            command = Command(_node(str(item.get("node", default_node)), where), item["run"])
+        elif isinstance(item, dict) and set(item) <= {"node", "run", "varies"} and isinstance(item.get("run"), str):
+            command = Command(_node(str(item.get("node", default_node)), where), item["run"],
+                              bool(item.get("varies", False)))
         else:
             raise LabDefinitionError(f"{where}: each command is text or {{ node = ..., run = ... }}, not {item!r}")
         _check_template(command.run, where)
@@ -175,19 +177,10 @@ def _commands(raw: Any, default_node: str, where: str, required: bool = False) -
 
 
 def _check_template(text: str, where: str) -> None:
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
-    except ValueError as exc:
-        raise LabDefinitionError(f"{where}: bad {{field}} in {text!r}: {exc}") from None
-    for name in fields:
-        root, _, attr = name.partition(".")
-        if name in TEMPLATE_FIELDS:
-            continue
-        if attr in ("address", "name"):
-            _node(root, where)
-            continue
-        raise LabDefinitionError(f"{where}: unknown field {{{name}}} in {text!r}; use "
-                                 f"{{NODE.address}}, {{NODE.name}} or {{{'}, {'.join(sorted(TEMPLATE_FIELDS))}}}")
+    for name in fields_in(text):
+        why = problem(name)
+        if why:
+            raise LabDefinitionError(f"{where}: {why} (in {text!r})")
 
 
 def load_labs(directory: Path | None = None) -> list[Lab]:

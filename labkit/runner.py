@@ -5,49 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from types import SimpleNamespace
-from typing import Any
 
 from labkit.checks import ANSWERS, CHECKS, Context, Result
-from labkit.checks.services import service_name
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError
+from labkit.fields import render
 from labkit.labs import Command, Lab, Step, all_steps
 from labkit.progress import Progress
 from labkit.topology import Topology
 
 Report = Callable[[str], None]
 POLL = 0.3
-
-
-class _Fields(dict[str, Any]):
-    """Values for {fields} in lab commands, read from the live cluster when asked."""
-
-    def __init__(self, cluster: Cluster, step: Step) -> None:
-        super().__init__()
-        self.cluster, self.step = cluster, step
-
-    def __missing__(self, key: str) -> Any:
-        if key in ("worker_token", "manager_token"):
-            return self._token(key.split("_")[0].capitalize())
-        if key == "service":
-            return service_name(Context(self.cluster, self.step)) or "<service_name>"
-        for node in self.cluster.nodes:
-            if node.name == key:
-                return SimpleNamespace(name=node.name, address=node.address)
-        return SimpleNamespace(name=key, address=f"<{key} address>")
-
-    def _token(self, role: str) -> str:
-        try:
-            manager = self.cluster.managers[0]
-            return str(manager.docker.swarm.attrs["JoinTokens"][role])
-        except Exception:  # no swarm yet: show where the token comes from
-            return f"<{role.lower()} token: docker swarm join-token {role.lower()} on manager1>"
-
-
-def render(text: str, cluster: Cluster, step: Step) -> str:
-    """A lab command with its {fields} filled from the live cluster."""
-    return text.format_map(_Fields(cluster, step))
 
 
 def run_check(cluster: Cluster, step: Step, answer: str | None = None, wait: bool = True,
@@ -102,7 +70,7 @@ def apply_solution(cluster: Cluster, step: Step, report: Report) -> Result:
 
 
 def _run(cluster: Cluster, step: Step, command: Command, report: Report) -> None:
-    text = render(command.run, cluster, step)
+    text = render(command.run, cluster, command.node)
     report(f"{command.node}$ {text}")
     result = cluster[command.node].run(text)
     if not result.ok:

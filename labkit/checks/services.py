@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import docker
+
 from labkit.checks.base import Context, Result, check, judge_answer
 
 SERVICE_LABEL = "com.docker.swarm.service.name"
 
 
-def ping_services(ctx: Context) -> list[dict[str, Any]]:
+def ping_services(api: docker.APIClient) -> list[dict[str, Any]]:
     """Services that run `alpine ping ...`, whatever they are called."""
     found = []
-    for service in ctx.api.services():
+    for service in api.services():
         spec = service["Spec"]["TaskTemplate"]["ContainerSpec"]
         argv = [*spec.get("Command", []), *spec.get("Args", [])]
         if spec.get("Image", "").split("@")[0].split(":")[0] in ("alpine", "library/alpine") and argv[:1] == ["ping"]:
@@ -25,7 +27,7 @@ def the_service(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
     """The one ping service, or the failure that explains why there is none (or too many)."""
     if not ctx.swarm_active():
         return None, ctx.not_initialised()
-    services = ping_services(ctx)
+    services = ping_services(ctx.api)
     if len(services) > 1:
         names = ", ".join(s["Spec"]["Name"] for s in services)
         return None, Result(False, f"There are {len(services)} ping services ({names}); this lab follows one.",
@@ -41,15 +43,6 @@ def the_service(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
                                 "`docker service create alpine ping manager1` on manager1.")
         return None, Result(False, "No service runs `alpine ping` yet.", hint=ctx.step.hints[0])
     return services[0], None
-
-
-def service_name(ctx: Context) -> str | None:
-    """The learner's service name, for commands shown in the labs."""
-    try:
-        services = ping_services(ctx) if ctx.swarm_active() else []
-    except Exception:  # a template must render even when the cluster is not there
-        return None
-    return services[0]["Spec"]["Name"] if len(services) == 1 else None
 
 
 def _tasks(ctx: Context, service: dict[str, Any], desired: str = "running") -> list[dict[str, Any]]:
@@ -122,7 +115,7 @@ def _when(task: dict[str, Any]) -> datetime:
 def self_healed(ctx: Context) -> Result:
     if not ctx.swarm_active():
         return ctx.not_initialised()
-    services = ping_services(ctx)
+    services = ping_services(ctx.api)
     if not services:
         return Result(False, "The service is gone: it was removed, not one of its containers.",
                       hint="`docker service rm` removes the whole service. Recreate it on manager1 "

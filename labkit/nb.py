@@ -1,0 +1,118 @@
+"""labkit in a notebook: run commands on nodes, check steps, draw the cluster.
+
+    %load_ext labkit.nb
+    from labkit.nb import check, cluster_map, topology
+
+    %%node manager1
+    docker swarm init
+
+    check("swarm-init:init")
+
+Errors about the lab (an unknown node, a command that failed, no lab running)
+are shown as one line, never as a Python traceback, and still fail the cell.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from IPython.display import SVG
+
+from labkit import diagrams
+from labkit.cluster import Cluster, cluster
+from labkit.errors import LabkitError
+from labkit.fields import render
+from labkit.labs import find
+from labkit.runner import run_check
+from labkit.widgets import CheckWidget, ClusterMap, result_text
+
+__all__ = ["check", "cluster_map", "lab", "load_ipython_extension", "status", "topology"]
+STRICT_ENV = "LABKIT_STRICT"  # set by the regression run: a failing step fails its cell
+COMMAND_TIMEOUT = 180
+
+
+class NodeCommandError(LabkitError):
+    """A command typed into a %%node cell exited non-zero."""
+
+
+class StepNotDone(LabkitError):
+    """In a strict (regression) run, a step whose check fails."""
+
+
+def lab() -> Cluster:
+    """The running lab ($LABKIT_LAB, default 'lab')."""
+    return cluster()
+
+
+def run_on(node: str, script: str) -> int:
+    """Run SCRIPT on NODE like a terminal would: echo it, print its output, fail on an error."""
+    c = lab()
+    target = c[node.strip()]
+    script = render(script, c, target.name).strip()
+    if not script:
+        raise LabkitError(f"Nothing to run on {target.name}: type a command under %%node {target.name}.")
+    prompt = f"{target.name}$ "
+    print(prompt + script.replace("\n", "\n" + prompt))
+    result = target.run(["/bin/bash", "-e", "-o", "pipefail", "-c", script], timeout=COMMAND_TIMEOUT)
+    sys.stdout.write(result.stdout)
+    sys.stdout.flush()
+    sys.stderr.write(result.stderr)
+    sys.stderr.flush()
+    if result.exit_code == 124:
+        raise NodeCommandError(f"the command on {target.name} was still running after {COMMAND_TIMEOUT} s "
+                               "and was stopped (use --detach for long-running commands)")
+    if not result.ok:
+        raise NodeCommandError(f"the command on {target.name} failed (exit code {result.exit_code}); "
+                               "its error is printed above")
+    return result.exit_code
+
+
+def check(ref: str) -> CheckWidget:
+    """Check a step now and show the result with buttons to check again and to see or apply the solution."""
+    _, step = find(ref)
+    if step is None:
+        raise LabkitError(f"check() needs LAB:STEP, e.g. check('{ref}:...'); `labkit labs` lists them.")
+    c = lab()
+    result = run_check(c, step)
+    widget = CheckWidget(c, step, result)
+    if os.environ.get(STRICT_ENV) and not result.passed and not step.question:
+        raise StepNotDone(result_text(ref, result))
+    return widget
+
+
+def cluster_map(live_for: float = 600.0) -> ClusterMap:
+    """Nodes and their tasks, coloured by state; redraws every second for LIVE_FOR seconds."""
+    if os.environ.get(STRICT_ENV):
+        live_for = 0  # a headless run records one still picture
+    return ClusterMap(lab(), live_for=live_for)
+
+
+def topology() -> SVG:
+    """The swarm's architecture as it is now: managers and Raft, workers, the mutual-TLS control plane."""
+    return SVG(diagrams.topology_svg(diagrams.snapshot(lab())))
+
+
+def status() -> None:
+    """Print each node: role, engine, swarm state, address."""
+    for s in lab().status():
+        print(f"{s.name:10} {s.role:8} engine {s.engine:10} swarm {s.swarm:9} {s.address}")
+
+
+def _one_line_error(shell: Any, etype: type, evalue: BaseException, tb: Any, tb_offset: Any = None) -> None:
+    """Show a lab error as one red line instead of a traceback (the cell still fails)."""
+    shell._showtraceback(etype, evalue, [f"\x1b[31m✘ {evalue}\x1b[0m"])
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext labkit.nb`: the %%node cell magic (and %node line magic)."""
+
+    def node_magic(line: str, cell: str | None = None) -> None:
+        name, _, rest = line.strip().partition(" ")
+        if not name:
+            raise LabkitError("Name a node: %%node manager1 (nodes: `labkit status`).")
+        run_on(name, cell if cell is not None else rest)
+
+    ipython.register_magic_function(node_magic, magic_kind="line_cell", magic_name="node")
+    ipython.set_custom_exc((LabkitError,), _one_line_error)
