@@ -5,10 +5,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 LABKIT := $(VENV)/bin/labkit
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 JUPYTER_PORT ?= 8888
 
-.PHONY: lab test venv setup up lint clean
+.PHONY: lab test venv setup up lint clean browser-deps
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,15 +26,19 @@ up: setup
 	$(LABKIT) up
 
 lab: up
-	@echo "JupyterLab on http://127.0.0.1:$(JUPYTER_PORT)/ (the token is in the URL printed below)"
-	cd notebooks && ../$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(JUPYTER_PORT) \
-		--ServerApp.open_browser=True $(ROOT_FLAG) start.ipynb
+	$(LABKIT) lab --port $(JUPYTER_PORT)
 
 lint: venv
 	$(VENV)/bin/ruff check labkit tests bench
 
-test: setup lint
+test: setup lint browser-deps
 	$(VENV)/bin/pytest -ra
 
 clean: venv
 	$(LABKIT) down
+
+# Debian's chromium for the browser test (playwright drives it; nothing is downloaded).
+browser-deps:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is missing: the browser test will say so (Debian: apt-get install chromium)"

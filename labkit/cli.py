@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import docker.errors
@@ -243,6 +245,26 @@ def reset(ref: StepArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
         runner_reset(_cluster(lab, backend), labs, step or item.steps[0], _report)
 
     _guard(go)
+
+
+NOTEBOOKS = Path(os.environ.get("LABKIT_NOTEBOOKS", Path(__file__).resolve().parent.parent / "notebooks"))
+
+
+@app.command("lab")
+def jupyter_lab(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8888,
+    token: Annotated[str | None, typer.Option(help="Access token (default: a new random one).")] = None,
+    browser: Annotated[bool, typer.Option(help="Open a browser at the start notebook.")] = True,
+) -> None:
+    """Open JupyterLab on 127.0.0.1 with a token, at the start notebook."""
+    token = token or secrets.token_hex(24)
+    argv = [sys.executable, "-m", "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={NOTEBOOKS}", f"--IdentityProvider.token={token}",
+            f"--ServerApp.open_browser={browser}", "start.ipynb"]
+    if os.geteuid() == 0:
+        argv.append("--allow-root")
+    _report(f"JupyterLab: http://127.0.0.1:{port}/lab/tree/start.ipynb?token={token}")
+    os.execv(argv[0], argv)
 
 
 @app.command()
