@@ -84,7 +84,7 @@ def ping_service(ctx: Context) -> Result:
         return Result(False, f"{len(running)} of {wanted} tasks of {name} run ({states or 'none scheduled'}).",
                       evidence, hint="Tasks take a moment to start; `docker service ps` shows their state.",
                       pending=True)
-    return Result(True, f"Service {name} runs {wanted} task(s), on {', '.join(running)}.", evidence)
+    return Result(True, f"Service {name} runs {wanted} task(s).", evidence)
 
 
 def _task_nodes(ctx: Context) -> list[str]:

@@ -1,0 +1,132 @@
+"""Build the lab notebooks from the lab definitions, so the two never disagree.
+
+    python -m labkit.notebook_build            # write notebooks/NN-LAB.ipynb (sources only)
+    python -m labkit.notebook_build --execute  # and run them on a fresh lab to record outputs
+
+Each lab notebook: the lab's introduction; per step, its text, a `%%node` cell per
+node with the step's commands (as in labs/), and a check; diagrams drawn from the
+live cluster where they help. Outputs that differ between runs are tagged for nbval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.notebooknode import NotebookNode
+
+from labkit.labs import Command, Lab, Step, load_labs
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+IGNORE = "nbval-ignore-output"
+# Which drawing follows which step: the architecture once it changes, the task map while tasks move.
+DIAGRAMS = {"swarm-init:init": "topology()", "nodes:join": "topology()", "first-service:create": "cluster_map()",
+            "scale:replicas": "cluster_map()", "self-heal:kill": "cluster_map()", "cleanup:rm": "cluster_map()"}
+
+
+def _code(source: str, ignore_output: bool = False) -> NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    if ignore_output:
+        cell.metadata["tags"] = [IGNORE]
+    return cell
+
+
+def _node_cells(commands: tuple[Command, ...]) -> list[NotebookNode]:
+    """One %%node cell per run of consecutive commands on the same node."""
+    groups: list[list[Command]] = []
+    for command in commands:
+        if groups and groups[-1][0].node == command.node:
+            groups[-1].append(command)
+        else:
+            groups.append([command])
+    return [_code(f"%%node {g[0].node}\n" + "\n".join(c.run for c in g), any(c.varies for c in g)) for g in groups]
+
+
+def _step_cells(index: int, step: Step) -> list[NotebookNode]:
+    text = f"## {index}. {step.title}\n\n{step.text}"
+    if step.question:
+        text += f"\n\n**Question:** {step.question} Run the cell below, then answer in the check's box."
+    cells = [nbformat.v4.new_markdown_cell(text), *_node_cells(step.commands)]
+    if step.ref in DIAGRAMS:
+        cells.append(_code(DIAGRAMS[step.ref], ignore_output=DIAGRAMS[step.ref] == "cluster_map()"))
+    cells.append(_code(f'check("{step.ref}")'))
+    return cells
+
+
+def build(lab: Lab, following: Lab | None) -> NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    header = (f"# {lab.order:02d}. {lab.title}\n\n{lab.intro}\n\n*Slides: {lab.slides}.* "
+              "Run the cells in order. A `%%node NAME` cell runs its commands on that node; "
+              "`{...}` fields are filled in from your cluster. Each check tells you what labkit saw.")
+    nb.cells = [nbformat.v4.new_markdown_cell(header),
+                _code("%load_ext labkit.nb\nfrom labkit.nb import check, cluster_map, topology")]
+    for i, step in enumerate(lab.steps, 1):
+        nb.cells.extend(_step_cells(i, step))
+    ending = (f"Next: [{following.order:02d}. {following.title}]({notebook_name(following)})" if following
+              else "That is the walk-through. `labkit labs` shows your progress; `labkit reset swarm-init` "
+              "starts over on a fresh cluster.")
+    nb.cells.append(nbformat.v4.new_markdown_cell(ending))
+    return nb
+
+
+def notebook_name(lab: Lab) -> str:
+    return f"{lab.order:02d}-{lab.id}.ipynb"
+
+
+def build_all() -> dict[str, NotebookNode]:
+    labs = load_labs()
+    return {notebook_name(lab): build(lab, labs[i + 1] if i + 1 < len(labs) else None)
+            for i, lab in enumerate(labs)}
+
+
+def sources(nb: NotebookNode) -> list[tuple[str, str, list[str]]]:
+    """What the generator decides about a notebook: cell types, sources and tags (not outputs)."""
+    return [(c.cell_type, c.source, list(c.get("metadata", {}).get("tags", []))) for c in nb.cells]
+
+
+def execute(names: list[str], lab: str) -> None:
+    """Run the notebooks in order on a fresh lab LAB and store their outputs."""
+    from nbclient import NotebookClient
+
+    from labkit.backends import get_backend
+    from labkit.cluster import Cluster
+    from labkit.labs import all_steps
+    from labkit.runner import reset
+
+    os.environ["LABKIT_LAB"] = lab
+    os.environ["LABKIT_STRICT"] = "1"
+    labs = load_labs()
+    reset(Cluster(get_backend(None, lab)), labs, all_steps(labs)[0], print)
+    for name in names:
+        path = NOTEBOOKS / name
+        nb = nbformat.read(path, as_version=4)
+        print(f"executing {name}")
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+                       ).execute()
+        nbformat.write(nb, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--execute", action="store_true", help="run them on a fresh lab to record outputs")
+    parser.add_argument("--lab", default="nbbuild", help="lab to run them on (default: nbbuild)")
+    args = parser.parse_args()
+    built = build_all()
+    for name, nb in built.items():
+        path = NOTEBOOKS / name
+        if path.exists() and sources(nbformat.read(path, as_version=4)) == sources(nb) and not args.execute:
+            continue
+        nbformat.write(nb, path)
+        print(f"wrote {path}")
+    if args.execute:
+        order = [*sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")), "start.ipynb"]
+        execute(order, args.lab)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
