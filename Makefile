@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 LABKIT := $(VENV)/bin/labkit
 JUPYTER_PORT ?= 8888
 
-.PHONY: lab test venv setup up lint clean browser-deps
+.PHONY: lab test venv setup up lint clean browser-deps notebooks
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ up: setup
 
 lab: up
 	$(LABKIT) lab --port $(JUPYTER_PORT)
+
+# Rebuild the lab notebooks from labs/ and record their outputs on a fresh lab.
+notebooks: setup
+	$(PY) -m labkit.notebook_build --execute
 
 lint: venv
 	$(VENV)/bin/ruff check labkit tests bench

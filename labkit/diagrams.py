@@ -58,7 +58,7 @@ def snapshot(cluster: Cluster) -> list[NodeView]:
     names = {s["ID"]: s["Spec"]["Name"] for s in api.services()}
     for t in api.tasks():
         node = ids.get(t.get("NodeID", ""))
-        if node in views and t["Status"]["State"] in STATE_COLOURS:
+        if node in views and t["ServiceID"] in names and t["Status"]["State"] in STATE_COLOURS:
             views[node].tasks.append(Task(names.get(t["ServiceID"], "?"), int(t.get("Slot") or 0),
                                           t["Status"]["State"], t["DesiredState"]))
     return list(views.values())

@@ -15,6 +15,8 @@ are shown as one line, never as a Python traceback, and still fail the cell.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import sys
 from typing import Any
 
@@ -47,19 +49,15 @@ def lab() -> Cluster:
 
 
 def run_on(node: str, script: str) -> int:
-    """Run SCRIPT on NODE like a terminal would: echo it, print its output, fail on an error."""
+    """Run SCRIPT on NODE like a terminal would: each command echoed before its output, fail on an error."""
     c = lab()
     target = c[node.strip()]
     script = render(script, c, target.name).strip()
     if not script:
         raise LabkitError(f"Nothing to run on {target.name}: type a command under %%node {target.name}.")
-    prompt = f"{target.name}$ "
-    print(prompt + script.replace("\n", "\n" + prompt))
-    result = target.run(["/bin/bash", "-e", "-o", "pipefail", "-c", script], timeout=COMMAND_TIMEOUT)
-    sys.stdout.write(result.stdout)
+    result = target.run(["/bin/bash", "-c", terminal_script(target.name, script)], timeout=COMMAND_TIMEOUT)
+    sys.stdout.write(collapse_progress(result.stdout))
     sys.stdout.flush()
-    sys.stderr.write(result.stderr)
-    sys.stderr.flush()
     if result.exit_code == 124:
         raise NodeCommandError(f"the command on {target.name} was still running after {COMMAND_TIMEOUT} s "
                                "and was stopped (use --detach for long-running commands)")
@@ -67,6 +65,35 @@ def run_on(node: str, script: str) -> int:
         raise NodeCommandError(f"the command on {target.name} failed (exit code {result.exit_code}); "
                                "its error is printed above")
     return result.exit_code
+
+
+_COMPOUND = re.compile(r"\\$|<<|\b(do|then|done|fi|esac)\b|[{(]\s*$", re.MULTILINE)
+
+
+def terminal_script(node: str, script: str) -> str:
+    """A bash script that shows each command with a prompt, then its output (errors inline),
+    and stops at the first failing command. Multi-line constructs are shown once, whole."""
+    prompt = f"{node}$ "
+    lines = [line for line in script.splitlines() if line.strip()]
+    head = "exec 2>&1; set -e -o pipefail\n"
+    if _COMPOUND.search(script):
+        return head + f"printf '%s\\n' {shlex.quote(prompt + script)}\n{script}\n"
+    return head + "".join(f"printf '%s\\n' {shlex.quote(prompt + line)}\n{line}\n" for line in lines)
+
+
+_PROGRESS = re.compile(r"^(overall progress:|verify:|\d+/\d+:)")
+
+
+def collapse_progress(text: str) -> str:
+    """Docker redraws its progress lines on a terminal; without one it repeats them. Keep the last of each."""
+    lines = text.splitlines(keepends=True)
+    last: dict[str, int] = {}
+    for i, line in enumerate(lines):
+        m = _PROGRESS.match(line)
+        if m:
+            last[m.group(1)] = i
+    return "".join(line for i, line in enumerate(lines)
+                   if not (m := _PROGRESS.match(line)) or last[m.group(1)] == i)
 
 
 def check(ref: str) -> CheckWidget:

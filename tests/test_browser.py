@@ -1,0 +1,213 @@
+"""The README's main path in a real browser: `labkit lab` serves JupyterLab, headless Chromium opens the
+start notebook, runs it, and answers its check widget, wrong first, then right.
+
+The browser reaches nothing but 127.0.0.1, JupyterLab keeps its settings, workspaces and runtime files
+in a temporary directory (with autosave off, so start.ipynb is never rewritten), and the learner's
+progress file is never touched (LABKIT_STATE_DIR is temporary too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Page, Route, expect, sync_playwright
+
+import labkit
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+SCREENSHOT = ARTIFACTS / "jupyterlab-check.png"
+FAILURE_SCREENSHOT = ARTIFACTS / "jupyterlab-failure.png"
+CHROMIUM = Path("/usr/bin/chromium")
+LOCAL = "127.0.0.1"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+    # Belt and braces for "nothing but 127.0.0.1": every other host goes to a proxy that does not exist
+    # and resolves to nothing; the page's requests are also filtered by a route below.
+    f"--proxy-server=http://{LOCAL}:9", f"--proxy-bypass-list={LOCAL}",
+    f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE {LOCAL}",
+]
+SERVER_START = 60.0  # s; JupyterLab's cold start on a 2-core machine takes 10-20 s
+PAGE = 60_000  # ms: load the page, start the kernel
+CELLS = 180_000  # ms: run the notebook (status, doctor, a command on manager1, a check)
+CHECK = 60_000  # ms: one click on Check
+# JupyterLab user settings: no autosave, no news or update checks (requests to the internet, and a toast
+# over the notebook), and every cell attached to the DOM so locators see them all.
+LAB_SETTINGS = {
+    "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+}
+
+
+@dataclass
+class JupyterLab:
+    port: int
+    token: str
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://{LOCAL}:{self.port}{path}?token={self.token}"
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else "(no log)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOCAL, 0))
+        return int(s.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    """Whether URL answers 200, asked directly (never through a proxy from the environment)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def is_local(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme not in {"http", "https", "ws", "wss"} or parts.hostname == LOCAL
+
+
+@pytest.fixture
+def jupyterlab(lab: labkit.Cluster, tmp_path: Path) -> Iterator[JupyterLab]:
+    """`labkit lab` as the README starts it, on a free port with a random token; stopped at the end."""
+    settings = tmp_path / "lab-settings"
+    for plugin, values in LAB_SETTINGS.items():
+        path = settings / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    env = {
+        **os.environ,
+        "LABKIT_LAB": lab.lab,
+        "LABKIT_STATE_DIR": str(tmp_path / "state"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+    }
+    env.pop("LABKIT_STRICT", None)  # the learner's notebook, not the regression run
+    server = JupyterLab(port=free_port(), token=secrets.token_hex(24), log=tmp_path / "jupyterlab.log")
+    argv = [sys.executable, "-m", "labkit", "lab", "--port", str(server.port), "--token", server.token,
+            "--no-browser"]
+    with server.log.open("wb") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + SERVER_START
+        while not answers(server.url("/api/status")):
+            if proc.poll() is not None:
+                pytest.fail(f"`labkit lab` exited with code {proc.returncode}:\n{server.log_tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"JupyterLab did not answer within {SERVER_START:.0f} s:\n{server.log_tail()}")
+            time.sleep(0.25)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def page(jupyterlab: JupyterLab) -> Iterator[Page]:
+    """A headless Chromium page that can reach 127.0.0.1 and nothing else."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser test drives Debian's chromium; "
+                    "install it with `apt-get install chromium` (make test does, as root).")
+
+    blocked: list[str] = []
+    sockets: list[str] = []
+
+    def block(route: Route) -> None:
+        blocked.append(route.request.url)
+        route.abort("blockedbyclient")
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.route(lambda url: not is_local(url), block)
+            page = context.new_page()
+            page.on("websocket", lambda ws: sockets.append(ws.url))
+            yield page
+            assert all(is_local(url) for url in sockets), f"the page opened a websocket elsewhere: {sockets}"
+        finally:
+            browser.close()
+    if blocked:
+        print(f"blocked requests away from {LOCAL}: {blocked}")
+
+
+def test_start_notebook_check_in_jupyterlab(lab: labkit.Cluster, jupyterlab: JupyterLab, page: Page) -> None:
+    swarm = lab["manager1"].docker.info()["Swarm"]["LocalNodeState"]
+    assert swarm == "inactive", f"the test lab's manager1 should be a fresh engine, its swarm is {swarm!r}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / ".gitignore").write_text("*\n")  # screenshots are for looking at, never for git
+    try:
+        # Open the start notebook, as `labkit lab` prints it, and wait for its kernel.
+        page.goto(jupyterlab.url("/lab/tree/start.ipynb"), wait_until="domcontentloaded", timeout=PAGE)
+        notebook = page.locator(".jp-NotebookPanel").filter(has_text="Swarm labs: start here")
+        expect(notebook).to_be_visible(timeout=PAGE)
+        expect(notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
+            1, timeout=PAGE)
+
+        # Run > Run All Cells, then wait for the check widget of the last cell.
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        widget = notebook.locator(".widget-vbox").filter(has=page.get_by_role("button", name="Check", exact=True))
+        expect(widget).to_have_count(1, timeout=CELLS)
+        expect(widget).to_contain_text("Check: Is swarm mode active?")
+        expect(widget).to_contain_text("NOT YET", timeout=CHECK)  # nothing answered yet
+        widget.scroll_into_view_if_needed()
+        box = widget.get_by_placeholder("your answer")
+        check = widget.get_by_role("button", name="Check", exact=True)
+
+        # A wrong answer: NOT YET, with the hint.
+        box.fill("")
+        box.press_sequentially("active")
+        check.click()
+        expect(widget).to_contain_text("'active' is not what the cluster says", timeout=CHECK)
+        expect(widget).to_contain_text("NOT YET")
+        expect(widget).to_contain_text("Try:")
+        expect(widget).not_to_contain_text("PASS")
+
+        # The right answer: PASS.
+        box.fill("")
+        box.press_sequentially("inactive")
+        check.click()
+        expect(widget).to_contain_text("PASS", timeout=CHECK)
+        expect(widget).to_contain_text("Right: inactive.")
+        expect(widget).not_to_contain_text("NOT YET")
+
+        widget.scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOT))
+    except Exception:
+        page.screenshot(path=str(FAILURE_SCREENSHOT))
+        print(f"screenshot: {FAILURE_SCREENSHOT}\nJupyterLab log:\n{jupyterlab.log_tail()}")
+        raise
+    assert SCREENSHOT.exists(), SCREENSHOT
+    assert SCREENSHOT.stat().st_size > 10_000, f"{SCREENSHOT} is only {SCREENSHOT.stat().st_size} bytes"
