@@ -260,7 +260,7 @@ def jupyter_lab(
     token = token or secrets.token_hex(24)
     argv = [sys.executable, "-m", "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0", f"--ServerApp.root_dir={NOTEBOOKS}", f"--IdentityProvider.token={token}",
-            f"--ServerApp.open_browser={browser}", "start.ipynb"]
+            f"--ServerApp.open_browser={browser}", str(NOTEBOOKS / "start.ipynb")]
     if os.geteuid() == 0:
         argv.append("--allow-root")
     _report(f"JupyterLab: http://127.0.0.1:{port}/lab/tree/start.ipynb?token={token}")

@@ -7,6 +7,7 @@ what a headless run records and what nbval compares.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -34,15 +35,20 @@ def result_text(ref: str, result: Result | None, question: bool = False) -> str:
     return f"{mark} {ref}: {result.summary}" + (f"\n     try: {result.hint}" if result.hint else "")
 
 
+def inline_md(text: str) -> str:
+    """Escape TEXT for HTML, with `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(text))
+
+
 def result_html(result: Result, done_before: bool) -> str:
     colour, mark = ("#2e9d4f", "✔ PASS") if result.passed else ("#d64541", "✘ NOT YET")
     parts = [f'<div style="border-left:4px solid {colour};padding:4px 10px;margin:4px 0">',
-             f'<b style="color:{colour}">{mark}</b> {escape(result.summary)}']
+             f'<b style="color:{colour}">{mark}</b> {inline_md(result.summary)}']
     if result.evidence:
         parts.append("<div style='color:#555;margin-top:4px'>What labkit saw:<ul style='margin:2px 0'>"
                      + "".join(f"<li><code>{escape(e)}</code></li>" for e in result.evidence) + "</ul></div>")
     if result.hint and not result.passed:
-        parts.append(f"<div style='margin-top:4px'>💡 <b>Try:</b> {escape(result.hint)}</div>")
+        parts.append(f"<div style='margin-top:4px'><b>Try:</b> {inline_md(result.hint)}</div>")
     if done_before and not result.passed:
         parts.append("<div style='color:#555'>(You completed this step earlier; the cluster has changed since.)</div>")
     parts.append(f"<div style='color:#999;font-size:smaller'>checked in {result.seconds:.2f} s</div></div>")
@@ -70,7 +76,7 @@ class CheckWidget(w.VBox):  # type: ignore[misc]
         buttons = [self.check_button, self.show_button] + ([] if step.question else [self.apply_button])
         rows: list[w.Widget] = [self.title]
         if step.question:
-            rows.append(w.HTML(f"❓ {escape(step.question)}"))
+            rows.append(w.HTML(f"<b>Question:</b> {inline_md(step.question)}"))
             rows.append(self.answer)
         super().__init__([*rows, w.HBox(buttons), self.output, self.solution])
         if result is not None:
@@ -92,7 +98,7 @@ class CheckWidget(w.VBox):  # type: ignore[misc]
     def show_solution(self) -> None:
         if self.step.question:
             self.solution.value = ("<div>This step asks you to look: run the command(s) above and read the "
-                                   "answer in their output. <b>Hint:</b> " + escape(self.step.hints[0]) + "</div>")
+                                   "answer in their output. <b>Hint:</b> " + inline_md(self.step.hints[0]) + "</div>")
             return
         lines = "\n".join(f"{c.node}$ {render(c.run, self.cluster, c.node)}" for c in self.step.solution)
         self.solution.value = f"<pre style='background:#f6f8fa;padding:6px'>{escape(lines)}</pre>"

@@ -1,9 +1,9 @@
 """The README's main path in a real browser: `labkit lab` serves JupyterLab, headless Chromium opens the
 start notebook, runs it, and answers its check widget, wrong first, then right.
 
-The browser reaches nothing but 127.0.0.1, JupyterLab keeps its settings, workspaces and runtime files
-in a temporary directory (with autosave off, so start.ipynb is never rewritten), and the learner's
-progress file is never touched (LABKIT_STATE_DIR is temporary too).
+The browser reaches nothing but 127.0.0.1. JupyterLab keeps its config, data, settings, workspaces and
+runtime files in a temporary directory, with autosave off, so start.ipynb is never rewritten; the
+learner's progress file is never touched either (LABKIT_STATE_DIR is temporary too).
 """
 
 from __future__ import annotations
@@ -86,6 +86,12 @@ def answers(url: str) -> bool:
         return False
 
 
+def menu(page: Page, name: str, item: str) -> None:
+    """Click JupyterLab's menu bar entry NAME, then its ITEM, as a user would."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{re.escape(name)}$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(item)}$")).click()
+
+
 def is_local(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme not in {"http", "https", "ws", "wss"} or parts.hostname == LOCAL
@@ -105,6 +111,8 @@ def jupyterlab(lab: labkit.Cluster, tmp_path: Path) -> Iterator[JupyterLab]:
         "LABKIT_STATE_DIR": str(tmp_path / "state"),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
         "IPYTHONDIR": str(tmp_path / "ipython"),
     }
@@ -165,26 +173,31 @@ def page(jupyterlab: JupyterLab) -> Iterator[Page]:
 def test_start_notebook_check_in_jupyterlab(lab: labkit.Cluster, jupyterlab: JupyterLab, page: Page) -> None:
     swarm = lab["manager1"].docker.info()["Swarm"]["LocalNodeState"]
     assert swarm == "inactive", f"the test lab's manager1 should be a fresh engine, its swarm is {swarm!r}"
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / ".gitignore").write_text("*\n")  # screenshots are for looking at, never for git
+    ARTIFACTS.mkdir(exist_ok=True)  # in .gitignore: screenshots are for looking at
     try:
         # Open the start notebook, as `labkit lab` prints it, and wait for its kernel.
         page.goto(jupyterlab.url("/lab/tree/start.ipynb"), wait_until="domcontentloaded", timeout=PAGE)
         notebook = page.locator(".jp-NotebookPanel").filter(has_text="Swarm labs: start here")
         expect(notebook).to_be_visible(timeout=PAGE)
-        expect(notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
-            1, timeout=PAGE)
+        # The status bar's kernel item goes "No Kernel | Initializing", then "Python 3 (ipykernel) | Idle".
+        # (The toolbar's execution indicator says idle before the kernel is there: not a usable signal.)
+        kernel = page.locator(".jp-StatusBar-TextItem").filter(has_text=re.compile(r"^Python 3.*\| Idle$"))
+        expect(kernel).to_have_count(1, timeout=PAGE)
 
-        # Run > Run All Cells, then wait for the check widget of the last cell.
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-        widget = notebook.locator(".widget-vbox").filter(has=page.get_by_role("button", name="Check", exact=True))
+        # Edit > Clear Outputs of All Cells (the notebook is stored with recorded outputs: whatever shows
+        # from here on comes from this run), then Run > Run All Cells and wait for the last cell's widget.
+        menu(page, "Edit", "Clear Outputs of All Cells")
+        expect(notebook.locator(".jp-OutputArea-child")).to_have_count(0, timeout=PAGE)
+        menu(page, "Run", "Run All Cells")
+        # The button's accessible name starts with its Font Awesome glyph: match the word at its end.
+        check = page.get_by_role("button", name=re.compile(r"\bCheck$"))
+        widget = notebook.locator(".widget-vbox").filter(has=check)
         expect(widget).to_have_count(1, timeout=CELLS)
         expect(widget).to_contain_text("Check: Is swarm mode active?")
         expect(widget).to_contain_text("NOT YET", timeout=CHECK)  # nothing answered yet
         widget.scroll_into_view_if_needed()
         box = widget.get_by_placeholder("your answer")
-        check = widget.get_by_role("button", name="Check", exact=True)
+        check = widget.get_by_role("button", name=re.compile(r"\bCheck$"))
 
         # A wrong answer: NOT YET, with the hint.
         box.fill("")
