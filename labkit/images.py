@@ -31,6 +31,8 @@ Report = Callable[[str], None]
 
 SUITE = "bookworm"
 RECIPES = Path(__file__).parent / "recipes"
+# The files in recipes/ that decide what the images contain (form-swarm.sh, say, does not).
+RECIPE_FILES = ("node-packages.txt", "node-entrypoint.sh", "registry.yml")
 NODE_IMAGE = "labkit/node:latest"
 ENTRYPOINT = "/usr/local/bin/labkit-entrypoint"
 CACHE_DIR = Path(os.environ.get("LABKIT_CACHE", "/var/cache/labkit"))
@@ -72,8 +74,8 @@ WORKLOADS = (
 def recipe_hash() -> str:
     """Content hash of everything that decides what the images contain."""
     digest = hashlib.sha256(SUITE.encode())
-    for path in sorted(p for p in RECIPES.iterdir() if p.is_file() and not p.name.endswith("~")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for name in RECIPE_FILES:
+        digest.update(name.encode() + b"\0" + (RECIPES / name).read_bytes())
     for w in WORKLOADS:
         digest.update(repr(w).encode())
     return digest.hexdigest()[:16]

@@ -7,7 +7,7 @@ import os
 from labkit.backends.base import Backend, Node, NodeStatus, RunResult
 from labkit.errors import LabkitError
 
-BACKENDS = ("dind",)
+BACKENDS = ("dind", "vagrant")
 
 __all__ = ["BACKENDS", "Backend", "Node", "NodeStatus", "RunResult", "get_backend"]
 
@@ -19,4 +19,8 @@ def get_backend(name: str | None, lab: str) -> Backend:
         from labkit.backends.dind import DindBackend
 
         return DindBackend(lab)
+    if name == "vagrant":
+        from labkit.backends.vagrant import VagrantBackend
+
+        return VagrantBackend(lab)
     raise LabkitError(f"Unknown backend '{name}'. Choose one of: {', '.join(BACKENDS)}.")

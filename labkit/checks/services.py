@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import docker
+import docker.errors
 
 from labkit.checks.base import Context, Result, check, judge_answer
 
@@ -131,6 +132,10 @@ def self_healed(ctx: Context) -> Result:
     failed = sorted((t for t in history if t["Status"]["State"] == "failed"), key=_when)
     running = [t for t in _tasks(ctx, service) if t["Status"]["State"] == "running"]
     if not failed:
+        gone = _removed_containers(ctx, running, hosts)
+        if gone:
+            return Result(False, f"The container of a task on {gone[0]} is gone; the orchestrator is noticing.",
+                          hint="Give it a second or two.", pending=True)
         where = ", ".join(sorted(hosts.get(t["NodeID"], "?") for t in running))
         return Result(False, f"No task of {name} has failed yet.", (f"{len(running)} tasks running, on {where}",),
                       hint=ctx.step.hints[1] + " Find the node with `docker service ps` on manager1.")
@@ -146,6 +151,19 @@ def self_healed(ctx: Context) -> Result:
     return Result(True, f"Healed: a replacement task was running {healed:.1f} s after the container was removed.",
                   (*seen, f"replacement {replacement['ID'][:12]} running on {hosts.get(replacement['NodeID'], '?')}",
                    f"{len(running)}/{wanted} tasks running"))
+
+
+def _removed_containers(ctx: Context, tasks: list[dict[str, Any]], hosts: dict[str, str]) -> list[str]:
+    """Nodes where a task the manager still thinks runs has lost its container (just removed)."""
+    gone = []
+    for t in tasks:
+        node, cid = hosts.get(t["NodeID"]), t["Status"].get("ContainerStatus", {}).get("ContainerID")
+        if node and cid:
+            try:
+                ctx.cluster[node].docker.containers.get(cid)
+            except docker.errors.NotFound:
+                gone.append(node)
+    return gone
 
 
 @check("service_removed")

@@ -1,0 +1,241 @@
+"""The Vagrant backend: each node is a VM from the project's Vagrantfile.
+
+labkit reaches each VM over SSH, with what `vagrant ssh-config` prints: commands
+with `ssh`, the engine's API through an SSH-forwarded unix socket (the engine
+never listens on TCP), facts on disk with pytest-testinfra's SSH backend.
+Nothing about the VMs is stored: Vagrant's own state is the only record.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+
+from labkit import engine
+from labkit.backends.base import Backend, Node, Report, RunResult, sorted_nodes, wait_for
+from labkit.errors import LabkitError
+from labkit.topology import AddressPlan, Topology, parse_node_name
+
+PROJECT = Path(os.environ.get("LABKIT_VAGRANT_DIR", Path(__file__).resolve().parents[2]))
+SUBNET = ipaddress.ip_network("192.168.56.0/24")  # the Vagrantfile's private network
+UP_TIMEOUT = 1800
+
+# What vagrant says when it fails, and what the user should do about it.
+FAILURES = [
+    ("No usable default provider", "Vagrant has no provider here. Install VirtualBox, or libvirt with the "
+     "vagrant-libvirt plugin (Debian: apt-get install vagrant-libvirt libvirt-daemon-system), then retry."),
+    ("could not be found", "The Vagrant box is missing and could not be downloaded. Add it first: "
+     "`vagrant box add debian/bookworm64 --provider virtualbox` (or libvirt), or set LABKIT_BOX."),
+    ("VT-x is not available", "This machine has no hardware virtualization (VT-x/AMD-V): VMs cannot run. "
+     "Use the default backend (docker-in-docker) instead."),
+    ("kvm", "KVM is not available: libvirt cannot start VMs here. Enable virtualization or use the default backend."),
+    ("Timed out while waiting for the machine to boot", "A VM did not finish booting. Look at the VM's console "
+     "in your provider; `labkit down --backend vagrant` removes what was created."),
+]
+
+
+def explain(output: str) -> str:
+    """The advice for a failed vagrant command, from its output."""
+    for needle, advice in FAILURES:
+        if needle.lower() in output.lower():
+            return advice
+    tail = " | ".join(line.strip() for line in output.strip().splitlines()[-3:])
+    return f"vagrant failed: {tail}"
+
+
+def vagrant_env(topology: Topology | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if topology is not None:
+        env["LABKIT_MANAGERS"] = str(topology.managers)
+        env["LABKIT_WORKERS"] = str(topology.workers)
+    return env
+
+
+def parse_status(machine_readable: str) -> dict[str, str]:
+    """`vagrant status --machine-readable` -> {machine: state}."""
+    states: dict[str, str] = {}
+    for line in machine_readable.splitlines():
+        parts = line.split(",")
+        if len(parts) >= 4 and parts[2] == "state" and parts[1]:
+            states[parts[1]] = parts[3]
+    return states
+
+
+def parse_ssh_config(text: str) -> dict[str, dict[str, str]]:
+    """`vagrant ssh-config` -> {host: {option: value}} (options lower-cased)."""
+    hosts: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in text.splitlines():
+        words = line.strip().split(None, 1)
+        if len(words) != 2:
+            continue
+        key, value = words[0].lower(), words[1].strip().strip('"')
+        if key == "host":
+            current = hosts.setdefault(value, {})
+        elif current is not None:
+            current[key] = value
+    return hosts
+
+
+def ssh_argv(config: Path, host: str, command: str | None = None, tty: bool = False) -> list[str]:
+    """ssh with Vagrant's generated config; COMMAND runs through sudo sh -c on the VM."""
+    argv = ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+    argv += ["-t"] if tty else ["-T"]
+    argv.append(host)
+    if command is not None:
+        argv += ["--", "sudo", "sh", "-c", shlex.quote(command)]
+    return argv
+
+
+def forward_argv(config: Path, host: str, local_socket: Path) -> list[str]:
+    """ssh that forwards a local unix socket to the VM's Docker socket (and runs nothing)."""
+    return ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes",
+            "-o", "StreamLocalBindUnlink=yes", "-N", "-L", f"{local_socket}:/var/run/docker.sock", host]
+
+
+class VagrantNode(Node):
+    def __init__(self, name: str, role: str, address: str, backend: VagrantBackend) -> None:
+        super().__init__(name, role, address)
+        self.backend = backend
+
+    def _connect(self) -> docker.DockerClient:
+        return engine.connect(f"unix://{self.backend.forward(self.name)}")
+
+    def testinfra_spec(self) -> str:
+        return f"ssh://{self.name}?ssh_config={self.backend.ssh_config()}&sudo=true"
+
+    def run(self, cmd: str | list[str], timeout: float = 60) -> RunResult:
+        text = cmd if isinstance(cmd, str) else shlex.join(cmd)
+        argv = ssh_argv(self.backend.ssh_config(), self.name, f"timeout {int(timeout)} sh -c {shlex.quote(text)}")
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 30)
+        return RunResult(done.returncode, done.stdout, done.stderr)
+
+    def container_state(self) -> str:
+        state = self.backend.states().get(self.name, "missing")
+        return {"not_created": "missing"}.get(state, state)
+
+
+class VagrantBackend(Backend):
+    name = "vagrant"
+
+    def __init__(self, lab: str, project: Path = PROJECT) -> None:
+        super().__init__(lab)
+        self.project = project
+        self._config: Path | None = None
+        self._tunnels: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        self._tmp: Path | None = None
+
+    # --------------------------------------------------------------- vagrant
+
+    def _vagrant(self, *args: str, topology: Topology | None = None, check: bool = True,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        if not shutil.which("vagrant"):
+            raise LabkitError("Vagrant is not installed. Install it (Debian: apt-get install vagrant) and a "
+                              "provider (VirtualBox, or libvirt with vagrant-libvirt), or use the default backend.")
+        done = subprocess.run(["vagrant", *args], cwd=self.project, env=vagrant_env(topology), capture_output=True,
+                              text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise LabkitError(explain(done.stdout + done.stderr))
+        return done
+
+    def states(self) -> dict[str, str]:
+        return parse_status(self._vagrant("status", "--machine-readable").stdout)
+
+    def ssh_config(self) -> Path:
+        """Vagrant's SSH settings for the running VMs, in a file that lives as long as this process."""
+        if self._config is None:
+            text = self._vagrant("ssh-config").stdout
+            path = self._tmpdir() / "ssh-config"
+            path.write_text(text)
+            self._config = path
+        return self._config
+
+    def _tmpdir(self) -> Path:
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="labkit-vagrant-"))
+            atexit.register(self.close)
+        return self._tmp
+
+    def forward(self, node: str) -> Path:
+        """A local unix socket reaching NODE's engine through SSH (started on first use)."""
+        if node in self._tunnels and self._tunnels[node][0].poll() is None:
+            return self._tunnels[node][1]
+        socket = self._tmpdir() / f"{node}.sock"
+        proc = subprocess.Popen(forward_argv(self.ssh_config(), node, socket), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if not wait_for(lambda: socket.exists() or proc.poll() is not None, 15, 0.05) or not socket.exists():
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr and proc.poll() is not None else ""
+            proc.kill()
+            raise LabkitError(f"Could not reach {node}'s engine over SSH. {err.strip()} "
+                              "Is the VM up? `labkit status --backend vagrant`.")
+        self._tunnels[node] = (proc, socket)
+        return socket
+
+    def close(self) -> None:
+        for proc, _ in self._tunnels.values():
+            proc.terminate()
+        self._tunnels.clear()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        self._config = None
+
+    # --------------------------------------------------------------- Backend
+
+    def nodes(self) -> list[Node]:
+        plan = AddressPlan(SUBNET)
+        found: list[Node] = []
+        for name, state in self.states().items():
+            if state == "not_created":
+                continue
+            spec = parse_node_name(name)
+            found.append(VagrantNode(name, spec.role, plan.node(spec), self))
+        return sorted_nodes(found)
+
+    def up(self, topology: Topology | None, report: Report) -> list[Node]:
+        report("vagrant up --no-parallel (first boot of a box takes minutes)")
+        argv = ["vagrant", "up", "--no-parallel"]
+        if not shutil.which("vagrant"):
+            self._vagrant("version")  # raises the install advice
+        with subprocess.Popen(argv, cwd=self.project, env=vagrant_env(topology), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) as proc:
+            assert proc.stdout is not None
+            output = "".join(_relay(proc.stdout, report, time.monotonic() + UP_TIMEOUT))
+        if proc.returncode != 0:
+            report("vagrant up failed: removing what it created (vagrant destroy -f)")
+            self._vagrant("destroy", "-f", topology=topology, check=False, timeout=600)
+            raise LabkitError(explain(output) + " Nothing was left half-created.")
+        self._config = None
+        return self.nodes()
+
+    def down(self, report: Report) -> int:
+        existing = [n for n, s in self.states().items() if s != "not_created"]
+        self.close()
+        if existing:
+            report(f"vagrant destroy -f ({', '.join(existing)})")
+            self._vagrant("destroy", "-f", timeout=600)
+        return len(existing)
+
+    def shell_command(self, node: str) -> list[str]:
+        self.node(node)
+        return ["vagrant", "ssh", node]
+
+
+def _relay(lines: Iterator[str], report: Report, deadline: float) -> Iterator[str]:
+    """Pass vagrant's progress lines on while keeping them for the error message."""
+    for line in lines:
+        if line.startswith("==>") or "Machine booted" in line or "Running provisioner" in line:
+            report(line.strip())
+        yield line
+        if time.monotonic() > deadline:
+            raise LabkitError(f"vagrant up took longer than {UP_TIMEOUT // 60} minutes; see your provider.")
