@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 LABKIT := $(VENV)/bin/labkit
 JUPYTER_PORT ?= 8888
 
-.PHONY: lab test venv setup up lint clean browser-deps notebooks
+.PHONY: lab test venv setup up lint clean browser-deps vagrant-deps notebooks
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,7 +35,7 @@ notebooks: setup
 lint: venv
 	$(VENV)/bin/ruff check labkit tests bench
 
-test: setup lint browser-deps
+test: setup lint browser-deps vagrant-deps
 	$(VENV)/bin/pytest -ra
 
 clean: venv
@@ -46,3 +46,10 @@ browser-deps:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium is missing: the browser test will say so (Debian: apt-get install chromium)"
+
+# Debian's vagrant (and its libvirt provider plugin) to validate the Vagrantfile; no VM is started.
+vagrant-deps:
+	@command -v vagrant >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		vagrant vagrant-libvirt >/dev/null; } || \
+		echo "vagrant is missing: the Vagrant tests will say so (Debian: apt-get install vagrant)"

@@ -32,7 +32,7 @@ Report = Callable[[str], None]
 SUITE = "bookworm"
 RECIPES = Path(__file__).parent / "recipes"
 # The files in recipes/ that decide what the images contain (form-swarm.sh, say, does not).
-RECIPE_FILES = ("node-packages.txt", "node-entrypoint.sh", "registry.yml")
+RECIPE_FILES = ("node-packages.txt", "install-engine.sh", "node-entrypoint.sh", "registry.yml")
 NODE_IMAGE = "labkit/node:latest"
 ENTRYPOINT = "/usr/local/bin/labkit-entrypoint"
 CACHE_DIR = Path(os.environ.get("LABKIT_CACHE", "/var/cache/labkit"))
@@ -191,10 +191,10 @@ def _rootfs(build_dir: Path, report: Report) -> Path:
                     report(line[3:].strip())
     if proc.returncode != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-5:])
-        raise LabkitError(
-            f"debootstrap failed (exit {proc.returncode}); the next run starts it afresh. "
-            f"Last lines of {log_path}:\n{tail}"
-        )
+        raise LabkitError(f"debootstrap failed (exit {proc.returncode}); the next run starts it afresh. "
+                          f"Last lines of {log_path}:\n{tail}")
+    report("Installing the engine with install-engine.sh (as on Vagrant VMs)")
+    run_in_root(rootfs, RECIPES / "install-engine.sh", build_dir / "install-engine.log")
     for rel in TRIM:
         target = rootfs / rel
         if target.is_dir():
@@ -206,6 +206,29 @@ def _rootfs(build_dir: Path, report: Report) -> Path:
     shutil.copy(RECIPES / "registry.yml", rootfs / "etc/labkit/registry.yml")
     done.touch()
     return rootfs
+
+
+def run_in_root(rootfs: Path, script: Path, log: Path) -> None:
+    """Run SCRIPT inside ROOTFS (chroot) with the host's resolver, no service starts, /proc mounted."""
+    policy = rootfs / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")  # Debian's way to say: install, but start nothing
+    policy.chmod(0o755)
+    shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
+    shutil.copy(script, rootfs / "tmp" / script.name)
+    subprocess.run(["mount", "-t", "proc", "proc", str(rootfs / "proc")], check=True)
+    try:
+        with log.open("w") as out:
+            done = subprocess.run(["chroot", str(rootfs), "/bin/sh", f"/tmp/{script.name}"], stdout=out,
+                                  stderr=subprocess.STDOUT)
+    finally:
+        subprocess.run(["umount", str(rootfs / "proc")], check=False)
+        policy.unlink(missing_ok=True)
+        (rootfs / "tmp" / script.name).unlink(missing_ok=True)
+        (rootfs / "etc/resolv.conf").unlink(missing_ok=True)
+    if done.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-5:])
+        raise LabkitError(f"{script.name} failed (exit {done.returncode}); the next run starts afresh. "
+                          f"Last lines of {log}:\n{tail}")
 
 
 def _import(client: docker.DockerClient, root: Path, image: str, recipe: str, changes: list[str]) -> None:

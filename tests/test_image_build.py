@@ -29,6 +29,8 @@ def test_failed_debootstrap_is_reported_and_the_rerun_starts_afresh(tmp_path: Pa
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("LABKIT_DEBIAN_MIRROR", "http://mirror.test/debian")
+    ran = []
+    monkeypatch.setattr(images, "run_in_root", lambda root, script, log: ran.append(script.name))
     build = tmp_path / "build"
 
     with pytest.raises(LabkitError, match="starts it afresh") as failure:
@@ -42,3 +44,4 @@ def test_failed_debootstrap_is_reported_and_the_rerun_starts_afresh(tmp_path: Pa
     assert (rootfs / "complete-tree").exists()
     assert not (rootfs / "half-written").exists(), "the half-built tree must not be reused"
     assert (rootfs / images.ENTRYPOINT.lstrip("/")).stat().st_mode & 0o111
+    assert ran == ["install-engine.sh"], "the engine is installed by the script Vagrant runs too"

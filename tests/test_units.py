@@ -450,9 +450,10 @@ def test_recipe_hash_ignores_files_that_are_not_part_of_the_images(recipes):
     assert images.recipe_hash() == before
 
 
-def test_node_packages_include_docker_io_and_no_comments():
+def test_node_packages_leave_the_engine_to_install_engine_sh():
     packages = images.node_packages()
-    assert "docker.io" in packages
+    assert "docker.io" not in packages and "docker-registry" in packages
+    assert "docker.io" in (images.RECIPES / "install-engine.sh").read_text()
     assert all(p and not p.startswith("#") and p == p.strip() for p in packages)
 
 

@@ -92,10 +92,12 @@ class DindNode(Node):
 class DindBackend(Backend):
     name = "dind"
 
-    def __init__(self, lab: str, host: docker.DockerClient | None = None) -> None:
+    def __init__(self, lab: str, host: docker.DockerClient | None = None, shared: Path | None = None) -> None:
+        """SHARED: a host folder seen as /vagrant on every node (as Vagrant's synced folder)."""
         super().__init__(lab)
         self.names = Names(lab)
         self._client = host
+        self.shared = shared
 
     @property
     def host(self) -> docker.DockerClient:
@@ -248,19 +250,13 @@ class DindBackend(Backend):
         socket_dir.mkdir(parents=True)
         volume = self.names.volume(spec.name)
         self.host.volumes.create(volume, labels=self.names.labels("volume", **{LABEL_NODE: spec.name}))
-        security: dict[str, Any] = {"privileged": True} if mode == "privileged" else FALLBACK_HOST_CONFIG
-        host_config = api.create_host_config(
-            binds=[
-                f"{volume}:/var/lib/docker",
-                f"{socket_dir}:/labkit",
-                f"{self.run_dir / 'resolv.conf'}:/etc/resolv.conf:ro",
-            ],
-            extra_hosts={name: ip for name, ip in hosts.items() if name != spec.name},
-            init=True,
-            **security,
+        resolv = self.run_dir / "resolv.conf"
+        binds = [f"{volume}:/var/lib/docker", f"{socket_dir}:/labkit", f"{resolv}:/etc/resolv.conf:ro"]
+        if self.shared:
+            binds.append(f"{self.shared}:/vagrant")
+        host_config = engine_host_config(
+            api, mode, binds=binds, extra_hosts={name: ip for name, ip in hosts.items() if name != spec.name}
         )
-        if mode != "privileged":
-            host_config.update(UNMASKED_PATHS)
         networking = api.create_networking_config(
             {
                 self.names.network: api.create_endpoint_config(ipv4_address=plan.node(spec), aliases=[spec.name]),
@@ -312,6 +308,15 @@ class DindBackend(Backend):
                 pass
         shutil.rmtree(self.run_dir, ignore_errors=True)
         return removed
+
+
+def engine_host_config(api: docker.APIClient, mode: str, **options: Any) -> dict[str, Any]:
+    """Host config for a container that runs its own dockerd: privileged, or the fallback set."""
+    security: dict[str, Any] = {"privileged": True} if mode == "privileged" else FALLBACK_HOST_CONFIG
+    config: dict[str, Any] = api.create_host_config(init=True, **security, **options)
+    if mode != "privileged":
+        config.update(UNMASKED_PATHS)
+    return config
 
 
 def _remove_container(c: Container) -> None:

@@ -1,0 +1,246 @@
+"""The Vagrant backend, tested for real as far as this machine allows (no VMs can boot here):
+the Vagrantfile with `vagrant validate`, the provisioning script in a fresh Debian container,
+the swarm-forming option on dind nodes, and how the backend builds its commands."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import docker
+import pytest
+
+from labkit import images
+from labkit.aptsources import debian_mirror
+from labkit.backends import get_backend
+from labkit.backends.dind import DindBackend, engine_host_config
+from labkit.backends.vagrant import (
+    PROJECT,
+    VagrantBackend,
+    explain,
+    forward_argv,
+    parse_ssh_config,
+    parse_status,
+    ssh_argv,
+    vagrant_env,
+)
+from labkit.errors import LabkitError
+from labkit.topology import Topology
+from tests.conftest import wait_until
+
+RECIPES = images.RECIPES
+
+
+def vagrant(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    if not shutil.which("vagrant"):
+        pytest.fail("vagrant is not installed: `make test` installs it (Debian: apt-get install vagrant)")
+    return subprocess.run(["vagrant", *args], cwd=PROJECT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+# ------------------------------------------------------------------ the Vagrantfile
+
+
+@pytest.mark.parametrize("counts", [{}, {"LABKIT_MANAGERS": "3", "LABKIT_WORKERS": "5"},
+                                    {"LABKIT_WORKERS": "0", "LABKIT_SWARM": "1"}])
+def test_vagrantfile_validates(counts: dict[str, str]) -> None:
+    done = vagrant("validate", **counts)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "validated successfully" in done.stdout
+
+
+def test_vagrantfile_names_nodes_as_every_backend() -> None:
+    default = parse_status(vagrant("status", "--machine-readable").stdout)
+    assert list(default) == ["manager1", "worker1", "worker2"]
+    more = parse_status(vagrant("status", "--machine-readable", LABKIT_MANAGERS="3", LABKIT_WORKERS="4").stdout)
+    assert list(more) == ["manager1", "manager2", "manager3", "worker1", "worker2", "worker3", "worker4"]
+    assert set(more.values()) == {"not_created"}
+
+
+def test_vagrantfile_refuses_bad_counts_with_a_clear_message() -> None:
+    done = vagrant("validate", LABKIT_WORKERS="200")
+    assert done.returncode != 0
+    assert "LABKIT_WORKERS must be 0 to 89, not 200" in done.stdout + done.stderr
+
+
+def test_vagrantfile_uses_the_shared_scripts_and_no_tcp_api() -> None:
+    text = (PROJECT / "Vagrantfile").read_text()
+    assert "labkit/recipes/install-engine.sh" in text and "labkit/recipes/form-swarm.sh" in text
+    assert "192.168.56" in text and "tcp://" not in text and "2375" not in text
+
+
+# ------------------------------------------------------------------ how the backend talks to VMs
+
+
+SSH_CONFIG = """Host manager1
+  HostName 127.0.0.1
+  User vagrant
+  Port 2222
+  IdentityFile "/home/me/.vagrant/machines/manager1/virtualbox/private_key"
+
+Host worker1
+  HostName 127.0.0.1
+  Port 2200
+"""
+
+
+def test_ssh_config_is_read_per_host() -> None:
+    hosts = parse_ssh_config(SSH_CONFIG)
+    assert hosts["manager1"]["port"] == "2222"
+    assert hosts["manager1"]["identityfile"].endswith("private_key")
+    assert hosts["worker1"] == {"hostname": "127.0.0.1", "port": "2200"}
+
+
+def test_commands_run_through_ssh_with_vagrants_config_and_sudo() -> None:
+    argv = ssh_argv(Path("/tmp/cfg"), "worker1", "docker info | grep Swarm")
+    assert argv[:3] == ["ssh", "-F", "/tmp/cfg"] and "BatchMode=yes" in argv
+    assert argv[-5:] == ["worker1", "--", "sudo", "sh", "-c", "'docker info | grep Swarm'"][-5:]
+    assert "-T" in argv and "-t" not in argv
+    assert "-t" in ssh_argv(Path("/tmp/cfg"), "worker1", tty=True)
+
+
+def test_the_engine_is_reached_through_a_forwarded_unix_socket_not_tcp() -> None:
+    argv = forward_argv(Path("/tmp/cfg"), "manager1", Path("/tmp/x/manager1.sock"))
+    assert "-N" in argv and argv[-1] == "manager1"
+    assert "/tmp/x/manager1.sock:/var/run/docker.sock" in argv
+    assert not any("tcp" in a for a in argv)
+
+
+def test_vagrant_status_is_parsed_per_machine() -> None:
+    text = ("1700000000,,ui,info,Current machine states:\n"
+            "1700000000,manager1,metadata,provider,libvirt\n"
+            "1700000000,manager1,state,running\n1700000000,worker1,state,not_created\n")
+    assert parse_status(text) == {"manager1": "running", "worker1": "not_created"}
+
+
+def test_topology_reaches_vagrant_through_the_environment() -> None:
+    env = vagrant_env(Topology(3, 4))
+    assert (env["LABKIT_MANAGERS"], env["LABKIT_WORKERS"]) == ("3", "4")
+
+
+@pytest.mark.parametrize(("output", "advice"), [
+    ("No usable default provider could be found for your system.", "Install VirtualBox, or libvirt"),
+    ("The box 'debian/bookworm64' could not be found or could not be accessed", "vagrant box add"),
+    ("VT-x is not available (VERR_VMX_NO_VMX)", "no hardware virtualization"),
+    ("Timed out while waiting for the machine to boot.", "did not finish booting"),
+    ("something\nelse\nwent wrong", "vagrant failed: something | else | went wrong"),
+])
+def test_vagrant_failures_get_advice(output: str, advice: str) -> None:
+    assert advice in explain(output)
+
+
+def test_no_vagrant_installed_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    backend = get_backend("vagrant", "lab")
+    assert isinstance(backend, VagrantBackend)
+    with pytest.raises(LabkitError, match=r"Vagrant is not installed.*apt-get install vagrant"):
+        backend.nodes()
+    with pytest.raises(LabkitError, match="Vagrant is not installed"):
+        backend.up(None, lambda _: None)
+
+
+def test_a_failed_vagrant_up_destroys_what_it_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a stand-in `vagrant` that fails like a machine without a provider."""
+    log = tmp_path / "calls"
+    fake = tmp_path / "vagrant"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n'
+                    'case "$1" in up) echo "No usable default provider could be found"; exit 1;; esac\nexit 0\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with pytest.raises(LabkitError, match=r"Install VirtualBox.*Nothing was left half-created"):
+        VagrantBackend("lab", project=tmp_path).up(Topology(1, 2), lambda _: None)
+    assert log.read_text().splitlines() == ["up --no-parallel", "destroy -f"]
+
+
+# ------------------------------------------------------------------ the scripts, for real
+
+
+def put_file(container: docker.models.containers.Container, path: Path, dest_dir: str) -> None:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        tar.add(path, arcname=path.name)
+    container.put_archive(dest_dir, data.getvalue())
+
+
+@pytest.mark.cluster
+@pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap needs root")
+def test_install_engine_in_a_fresh_debian_container_gives_an_answering_engine(host, tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    subprocess.run(["debootstrap", "--variant=minbase", images.SUITE, str(rootfs), debian_mirror(images.SUITE)],
+                   check=True, capture_output=True, timeout=600)
+    tar = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
+    base = host.api.import_image_from_file(str(tar), repository="labkit-test/debian", tag="fresh")
+    assert base
+    installer = None
+    engine = None
+    try:
+        # Install as on a VM (the package mirror is reached the way the host reaches it) ...
+        installer = host.containers.run("labkit-test/debian:fresh", ["sleep", "infinity"], detach=True,
+                                        network_mode="host")
+        put_file(installer, RECIPES / "install-engine.sh", "/tmp")
+        code, out = installer.exec_run(["sh", "/tmp/install-engine.sh"])
+        assert code == 0, out.decode()[-2000:]
+        assert b"install-engine: Docker version" in out
+        installer.commit("labkit-test/debian", "engine")
+        # ... then start that engine, isolated, as a node would.
+        mode = DindBackend("citest", host)._probe_privileged()
+        created = host.api.create_container(
+            "labkit-test/debian:engine", ["sh", "/tmp/node-entrypoint.sh", "node"], volumes=["/var/lib/docker"],
+            host_config=engine_host_config(host.api, mode, network_mode="none"))
+        engine = host.containers.get(created["Id"])
+        put_file(engine, RECIPES / "node-entrypoint.sh", "/tmp")
+        engine.start()
+
+        def answers() -> bool:
+            code, out = engine.exec_run(["docker", "info", "--format", "{{.ServerVersion}}"])
+            return code == 0 and bool(out.strip())
+
+        wait_until(answers, 60, "dockerd in the freshly provisioned container to answer")
+        assert engine.exec_run(["sh", "-c", "ss -ltn | grep -c ':2375' || true"]).output.strip() == b"0"
+    finally:
+        for c in (installer, engine):
+            if c is not None:
+                c.remove(force=True, v=True)
+        for tag in ("labkit-test/debian:engine", "labkit-test/debian:fresh"):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                host.images.remove(tag, force=True)
+
+
+@pytest.mark.cluster
+def test_the_swarm_option_forms_a_swarm_through_a_shared_folder(host, tmp_path: Path) -> None:
+    shared = tmp_path / "vagrant"
+    shared.mkdir()
+    backend = DindBackend("civagrant", host, shared=shared)
+    try:
+        nodes = backend.up(Topology(1, 2), lambda _: None)
+        leader = nodes[0]
+        for node in nodes:
+            container = host.containers.get(backend.names.container(node.name))
+            put_file(container, RECIPES / "form-swarm.sh", "/tmp")
+        # Workers start first and wait for their token, as VMs provisioned in parallel would.
+        workers = [subprocess.Popen(["docker", "exec", backend.names.container(n.name), "sh", "/tmp/form-swarm.sh",
+                                     "worker", n.address, leader.address, "/vagrant/.labkit"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                   for n in nodes[1:]]
+        init = leader.run(["sh", "/tmp/form-swarm.sh", "manager", leader.address, leader.address, "/vagrant/.labkit"])
+        assert init.ok, init.stdout + init.stderr
+        for proc in workers:
+            out, _ = proc.communicate(timeout=90)
+            assert proc.returncode == 0, out
+            assert "joined a swarm as a worker" in out
+        assert (shared / ".labkit" / "worker.token").read_text().startswith("SWMTKN-1-")
+        found = leader.docker.api.nodes()
+        assert sorted((n["Description"]["Hostname"], n["Spec"]["Role"]) for n in found) == [
+            ("manager1", "manager"), ("worker1", "worker"), ("worker2", "worker")]
+        again = nodes[1].run(["sh", "/tmp/form-swarm.sh", "worker", nodes[1].address, leader.address,
+                              "/vagrant/.labkit"])
+        assert again.ok and "already in a swarm" in again.stdout
+    finally:
+        backend.down(lambda _: None)
+
