@@ -7,8 +7,10 @@ engine; ``snapshot()`` reads that data from the cluster.
 from __future__ import annotations
 
 import itertools
+import urllib.parse
 from dataclasses import dataclass, field
 from html import escape
+from typing import Any
 
 from labkit.cluster import Cluster
 
@@ -163,3 +165,23 @@ def tasks_text(nodes: list[NodeView]) -> str:
         other = sorted(f"{t.service}.{t.slot} {t.state}" for t in n.tasks if t.state != "running")
         lines.append(f"{n.name:10} {', '.join(running) or '-'}" + (f"  ({'; '.join(other)})" if other else ""))
     return "\n".join(lines)
+
+
+def topology_text(nodes: list[NodeView]) -> str:
+    """The topology as one line per node (for terminals and as a picture's alternative text)."""
+    roles = {"leader": "manager, leader", "-": "not in a swarm"}
+    return "\n".join(f"{n.name:10} {roles.get(n.swarm_role, n.swarm_role)}" for n in nodes)
+
+
+class Drawing:
+    """An SVG shown in notebooks as an <img> (so it renders even in an untrusted notebook), with a text twin."""
+
+    def __init__(self, svg: str, text: str) -> None:
+        self.svg, self.text = svg, text
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, str]:
+        return {"text/html": html_img(self.svg, self.text), "text/plain": self.text}
+
+
+def html_img(svg: str, alt: str) -> str:
+    return f'<img alt="{escape(alt)}" src="data:image/svg+xml,{urllib.parse.quote(svg, safe="")}">'

@@ -20,8 +20,6 @@ import shlex
 import sys
 from typing import Any
 
-from IPython.display import SVG
-
 from labkit import diagrams
 from labkit.cluster import Cluster, cluster
 from labkit.errors import LabkitError
@@ -116,9 +114,10 @@ def cluster_map(live_for: float = 600.0) -> ClusterMap:
     return ClusterMap(lab(), live_for=live_for)
 
 
-def topology() -> SVG:
+def topology() -> diagrams.Drawing:
     """The swarm's architecture as it is now: managers and Raft, workers, the mutual-TLS control plane."""
-    return SVG(diagrams.topology_svg(diagrams.snapshot(lab())))
+    nodes = diagrams.snapshot(lab())
+    return diagrams.Drawing(diagrams.topology_svg(nodes), diagrams.topology_text(nodes))
 
 
 def status() -> None:

@@ -147,5 +147,6 @@ class ClusterMap(w.HTML):  # type: ignore[misc]
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = dict(super()._repr_mimebundle_(**kwargs) or {})
         bundle["text/plain"] = diagrams.tasks_text(self.nodes)
-        bundle["image/svg+xml"] = self.value if self.value.startswith("<svg") else diagrams.tasks_svg([])
+        still = self.value if self.value.startswith("<svg") else diagrams.tasks_svg([])
+        bundle["text/html"] = diagrams.html_img(still, "tasks per node")  # what a headless run records
         return bundle

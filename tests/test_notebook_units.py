@@ -80,3 +80,12 @@ def test_check_widget_text_is_one_stable_line() -> None:
     bad = Result(False, "Run the command(s), then answer: Which node?", hint="Look at NODE.")
     assert result_text("first-service:find", bad, question=True).startswith("? first-service:find")
     assert result_text("x:y", None) == "… x:y: not checked yet"
+
+
+def test_drawings_render_as_images_that_untrusted_notebooks_show() -> None:
+    from labkit.diagrams import Drawing, topology_text
+
+    bundle = Drawing(topology_svg(nodes()), topology_text(nodes()))._repr_mimebundle_()
+    assert bundle["text/html"].startswith('<img alt="manager1') and "data:image/svg+xml,%3Csvg" in bundle["text/html"]
+    assert "<svg" not in bundle["text/html"], "the SVG travels percent-encoded inside the img"
+    assert bundle["text/plain"].splitlines()[0] == "manager1   manager, leader"
