@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +40,7 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 LabOpt = Annotated[str | None, typer.Option("--lab", help="Lab name (default: $LABKIT_LAB or 'lab').")]
-BackendOpt = Annotated[str | None, typer.Option("--backend", help="dind (default) or $LABKIT_BACKEND.")]
+BackendOpt = Annotated[str | None, typer.Option("--backend", help="dind (default) or vagrant; or $LABKIT_BACKEND.")]
 T = TypeVar("T")
 
 
@@ -294,7 +295,7 @@ def exec_(
     """Run a command on a node: `labkit exec manager1 -- docker node ls`."""
 
     def go() -> int:
-        argv = cmd[0] if len(cmd) == 1 else _shell_join(cmd)
+        argv = cmd[0] if len(cmd) == 1 else shlex.join(cmd)
         result = _cluster(lab, backend)[node].run(argv)
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
@@ -302,12 +303,6 @@ def exec_(
 
     code = _guard(go)
     raise typer.Exit(code)
-
-
-def _shell_join(argv: list[str]) -> str:
-    import shlex
-
-    return shlex.join(argv)
 
 
 @app.command()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import engine, images
+from labkit.backends.dind import DindBackend
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError
 
@@ -45,8 +46,8 @@ def kernel_findings(proc: Path = Path("/proc"), sys: Path = Path("/sys")) -> lis
             "IPVS",
             "warn",
             "absent: the routing mesh (ingress-published ports) and service "
-            "virtual IPs do not work on this machine. Labs use host-mode ports and "
-            "--endpoint-mode dnsrr instead and say so where it matters.",
+            "virtual IPs do not work on this machine; use host-mode published ports "
+            "and --endpoint-mode dnsrr here instead.",
         )
     )
     cgroup2 = (sys / "fs/cgroup/cgroup.controllers").exists()
@@ -55,20 +56,35 @@ def kernel_findings(proc: Path = Path("/proc"), sys: Path = Path("/sys")) -> lis
 
 
 def diagnose(cluster: Cluster) -> list[Finding]:
-    found: list[Finding] = []
+    """Everything doctor reports for CLUSTER's backend."""
+    found = local_findings(cluster.backend) if isinstance(cluster.backend, DindBackend) else []
+    found.append(Finding("backend", "ok", cluster.backend.name))
+    nodes = cluster.nodes
+    if nodes:
+        answering = [n.name for n in nodes if n.engine_answers()]
+        level = "ok" if len(answering) == len(nodes) else "fail"
+        found.append(Finding("lab", level, f"{len(answering)} of {len(nodes)} node engines answer"))
+    else:
+        found.append(Finding("lab", "ok", f"lab '{cluster.lab}' is not running (`labkit up` starts it)"))
+    if isinstance(cluster.backend, DindBackend):  # the nodes share this machine's kernel
+        found += kernel_findings()
+    return found
+
+
+def local_findings(backend: DindBackend) -> list[Finding]:
+    """The local engine, the images, and whether nodes run privileged or in the fallback mode."""
     try:
         host = engine.host_client()
         version = host.version()
-        found.append(
-            Finding(
-                "engine",
-                "ok",
-                f"Docker {version.get('Version')} (API {version.get('ApiVersion')}), "
-                f"{host.info().get('Driver')} storage",
-            )
-        )
     except LabkitError as exc:
-        return [Finding("engine", "fail", str(exc)), *kernel_findings()]
+        return [Finding("engine", "fail", str(exc))]
+    found = [
+        Finding(
+            "engine",
+            "ok",
+            f"Docker {version.get('Version')} (API {version.get('ApiVersion')}), {host.info().get('Driver')} storage",
+        )
+    ]
     current = images.images_are_current(host)
     found.append(
         Finding(
@@ -79,31 +95,20 @@ def diagnose(cluster: Cluster) -> list[Finding]:
             else "not built yet (or their recipe changed): `labkit up` builds them (about a minute)",
         )
     )
-    backend = cluster.backend
-    mode_of = getattr(backend, "privileged_mode", None)
-    if mode_of is not None:
-        mode = mode_of()
-        if mode is None and current:
-            mode = backend._probe_privileged()  # type: ignore[attr-defined]
-            mode = f"{mode} (would be used by `labkit up`)"
-        if mode is None:
-            found.append(Finding("node mode", "warn", "unknown until the node image is built"))
-        elif mode.startswith("privileged"):
-            found.append(Finding("node mode", "ok", mode))
-        else:
-            found.append(
-                Finding(
-                    "node mode",
-                    "ok",
-                    f"{mode}: --privileged is refused here, so nodes run "
-                    "with all capabilities but SYS_RESOURCE and writable cgroups",
-                )
-            )
-    nodes = cluster.nodes
-    if nodes:
-        answering = [n.name for n in nodes if n.engine_answers()]
-        level = "ok" if len(answering) == len(nodes) else "fail"
-        found.append(Finding("lab", level, f"{len(answering)} of {len(nodes)} node engines answer"))
+    mode = backend.privileged_mode()
+    if mode is None and current:
+        mode = f"{backend.probe_privileged()} (would be used by `labkit up`)"
+    if mode is None:
+        found.append(Finding("node mode", "warn", "unknown until the node image is built"))
+    elif mode.startswith("privileged"):
+        found.append(Finding("node mode", "ok", mode))
     else:
-        found.append(Finding("lab", "ok", f"lab '{cluster.lab}' is not running (`labkit up` starts it)"))
-    return found + kernel_findings()
+        found.append(
+            Finding(
+                "node mode",
+                "ok",
+                f"{mode}: --privileged is refused here, so nodes run with all "
+                "capabilities but SYS_RESOURCE and writable cgroups",
+            )
+        )
+    return found

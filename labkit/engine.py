@@ -18,7 +18,7 @@ import docker.errors
 from labkit.errors import LabkitError
 
 DOCKERD_LOG = Path("/var/log/labkit-dockerd.log")
-HOST_PACKAGES = ["docker.io", "debootstrap"]
+HOST_PACKAGES = {"docker.io": "dockerd", "debootstrap": "debootstrap"}  # package: the command it brings
 
 
 def connect(base_url: str | None = None, timeout: int = 60) -> docker.DockerClient:

@@ -25,7 +25,7 @@ from labkit.errors import LabkitError
 from labkit.topology import HUB_HOSTNAME, LABEL_CACHE, REGISTRY_PORT, AddressPlan, Names
 
 Report = Callable[[str], None]
-__all__ = ["REGISTRY_PORT", "ensure_hub", "registry_volume", "seed_registry"]
+__all__ = ["ensure_hub", "registry_volume", "seed_registry"]
 LABEL_HOSTS = "labkit.hosts"
 
 

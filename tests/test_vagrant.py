@@ -189,7 +189,7 @@ def test_install_engine_in_a_fresh_debian_container_gives_an_answering_engine(ho
         assert b"install-engine: Docker version" in out
         installer.commit("labkit-test/debian", "engine")
         # ... then start that engine, isolated, as a node would.
-        mode = DindBackend("citest", host)._probe_privileged()
+        mode = DindBackend("citest", host).probe_privileged()
         created = host.api.create_container(
             "labkit-test/debian:engine", ["sh", "/tmp/node-entrypoint.sh", "node"], volumes=["/var/lib/docker"],
             host_config=engine_host_config(host.api, mode, network_mode="none"))

@@ -28,6 +28,7 @@ from labkit.topology import (
     LABEL_LAB,
     LABEL_NODE,
     LABEL_ROLE,
+    REGISTRY_PORT,
     AddressPlan,
     Names,
     NodeSpec,
@@ -170,7 +171,7 @@ class DindBackend(Backend):
         resolv = self.run_dir / "resolv.conf"
         resolv.write_text(f"nameserver {plan.hub}\n")
         hub.ensure_hub(self.host, self.names, plan, hosts, report)
-        mode = self.privileged_mode() or self._probe_privileged()
+        mode = self.privileged_mode() or self.probe_privileged()
         missing = [spec for spec in topology.nodes if spec.name not in existing]
         if missing:
             report(f"Creating {', '.join(s.name for s in missing)} ({mode} mode)")
@@ -224,7 +225,7 @@ class DindBackend(Backend):
         )
         return plan
 
-    def _probe_privileged(self) -> str:
+    def probe_privileged(self) -> str:
         """Try --privileged once with the node image; fall back where the engine refuses it."""
         probe = None
         try:
@@ -346,7 +347,7 @@ def dockerd_flags(hub_address: str, socket_gid: int) -> list[str]:
     """How every inner engine runs: two unix sockets (its own, and one the host
     reaches), the lab hub as registry mirror and as the only DNS server its
     containers get (so they never fall back to public resolvers)."""
-    registry = f"{hub_address}:{hub.REGISTRY_PORT}"
+    registry = f"{hub_address}:{REGISTRY_PORT}"
     return [
         "--host=unix:///var/run/docker.sock",
         "--host=unix:///labkit/docker.sock",
