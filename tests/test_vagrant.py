@@ -22,6 +22,7 @@ from labkit.backends.dind import DindBackend, engine_host_config
 from labkit.backends.vagrant import (
     PROJECT,
     VagrantBackend,
+    created_topology,
     explain,
     forward_argv,
     parse_ssh_config,
@@ -118,9 +119,21 @@ def test_vagrant_status_is_parsed_per_machine() -> None:
     assert parse_status(text) == {"manager1": "running", "worker1": "not_created"}
 
 
-def test_topology_reaches_vagrant_through_the_environment() -> None:
-    env = vagrant_env(Topology(3, 4))
+def test_topology_reaches_vagrant_through_the_environment(tmp_path: Path) -> None:
+    env = vagrant_env(Topology(3, 4), tmp_path)
     assert (env["LABKIT_MANAGERS"], env["LABKIT_WORKERS"]) == ("3", "4")
+
+
+def test_later_commands_see_the_vms_vagrant_created(tmp_path: Path) -> None:
+    """`labkit up --workers 4` then `labkit status`: the counts come from Vagrant's own .vagrant/ state."""
+    for name in ("manager1", "worker1", "worker2", "worker3", "worker4"):
+        machine = tmp_path / ".vagrant" / "machines" / name / "libvirt"
+        machine.mkdir(parents=True)
+        (machine / "id").write_text("uuid")
+    (tmp_path / ".vagrant" / "machines" / "worker9" / "libvirt").mkdir(parents=True)  # never created: no id
+    env = vagrant_env(None, tmp_path)
+    assert (env["LABKIT_MANAGERS"], env["LABKIT_WORKERS"]) == ("1", "4")
+    assert created_topology(tmp_path / "elsewhere") is None
 
 
 @pytest.mark.parametrize(("output", "advice"), [

@@ -32,15 +32,27 @@ UP_TIMEOUT = 1800
 
 # What vagrant says when it fails, and what the user should do about it.
 FAILURES = [
-    ("No usable default provider", "Vagrant has no provider here. Install VirtualBox, or libvirt with the "
-     "vagrant-libvirt plugin (Debian: apt-get install vagrant-libvirt libvirt-daemon-system), then retry."),
-    ("could not be found", "The Vagrant box is missing and could not be downloaded. Add it first: "
-     "`vagrant box add debian/bookworm64 --provider virtualbox` (or libvirt), or set LABKIT_BOX."),
-    ("VT-x is not available", "This machine has no hardware virtualization (VT-x/AMD-V): VMs cannot run. "
-     "Use the default backend (docker-in-docker) instead."),
+    (
+        "No usable default provider",
+        "Vagrant has no provider here. Install VirtualBox, or libvirt with the "
+        "vagrant-libvirt plugin (Debian: apt-get install vagrant-libvirt libvirt-daemon-system), then retry.",
+    ),
+    (
+        "could not be found",
+        "The Vagrant box is missing and could not be downloaded. Add it first: "
+        "`vagrant box add debian/bookworm64 --provider virtualbox` (or libvirt), or set LABKIT_BOX.",
+    ),
+    (
+        "VT-x is not available",
+        "This machine has no hardware virtualization (VT-x/AMD-V): VMs cannot run. "
+        "Use the default backend (docker-in-docker) instead.",
+    ),
     ("kvm", "KVM is not available: libvirt cannot start VMs here. Enable virtualization or use the default backend."),
-    ("Timed out while waiting for the machine to boot", "A VM did not finish booting. Look at the VM's console "
-     "in your provider; `labkit down --backend vagrant` removes what was created."),
+    (
+        "Timed out while waiting for the machine to boot",
+        "A VM did not finish booting. Look at the VM's console "
+        "in your provider; `labkit down --backend vagrant` removes what was created.",
+    ),
 ]
 
 
@@ -53,8 +65,26 @@ def explain(output: str) -> str:
     return f"vagrant failed: {tail}"
 
 
-def vagrant_env(topology: Topology | None) -> dict[str, str]:
+def created_topology(project: Path) -> Topology | None:
+    """The node counts of the VMs Vagrant has created, from its own state in .vagrant/ (ours is kept nowhere)."""
+    names = {p.parts[-3] for p in (project / ".vagrant" / "machines").glob("*/*/id")}
+    specs = []
+    for name in names:
+        try:
+            specs.append(parse_node_name(name))
+        except LabkitError:
+            continue
+    if not specs:
+        return None
+    managers = max((s.index for s in specs if s.role == "manager"), default=1)
+    workers = max((s.index for s in specs if s.role == "worker"), default=0)
+    return Topology(managers, workers)
+
+
+def vagrant_env(topology: Topology | None, project: Path = PROJECT) -> dict[str, str]:
+    """The environment for vagrant: the wanted counts, else those of the VMs that exist."""
     env = dict(os.environ)
+    topology = topology or created_topology(project)
     if topology is not None:
         env["LABKIT_MANAGERS"] = str(topology.managers)
         env["LABKIT_WORKERS"] = str(topology.workers)
@@ -99,8 +129,23 @@ def ssh_argv(config: Path, host: str, command: str | None = None, tty: bool = Fa
 
 def forward_argv(config: Path, host: str, local_socket: Path) -> list[str]:
     """ssh that forwards a local unix socket to the VM's Docker socket (and runs nothing)."""
-    return ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes",
-            "-o", "StreamLocalBindUnlink=yes", "-N", "-L", f"{local_socket}:/var/run/docker.sock", host]
+    return [
+        "ssh",
+        "-F",
+        str(config),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-o",
+        "StreamLocalBindUnlink=yes",
+        "-N",
+        "-L",
+        f"{local_socket}:/var/run/docker.sock",
+        host,
+    ]
 
 
 class VagrantNode(Node):
@@ -137,13 +182,22 @@ class VagrantBackend(Backend):
 
     # --------------------------------------------------------------- vagrant
 
-    def _vagrant(self, *args: str, topology: Topology | None = None, check: bool = True,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def _vagrant(
+        self, *args: str, topology: Topology | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         if not shutil.which("vagrant"):
-            raise LabkitError("Vagrant is not installed. Install it (Debian: apt-get install vagrant) and a "
-                              "provider (VirtualBox, or libvirt with vagrant-libvirt), or use the default backend.")
-        done = subprocess.run(["vagrant", *args], cwd=self.project, env=vagrant_env(topology), capture_output=True,
-                              text=True, timeout=timeout)
+            raise LabkitError(
+                "Vagrant is not installed. Install it (Debian: apt-get install vagrant) and a "
+                "provider (VirtualBox, or libvirt with vagrant-libvirt), or use the default backend."
+            )
+        done = subprocess.run(
+            ["vagrant", *args],
+            cwd=self.project,
+            env=vagrant_env(topology, self.project),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and done.returncode != 0:
             raise LabkitError(explain(done.stdout + done.stderr))
         return done
@@ -171,13 +225,19 @@ class VagrantBackend(Backend):
         if node in self._tunnels and self._tunnels[node][0].poll() is None:
             return self._tunnels[node][1]
         socket = self._tmpdir() / f"{node}.sock"
-        proc = subprocess.Popen(forward_argv(self.ssh_config(), node, socket), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            forward_argv(self.ssh_config(), node, socket),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         if not wait_for(lambda: socket.exists() or proc.poll() is not None, 15, 0.05) or not socket.exists():
             err = proc.stderr.read().decode(errors="replace") if proc.stderr and proc.poll() is not None else ""
             proc.kill()
-            raise LabkitError(f"Could not reach {node}'s engine over SSH. {err.strip()} "
-                              "Is the VM up? `labkit status --backend vagrant`.")
+            raise LabkitError(
+                f"Could not reach {node}'s engine over SSH. {err.strip()} "
+                "Is the VM up? `labkit status --backend vagrant`."
+            )
         self._tunnels[node] = (proc, socket)
         return socket
 
@@ -207,8 +267,14 @@ class VagrantBackend(Backend):
         argv = ["vagrant", "up", "--no-parallel"]
         if not shutil.which("vagrant"):
             self._vagrant("version")  # raises the install advice
-        with subprocess.Popen(argv, cwd=self.project, env=vagrant_env(topology), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) as proc:
+        with subprocess.Popen(
+            argv,
+            cwd=self.project,
+            env=vagrant_env(topology, self.project),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as proc:
             assert proc.stdout is not None
             output = "".join(_relay(proc.stdout, report, time.monotonic() + UP_TIMEOUT))
         if proc.returncode != 0:
