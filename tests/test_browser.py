@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,10 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nbformat
 import pytest
 from playwright.sync_api import Page, Route, expect, sync_playwright
 
 import labkit
+from labkit.swarm import form_swarm
 
 pytestmark = pytest.mark.cluster
 
@@ -62,6 +65,7 @@ class JupyterLab:
     port: int
     token: str
     log: Path
+    notebooks: Path  # what it serves
 
     def url(self, path: str) -> str:
         return f"http://{LOCAL}:{self.port}{path}?token={self.token}"
@@ -105,9 +109,12 @@ def jupyterlab(lab: labkit.Cluster, tmp_path: Path) -> Iterator[JupyterLab]:
         path = settings / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
+    notebooks = tmp_path / "notebooks"  # a copy: nothing in the repository can be rewritten
+    shutil.copytree(ROOT / "notebooks", notebooks, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     env = {
         **os.environ,
         "LABKIT_LAB": lab.lab,
+        "LABKIT_NOTEBOOKS": str(notebooks),
         "LABKIT_STATE_DIR": str(tmp_path / "state"),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
@@ -117,7 +124,8 @@ def jupyterlab(lab: labkit.Cluster, tmp_path: Path) -> Iterator[JupyterLab]:
         "IPYTHONDIR": str(tmp_path / "ipython"),
     }
     env.pop("LABKIT_STRICT", None)  # the learner's notebook, not the regression run
-    server = JupyterLab(port=free_port(), token=secrets.token_hex(24), log=tmp_path / "jupyterlab.log")
+    server = JupyterLab(port=free_port(), token=secrets.token_hex(24), log=tmp_path / "jupyterlab.log",
+                        notebooks=notebooks)
     argv = [sys.executable, "-m", "labkit", "lab", "--port", str(server.port), "--token", server.token,
             "--no-browser"]
     with server.log.open("wb") as log:
@@ -224,3 +232,30 @@ def test_start_notebook_check_in_jupyterlab(lab: labkit.Cluster, jupyterlab: Jup
         raise
     assert SCREENSHOT.exists(), SCREENSHOT
     assert SCREENSHOT.stat().st_size > 10_000, f"{SCREENSHOT} is only {SCREENSHOT.stat().st_size} bytes"
+
+
+def test_cluster_map_redraws_while_the_learner_scales(lab: labkit.Cluster, jupyterlab: JupyterLab,
+                                                      page: Page) -> None:
+    manager = lab["manager1"]
+    form_swarm(lab.nodes, lambda _: None)
+    try:
+        assert manager.run("docker service create -d --name web alpine sleep 1d").ok
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("%load_ext labkit.nb\nfrom labkit.nb import cluster_map\ncluster_map()")]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, jupyterlab.notebooks / "map.ipynb")
+        page.goto(jupyterlab.url("/lab/tree/map.ipynb"), wait_until="domcontentloaded", timeout=PAGE)
+        kernel = page.locator(".jp-StatusBar-TextItem").filter(has_text=re.compile(r"^Python 3.*\| Idle$"))
+        expect(kernel).to_have_count(1, timeout=PAGE)
+        menu(page, "Run", "Run All Cells")
+        notebook = page.locator(".jp-NotebookPanel").filter(has_text="cluster_map()")
+        tasks = notebook.locator(".jp-OutputArea-output svg text", has_text=re.compile(r"^web\.\d+\s+running$"))
+        expect(tasks).to_have_count(1, timeout=CELLS)
+        # The learner scales in a terminal; the map, already on the page, follows by itself.
+        assert manager.run("docker service update -d web --replicas 3").ok
+        expect(tasks).to_have_count(3, timeout=CHECK)
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-cluster-map.png"))
+    finally:
+        manager.run("docker service rm web")
+        for node in lab.nodes:  # back to bare engines for the other tests
+            node.run("docker swarm leave --force")
