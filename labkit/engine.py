@@ -9,12 +9,12 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import docker
 import docker.errors
 
+from labkit.backends.base import Report
 from labkit.errors import LabkitError
 
 DOCKERD_LOG = Path("/var/log/labkit-dockerd.log")
@@ -78,7 +78,7 @@ def dockerd_process_exists() -> bool:
     return False
 
 
-def ensure_engine(report: Callable[[str], None] = print, install: bool = True) -> docker.DockerClient:
+def ensure_engine(report: Report = print, install: bool = True) -> docker.DockerClient:
     """Make sure a local engine answers: install docker.io with apt and start dockerd
     in the background when none runs (Debian/Ubuntu, as root, no systemd needed)."""
     if engine_running():

@@ -14,17 +14,15 @@ it is filled once and kept across ``labkit down``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import docker
 import docker.errors
 
 from labkit import images
-from labkit.backends.base import Node
+from labkit.backends.base import Node, Report
 from labkit.errors import LabkitError
 from labkit.topology import HUB_HOSTNAME, LABEL_CACHE, REGISTRY_PORT, AddressPlan, Names
 
-Report = Callable[[str], None]
 __all__ = ["ensure_hub", "registry_volume", "seed_registry"]
 LABEL_HOSTS = "labkit.hosts"
 

@@ -16,7 +16,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +23,9 @@ import docker
 import docker.errors
 
 from labkit.aptsources import debian_mirror
+from labkit.backends.base import Report
 from labkit.errors import LabkitError
 from labkit.topology import LABEL_CACHE, LABEL_LAB, LABEL_RECIPE
-
-Report = Callable[[str], None]
 
 SUITE = "bookworm"
 RECIPES = Path(__file__).parent / "recipes"

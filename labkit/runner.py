@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
+from labkit.backends.base import Report
 from labkit.checks import ANSWERS, CHECKS, Context, Result
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError
@@ -14,7 +14,6 @@ from labkit.labs import Command, Lab, Step, all_steps
 from labkit.progress import Progress
 from labkit.topology import Topology
 
-Report = Callable[[str], None]
 POLL = 0.1  # s between checks while the cluster converges (a check takes ~40 ms)
 
 
