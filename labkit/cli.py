@@ -15,14 +15,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from labkit import __version__, engine, images
 from labkit import doctor as doctor_mod
-from labkit import engine, images
 from labkit.backends import get_backend
 from labkit.checks import Result
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError
 from labkit.fields import render
-from labkit.labs import find, load_labs
+from labkit.labs import Lab, Step, find, load_labs, next_step
 from labkit.progress import Progress
 from labkit.runner import reset as runner_reset
 from labkit.runner import run_check
@@ -61,6 +61,13 @@ def _guard(fn: Callable[[], T]) -> T:
         _fail(str(exc))
     except docker.errors.DockerException as exc:
         _fail(f"Docker said: {str(exc).splitlines()[0][:300]}. `labkit doctor` checks the setup.")
+    except PermissionError as exc:
+        where = f" on {exc.filename}" if exc.filename else ""
+        _fail(f"Permission denied{where}. labkit keeps your runtime files under $XDG_RUNTIME_DIR or "
+              "~/.local/state/labkit; `labkit doctor` checks your access to the Docker engine.")
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{where}. `labkit doctor` checks the setup.")
     except KeyboardInterrupt:
         _fail("Interrupted. `labkit up` resumes, `labkit down` removes what was made.")
     raise AssertionError("unreachable")
@@ -68,6 +75,21 @@ def _guard(fn: Callable[[], T]) -> T:
 
 def _cluster(lab: str | None, backend: str | None) -> Cluster:
     return Cluster(get_backend(backend, lab_name(lab)))
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"labkit {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print labkit's version and exit.")
+    ] = False,
+) -> None:
+    """Learn Docker Swarm mode by doing it, on a real multi-node swarm."""
 
 
 @app.command()
@@ -152,6 +174,23 @@ def _print_status(c: Cluster) -> None:
 
 
 StepArg = Annotated[str, typer.Argument(help="LAB or LAB:STEP, e.g. scale or nodes:join (see `labkit labs`).")]
+NextStepArg = Annotated[
+    str | None,
+    typer.Argument(help="LAB or LAB:STEP, e.g. scale or nodes:join (default: your next unfinished step)."),
+]
+
+
+def _resolve(ref: str | None, lab: str | None) -> tuple[Lab, Step | None]:
+    """The lab and step REF names; without REF, the learner's next unfinished step, said out loud."""
+    labs = load_labs()
+    if ref:
+        return find(ref, labs)
+    step = next_step(labs, Progress(lab_name(lab)))
+    if step is None:
+        raise LabkitError("Every step of every lab is done. `labkit labs` lists them; "
+                          "`labkit check LAB:STEP` checks one again.")
+    _report(f"Your next step: {step.ref} ({step.title})")
+    return find(step.ref, labs)
 
 
 @app.command("labs")
@@ -174,11 +213,11 @@ def labs_(lab: LabOpt = None) -> None:
 
 
 @app.command()
-def show(ref: StepArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
+def show(ref: NextStepArg = None, lab: LabOpt = None, backend: BackendOpt = None) -> None:
     """Show a step (or every step of a lab): the node, the commands to type, the question."""
 
     def go() -> None:
-        item, step = find(ref)
+        item, step = _resolve(ref, lab)
         c = _cluster(lab, backend)
         if step is None:
             out.print(f"[bold]{item.title}[/]\n{item.intro}\n")
@@ -194,7 +233,7 @@ def show(ref: StepArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
 
 @app.command()
 def check(
-    ref: StepArg,
+    ref: NextStepArg = None,
     answer: Annotated[str | None, typer.Option(help="Your answer, for a step that asks a question.")] = None,
     lab: LabOpt = None,
     backend: BackendOpt = None,
@@ -202,7 +241,7 @@ def check(
     """Check a step (or each step of a lab) on the live cluster."""
 
     def go() -> bool:
-        item, step = find(ref)
+        item, step = _resolve(ref, lab)
         c = _cluster(lab, backend)
         ok = True
         for s in [step] if step else list(item.steps):
@@ -249,23 +288,35 @@ def reset(ref: StepArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
 
 
 NOTEBOOKS = Path(os.environ.get("LABKIT_NOTEBOOKS", Path(__file__).resolve().parent.parent / "notebooks"))
+# Config labkit adds to JupyterLab's own (never replacing the user's): no news, no update checks, no toasts.
+JUPYTER_CONFIG = Path(__file__).resolve().parent / "jupyter"
+
+
+def jupyter_lab_command(port: int, browser: bool) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that start a quiet, private JupyterLab. The token comes from
+    $JUPYTER_TOKEN (a new random one when unset) and travels only in the environment, never in argv."""
+    env = dict(os.environ)
+    env["JUPYTER_TOKEN"] = env.get("JUPYTER_TOKEN") or secrets.token_hex(24)
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+        p for p in (str(JUPYTER_CONFIG), env.get("JUPYTER_CONFIG_PATH", "")) if p
+    )
+    argv = [sys.executable, "-m", "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={NOTEBOOKS}",
+            f"--ServerApp.open_browser={browser}", str(NOTEBOOKS / "start.ipynb")]
+    if os.geteuid() == 0:
+        argv.append("--allow-root")
+    return argv, env
 
 
 @app.command("lab")
 def jupyter_lab(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8888,
-    token: Annotated[str | None, typer.Option(help="Access token (default: a new random one).")] = None,
     browser: Annotated[bool, typer.Option(help="Open a browser at the start notebook.")] = True,
 ) -> None:
-    """Open JupyterLab on 127.0.0.1 with a token, at the start notebook."""
-    token = token or secrets.token_hex(24)
-    argv = [sys.executable, "-m", "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={NOTEBOOKS}", f"--IdentityProvider.token={token}",
-            f"--ServerApp.open_browser={browser}", str(NOTEBOOKS / "start.ipynb")]
-    if os.geteuid() == 0:
-        argv.append("--allow-root")
-    _report(f"JupyterLab: http://127.0.0.1:{port}/lab/tree/start.ipynb?token={token}")
-    os.execv(argv[0], argv)
+    """Open JupyterLab on 127.0.0.1 at the start notebook, with a token ($JUPYTER_TOKEN or a new one)."""
+    argv, env = jupyter_lab_command(port, browser)
+    _report(f"JupyterLab: http://127.0.0.1:{port}/lab/tree/start.ipynb?token={env['JUPYTER_TOKEN']}")
+    os.execve(argv[0], argv, env)
 
 
 @app.command()

@@ -101,6 +101,11 @@ def ensure_images(client: docker.DockerClient, report: Report = print, force: bo
     """Build the node and workload images unless current ones are already there."""
     if not force and images_are_current(client):
         return
+    if os.geteuid() != 0:
+        raise LabkitError(
+            "The lab images are missing or out of date, and building them needs root (debootstrap). "
+            "Run `sudo .venv/bin/labkit setup` once; after that you can run labs as yourself."
+        )
     recipe = recipe_hash()
     build_dir = CACHE_DIR / f"build-{recipe}"
     rootfs = _rootfs(build_dir, report)

@@ -14,11 +14,14 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import LabkitError
 from labkit.fields import fields_in, problem
 from labkit.topology import parse_node_name
+
+if TYPE_CHECKING:
+    from labkit.progress import Progress
 
 LABS_DIR = Path(os.environ.get("LABKIT_LABS", Path(__file__).resolve().parent.parent / "labs"))
 _ID_RE = re.compile(r"[a-z][a-z0-9-]*")
@@ -212,3 +215,8 @@ def find(ref: str, labs: list[Lab] | None = None) -> tuple[Lab, Step | None]:
 
 def all_steps(labs: list[Lab]) -> list[Step]:
     return [step for lab in labs for step in lab.steps]
+
+
+def next_step(labs: list[Lab], progress: Progress) -> Step | None:
+    """The first step, in course order, that has not passed yet (None when all have)."""
+    return next((step for step in all_steps(labs) if not progress.passed(step.ref)), None)

@@ -51,13 +51,13 @@ SERVER_START = 60.0  # s; JupyterLab's cold start on a 2-core machine takes 10-2
 PAGE = 60_000  # ms: load the page, start the kernel
 CELLS = 180_000  # ms: run the notebook (status, doctor, a command on manager1, a check)
 CHECK = 60_000  # ms: one click on Check
-# JupyterLab user settings: no autosave, no news or update checks (requests to the internet, and a toast
-# over the notebook), and every cell attached to the DOM so locators see them all.
+# JupyterLab user settings for the test: no autosave, and every cell attached to the DOM so locators see them
+# all. No news or update settings here: `labkit lab` itself must keep JupyterLab quiet, and the test checks it.
 LAB_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
-    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
 }
+TOAST = ".Toastify__toast"  # JupyterLab's notifications (news, update checks) pop up as these
 
 
 @dataclass
@@ -104,6 +104,7 @@ def is_local(url: str) -> bool:
 @pytest.fixture
 def jupyterlab(lab: labkit.Cluster, tmp_path: Path) -> Iterator[JupyterLab]:
     """`labkit lab` as the README starts it, on a free port with a random token; stopped at the end."""
+    token = secrets.token_hex(24)
     settings = tmp_path / "lab-settings"
     for plugin, values in LAB_SETTINGS.items():
         path = settings / f"{plugin}.jupyterlab-settings"
@@ -122,12 +123,11 @@ def jupyterlab(lab: labkit.Cluster, tmp_path: Path) -> Iterator[JupyterLab]:
         "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
         "IPYTHONDIR": str(tmp_path / "ipython"),
+        "JUPYTER_TOKEN": token,  # the token travels in the environment, never on the command line
     }
     env.pop("LABKIT_STRICT", None)  # the learner's notebook, not the regression run
-    server = JupyterLab(port=free_port(), token=secrets.token_hex(24), log=tmp_path / "jupyterlab.log",
-                        notebooks=notebooks)
-    argv = [sys.executable, "-m", "labkit", "lab", "--port", str(server.port), "--token", server.token,
-            "--no-browser"]
+    server = JupyterLab(port=free_port(), token=token, log=tmp_path / "jupyterlab.log", notebooks=notebooks)
+    argv = [sys.executable, "-m", "labkit", "lab", "--port", str(server.port), "--no-browser"]
     with server.log.open("wb") as log:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT)
@@ -139,6 +139,9 @@ def jupyterlab(lab: labkit.Cluster, tmp_path: Path) -> Iterator[JupyterLab]:
             if time.monotonic() > deadline:
                 pytest.fail(f"JupyterLab did not answer within {SERVER_START:.0f} s:\n{server.log_tail()}")
             time.sleep(0.25)
+        # `labkit lab` became JupyterLab (same process): no other user can read the token in `ps`.
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert "jupyter" in cmdline and token not in cmdline, cmdline.replace("\0", " ")
         yield server
     finally:
         proc.terminate()
@@ -174,8 +177,7 @@ def page(jupyterlab: JupyterLab) -> Iterator[Page]:
             assert all(is_local(url) for url in sockets), f"the page opened a websocket elsewhere: {sockets}"
         finally:
             browser.close()
-    if blocked:
-        print(f"blocked requests away from {LOCAL}: {blocked}")
+    assert not blocked, f"the page asked for something away from {LOCAL}: {blocked}"
 
 
 def test_start_notebook_check_in_jupyterlab(lab: labkit.Cluster, jupyterlab: JupyterLab, page: Page) -> None:
@@ -226,6 +228,8 @@ def test_start_notebook_check_in_jupyterlab(lab: labkit.Cluster, jupyterlab: Jup
 
         widget.scroll_into_view_if_needed()
         page.screenshot(path=str(SCREENSHOT))
+        # Quiet: no toast asked about "official Jupyter news" or a newer version at any point.
+        assert page.locator(TOAST).count() == 0, page.locator(TOAST).all_inner_texts()
     except Exception:
         page.screenshot(path=str(FAILURE_SCREENSHOT))
         print(f"screenshot: {FAILURE_SCREENSHOT}\nJupyterLab log:\n{jupyterlab.log_tail()}")

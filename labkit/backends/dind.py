@@ -37,8 +37,29 @@ from labkit.topology import (
     pick_subnet,
 )
 
-RUN_DIR = Path(os.environ.get("LABKIT_RUN_DIR", "/run/labkit"))
 ENGINE_TIMEOUT = 60.0
+LABEL_OWNER = "labkit.owner"  # uid of the user whose runtime directory holds the lab's sockets
+
+
+def run_dir_root() -> Path:
+    """Where labkit keeps each lab's runtime files (node sockets, resolver file), private to the user:
+    $LABKIT_RUN_DIR, else /run/labkit for root, else $XDG_RUNTIME_DIR/labkit, else a state directory."""
+    if os.environ.get("LABKIT_RUN_DIR"):
+        return Path(os.environ["LABKIT_RUN_DIR"])
+    if os.geteuid() == 0:
+        return Path("/run/labkit")
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg) and os.access(xdg, os.W_OK):
+        return Path(xdg) / "labkit"
+    return Path.home() / ".local/state/labkit/run"
+
+
+def private_dir(path: Path) -> Path:
+    """Create PATH (and its parents) readable by its owner only."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_uid == os.geteuid():
+        path.chmod(0o700)
+    return path
 
 # Where --privileged is refused (no CAP_SYS_RESOURCE in the bounding set, as in
 # some sandboxes), a node still runs with everything else it needs.
@@ -108,7 +129,7 @@ class DindBackend(Backend):
 
     @property
     def run_dir(self) -> Path:
-        return RUN_DIR / self.lab
+        return run_dir_root() / self.lab
 
     # ----------------------------------------------------------------- reading
 
@@ -133,11 +154,24 @@ class DindBackend(Backend):
         for c in self._containers("node"):
             spec = parse_node_name(c.labels[LABEL_NODE])
             address = plan.node(spec) if plan else "-"
-            found.append(DindNode(spec, address, c.name, self._socket(spec.name), self.host))
+            found.append(DindNode(spec, address, c.name, _mounted_socket(c) or self._socket(spec.name), self.host))
+        if found:
+            self._check_owner(found)
         return sorted_nodes(found)
 
     def _socket(self, node: str) -> Path:
         return self.run_dir / node / "docker.sock"
+
+    def _check_owner(self, nodes: list[DindNode]) -> None:
+        """A lab another user started keeps its sockets in their private directory: say so plainly."""
+        if os.geteuid() == 0 or os.access(nodes[0].socket.parent, os.X_OK):
+            return
+        owner = self._containers("node")[0].labels.get(LABEL_OWNER)
+        if owner is not None and owner != str(os.geteuid()):
+            raise LabkitError(
+                f"Lab '{self.lab}' was started by another user (uid {owner}); its nodes' sockets are private "
+                "to them. Start a lab of your own under another name: `labkit up --lab NAME` (or LABKIT_LAB)."
+            )
 
     def privileged_mode(self) -> str | None:
         """'privileged' or 'fallback' for the running nodes, None without nodes."""
@@ -155,6 +189,8 @@ class DindBackend(Backend):
     def up(self, topology: Topology | None, report: Report) -> list[Node]:
         images.ensure_images(self.host, report)
         existing = {c.labels.get(LABEL_NODE): c for c in self._containers("node")}
+        if existing:
+            self.nodes()  # a lab of another user's is refused here, before anything changes
         if topology is None:
             topology = _topology_of(existing) if existing else Topology()
         wanted = {spec.name for spec in topology.nodes}
@@ -167,9 +203,11 @@ class DindBackend(Backend):
         self._refuse_clashes(topology)
         plan = self._ensure_network(report)
         hosts = plan.hosts(topology)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.run_dir)
         resolv = self.run_dir / "resolv.conf"
+        resolv.unlink(missing_ok=True)
         resolv.write_text(f"nameserver {plan.hub}\n")
+        resolv.chmod(0o644)  # read by the node containers' root
         hub.ensure_hub(self.host, self.names, plan, hosts, report)
         mode = self.privileged_mode() or self.probe_privileged()
         missing = [spec for spec in topology.nodes if spec.name not in existing]
@@ -268,7 +306,9 @@ class DindBackend(Backend):
             command=["node", *dockerd_flags(plan.hub, _socket_gid())],
             name=self.names.container(spec.name),
             hostname=spec.name,
-            labels=self.names.labels("node", **{LABEL_NODE: spec.name, LABEL_ROLE: spec.role}),
+            labels=self.names.labels(
+                "node", **{LABEL_NODE: spec.name, LABEL_ROLE: spec.role, LABEL_OWNER: str(os.geteuid())}
+            ),
             host_config=host_config,
             networking_config=networking,
         )
@@ -318,6 +358,14 @@ def engine_host_config(api: docker.APIClient, mode: str, **options: Any) -> dict
     if mode != "privileged":
         config.update(UNMASKED_PATHS)
     return config
+
+
+def _mounted_socket(c: Container) -> Path | None:
+    """The host path of the socket a node container's inner engine serves for labkit."""
+    for mount in c.attrs.get("Mounts") or []:
+        if mount.get("Destination") == "/labkit" and mount.get("Source"):
+            return Path(mount["Source"]) / "docker.sock"
+    return None
 
 
 def _remove_container(c: Container) -> None:
