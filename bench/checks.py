@@ -18,9 +18,9 @@ from typing import Any
 import labkit
 from labkit.backends.dind import DindBackend
 from labkit.cluster import Cluster
-from labkit.labs import all_steps, load_labs
+from labkit.labs import all_steps
 from labkit.progress import Progress
-from labkit.runner import reset, run_check
+from labkit.runner import course, reset, run_check
 
 LAB = "bench"
 RESULTS = Path(__file__).parent / "results" / "checks.json"
@@ -39,7 +39,7 @@ def main() -> None:
     backend = DindBackend(LAB)
     backend.up(None, lambda _: None)
     cluster = Cluster(backend)
-    labs = load_labs()
+    labs = course()
     steps = all_steps(labs)
     reset_times = []
     for _ in range(args.resets):

@@ -24,6 +24,7 @@ import docker
 
 from labkit import engine, images
 from labkit.backends.dind import DindBackend
+from labkit.settings import settings
 from labkit.swarm import form_swarm
 from labkit.topology import LABEL_CACHE, LABEL_LAB, Topology
 
@@ -45,7 +46,7 @@ def timed(fn: Callable[[], Any]) -> float:
 def build_from_nothing(host: docker.DockerClient) -> float:
     for image in host.images.list(filters={"label": f"{LABEL_CACHE}=image"}):
         host.images.remove(image.id, force=True)
-    shutil.rmtree(images.CACHE_DIR, ignore_errors=True)
+    shutil.rmtree(settings().cache_dir, ignore_errors=True)
     return timed(lambda: images.ensure_images(host, quiet))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from labkit.errors import LabkitError
+from labkit.errors import ImageBuildError
 
 APT_DIR = Path("/etc/apt")
 
@@ -52,7 +52,7 @@ def debian_mirror(suite: str, apt_dir: Path = APT_DIR) -> str:
     for uri, suites, components in sources:
         if suite in suites and "main" in components:
             return uri.rstrip("/")
-    raise LabkitError(
+    raise ImageBuildError(
         f"No Debian mirror for '{suite}' found in {apt_dir}/sources.list(.d). The node image is "
         f"built from Debian packages: add a source for {suite} main, or set LABKIT_DEBIAN_MIRROR."
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -17,16 +19,17 @@ from rich.table import Table
 
 from labkit import __version__, engine, images
 from labkit import doctor as doctor_mod
-from labkit.backends import get_backend
+from labkit.backends import BACKENDS, get_backend
 from labkit.checks import Result
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError
 from labkit.fields import render
-from labkit.labs import Lab, Step, find, load_labs, next_step
-from labkit.progress import Progress
+from labkit.labs import Lab, Step, find, next_step
+from labkit.progress import Progress, log_exception
+from labkit.runner import course, run_check
 from labkit.runner import reset as runner_reset
-from labkit.runner import run_check
 from labkit.runner import solve as runner_solve
+from labkit.settings import settings
 from labkit.swarm import form_swarm
 from labkit.topology import Topology, lab_name
 
@@ -40,8 +43,15 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 LabOpt = Annotated[str | None, typer.Option("--lab", help="Lab name (default: $LABKIT_LAB or 'lab').")]
-BackendOpt = Annotated[str | None, typer.Option("--backend", help="dind (default) or vagrant; or $LABKIT_BACKEND.")]
+BackendOpt = Annotated[
+    str | None, typer.Option("--backend", help=f"{' or '.join(BACKENDS)} (default: $LABKIT_BACKEND, else dind).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts and tools).")]
 T = TypeVar("T")
+
+
+def _print_json(document: object) -> None:
+    sys.stdout.write(json.dumps(document, indent=1) + "\n")
 
 
 def _report(message: str) -> None:
@@ -59,8 +69,12 @@ def _guard(fn: Callable[[], T]) -> T:
         return fn()
     except LabkitError as exc:
         _fail(str(exc))
+    except docker.errors.APIError as exc:
+        _fail(f"Docker refused: {exc.explanation or exc}. `labkit status` and `labkit doctor` check the lab.")
     except docker.errors.DockerException as exc:
-        _fail(f"Docker said: {str(exc).splitlines()[0][:300]}. `labkit doctor` checks the setup.")
+        log = log_exception("command", exc)
+        _fail(f"Docker could not be reached or answered oddly (details in {log}). "
+              "`labkit status` and `labkit doctor` check the lab.")
     except PermissionError as exc:
         where = f" on {exc.filename}" if exc.filename else ""
         _fail(f"Permission denied{where}. labkit keeps your runtime files under $XDG_RUNTIME_DIR or "
@@ -150,11 +164,14 @@ def clean() -> None:
 
 
 @app.command()
-def status(lab: LabOpt = None, backend: BackendOpt = None) -> None:
+def status(lab: LabOpt = None, backend: BackendOpt = None, as_json: JsonOpt = False) -> None:
     """Show each node: role, engine state, swarm state, address."""
 
     def go() -> None:
         c = _cluster(lab, backend)
+        if as_json:
+            _print_json({"lab": c.lab, "backend": c.backend.name, "nodes": [asdict(s) for s in c.status()]})
+            return
         if not c.nodes:
             _report(f"Lab '{c.lab}' has no nodes. Start it with `labkit up`.")
             return
@@ -182,7 +199,7 @@ NextStepArg = Annotated[
 
 def _resolve(ref: str | None, lab: str | None) -> tuple[Lab, Step | None]:
     """The lab and step REF names; without REF, the learner's next unfinished step, said out loud."""
-    labs = load_labs()
+    labs = course()
     if ref:
         return find(ref, labs)
     step = next_step(labs, Progress(lab_name(lab)))
@@ -194,15 +211,22 @@ def _resolve(ref: str | None, lab: str | None) -> tuple[Lab, Step | None]:
 
 
 @app.command("labs")
-def labs_(lab: LabOpt = None) -> None:
+def labs_(lab: LabOpt = None, as_json: JsonOpt = False) -> None:
     """List the labs in course order, with your progress."""
 
     def go() -> None:
         progress = Progress(lab_name(lab))
+        if as_json:
+            _print_json({"lab": lab_name(lab), "labs": [
+                {"id": item.id, "title": item.title, "steps": [
+                    {"ref": s.ref, "id": s.id, "title": s.title, "passed": progress.passed(s.ref)} for s in item.steps
+                ]} for item in course()
+            ]})
+            return
         table = Table(title="Swarm labs")
         for col in ("lab", "title", "done", "next step"):
             table.add_column(col)
-        for item in load_labs():
+        for item in course():
             done = [s for s in item.steps if progress.passed(s.ref)]
             nxt = next((s for s in item.steps if not progress.passed(s.ref)), None)
             table.add_row(item.id, item.title, f"{len(done)}/{len(item.steps)}",
@@ -213,12 +237,19 @@ def labs_(lab: LabOpt = None) -> None:
 
 
 @app.command()
-def show(ref: NextStepArg = None, lab: LabOpt = None, backend: BackendOpt = None) -> None:
+def show(ref: NextStepArg = None, lab: LabOpt = None, backend: BackendOpt = None, as_json: JsonOpt = False) -> None:
     """Show a step (or every step of a lab): the node, the commands to type, the question."""
 
     def go() -> None:
         item, step = _resolve(ref, lab)
         c = _cluster(lab, backend)
+        if as_json:
+            _print_json({"lab": c.lab, "id": item.id, "title": item.title, "steps": [
+                {"ref": s.ref, "title": s.title, "node": s.node, "question": s.question,
+                 "commands": [{"node": cmd.node, "run": render(cmd.run, c, cmd.node)} for cmd in s.commands]}
+                for s in ([step] if step else list(item.steps))
+            ]})
+            return
         if step is None:
             out.print(f"[bold]{item.title}[/]\n{item.intro}\n")
         for s in [step] if step else list(item.steps):
@@ -237,18 +268,22 @@ def check(
     answer: Annotated[str | None, typer.Option(help="Your answer, for a step that asks a question.")] = None,
     lab: LabOpt = None,
     backend: BackendOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Check a step (or each step of a lab) on the live cluster."""
 
     def go() -> bool:
         item, step = _resolve(ref, lab)
         c = _cluster(lab, backend)
-        ok = True
+        results = []
         for s in [step] if step else list(item.steps):
             result = run_check(c, s, answer=answer if step else None)
-            _print_result(s.ref, result)
-            ok = ok and result.passed
-        return ok
+            results.append((s.ref, result))
+            if not as_json:
+                _print_result(s.ref, result)
+        if as_json:
+            _print_json({"lab": c.lab, "results": [{"ref": ref_, **asdict(r)} for ref_, r in results]})
+        return all(r.passed for _, r in results)
 
     if not _guard(go):
         raise typer.Exit(1)
@@ -268,7 +303,7 @@ def solve(ref: StepArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
     """Apply the solutions of a lab's steps, up to and including STEP."""
 
     def go() -> None:
-        item, step = find(ref)
+        item, step = find(ref, course())
         for s, result in zip(item.steps, runner_solve(_cluster(lab, backend), item, step, _report), strict=False):
             _print_result(s.ref, result)
 
@@ -280,14 +315,13 @@ def reset(ref: StepArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
     """Rewind to the start of a step: a fresh cluster, then the solutions of every earlier step."""
 
     def go() -> None:
-        labs = load_labs()
+        labs = course()
         item, step = find(ref, labs)
         runner_reset(_cluster(lab, backend), labs, step or item.steps[0], _report)
 
     _guard(go)
 
 
-NOTEBOOKS = Path(os.environ.get("LABKIT_NOTEBOOKS", Path(__file__).resolve().parent.parent / "notebooks"))
 # Config labkit adds to JupyterLab's own (never replacing the user's): no news, no update checks, no toasts.
 JUPYTER_CONFIG = Path(__file__).resolve().parent / "jupyter"
 
@@ -300,9 +334,10 @@ def jupyter_lab_command(port: int, browser: bool) -> tuple[list[str], dict[str, 
     env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
         p for p in (str(JUPYTER_CONFIG), env.get("JUPYTER_CONFIG_PATH", "")) if p
     )
+    notebooks = settings().notebooks_dir
     argv = [sys.executable, "-m", "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={NOTEBOOKS}",
-            f"--ServerApp.open_browser={browser}", str(NOTEBOOKS / "start.ipynb")]
+            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={notebooks}",
+            f"--ServerApp.open_browser={browser}", str(notebooks / "start.ipynb")]
     if os.geteuid() == 0:
         argv.append("--allow-root")
     return argv, env

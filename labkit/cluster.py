@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from labkit.backends import Backend, get_backend
 from labkit.backends.base import Node, NodeStatus
-from labkit.errors import LabkitError
+from labkit.errors import LabNotRunning
 from labkit.topology import lab_name
 
 
@@ -49,5 +49,5 @@ def cluster(lab: str | None = None, backend: str | None = None) -> Cluster:
     """The running lab LAB (default: $LABKIT_LAB or 'lab'); an error if it has no nodes."""
     c = Cluster(get_backend(backend, lab_name(lab)))
     if not c.nodes:
-        raise LabkitError(f"Lab '{c.lab}' has no nodes. Start it with `labkit up`.")
+        raise LabNotRunning(f"Lab '{c.lab}' has no nodes. Start it with `labkit up`.")
     return c

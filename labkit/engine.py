@@ -14,8 +14,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from labkit.backends.base import Report
-from labkit.errors import LabkitError
+from labkit.errors import EngineUnavailable
+from labkit.report import Report
 
 DOCKERD_LOG = Path("/var/log/labkit-dockerd.log")
 HOST_PACKAGES = {"docker.io": "dockerd", "debootstrap": "debootstrap"}  # package: the command it brings
@@ -35,7 +35,7 @@ def host_client() -> docker.DockerClient:
         client.ping()
         return client
     except docker.errors.DockerException as exc:
-        raise LabkitError(f"No Docker engine answers ({_short(exc)}). {_advice()}") from None
+        raise EngineUnavailable(f"No Docker engine answers ({_short(exc)}). {_advice()}") from None
 
 
 def _short(exc: Exception) -> str:
@@ -84,22 +84,22 @@ def ensure_engine(report: Report = print, install: bool = True) -> docker.Docker
     if engine_running():
         return host_client()
     if dockerd_process_exists():
-        raise LabkitError(
+        raise EngineUnavailable(
             "A dockerd process runs but does not answer on /var/run/docker.sock. "
             f"Look at its log (maybe {DOCKERD_LOG}); labkit does not touch a running engine."
         )
     missing = [p for p, exe in zip(HOST_PACKAGES, ["dockerd", "debootstrap"], strict=False) if not shutil.which(exe)]
     if missing:
         if not install or os.geteuid() != 0 or not shutil.which("apt-get"):
-            raise LabkitError(f"Missing {', '.join(missing)}. {_advice()}")
+            raise EngineUnavailable(f"Missing {', '.join(missing)}. {_advice()}")
         report(f"Installing {' '.join(missing)} with apt")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
             done = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if done.returncode != 0:
-                raise LabkitError(f"`{' '.join(cmd)}` failed: {done.stderr.strip()[-300:]}")
+                raise EngineUnavailable(f"`{' '.join(cmd)}` failed: {done.stderr.strip()[-300:]}")
     if os.geteuid() != 0:
-        raise LabkitError(f"No Docker engine runs. {_advice()}")
+        raise EngineUnavailable(f"No Docker engine runs. {_advice()}")
     report(f"Starting dockerd in the background (log: {DOCKERD_LOG})")
     with DOCKERD_LOG.open("ab") as log:
         subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -108,4 +108,4 @@ def ensure_engine(report: Report = print, install: bool = True) -> docker.Docker
         if engine_running():
             return host_client()
         time.sleep(0.3)
-    raise LabkitError(f"dockerd did not answer within 60 s; see {DOCKERD_LOG}.")
+    raise EngineUnavailable(f"dockerd did not answer within 60 s; see {DOCKERD_LOG}.")

@@ -11,7 +11,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from labkit.errors import LabkitError
+from labkit.errors import InvalidInput
+from labkit.swarm import SERVICE_LABEL, ping_services
 from labkit.topology import parse_node_name
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def problem(name: str) -> str | None:
         try:
             parse_node_name(root)
             return None
-        except LabkitError:
+        except InvalidInput:
             return f"'{root}' is not a node name"
     return (f"unknown field {{{name}}}; use {{NODE.address}}, {{NODE.name}} or "
             + ", ".join(f"{{{n}}}" for n in NAMED))
@@ -85,8 +86,6 @@ def _token(cluster: Cluster, role: str) -> str | None:
 
 
 def _service(cluster: Cluster) -> str | None:
-    from labkit.checks.services import ping_services
-
     managers = cluster.managers
     if not managers or managers[0].docker.info()["Swarm"].get("LocalNodeState") != "active":
         return None
@@ -95,8 +94,6 @@ def _service(cluster: Cluster) -> str | None:
 
 
 def _task_container(cluster: Cluster, node: str | None) -> str | None:
-    from labkit.checks.services import SERVICE_LABEL
-
     service = _service(cluster)
     if service is None or node is None:
         return None

@@ -19,8 +19,8 @@ import docker
 import docker.errors
 
 from labkit import images
-from labkit.backends.base import Node, Report
-from labkit.errors import LabkitError
+from labkit.errors import BackendError
+from labkit.report import Report
 from labkit.topology import HUB_HOSTNAME, LABEL_CACHE, REGISTRY_PORT, AddressPlan, Names
 
 __all__ = ["ensure_hub", "registry_volume", "seed_registry"]
@@ -45,7 +45,7 @@ def ensure_hub(
             if current.status != "running":
                 current.start()
             return
-        current.remove(force=True)
+        current.remove(force=True, v=True)  # and its anonymous volume
     except docker.errors.NotFound:
         pass
     volume = registry_volume()
@@ -73,9 +73,8 @@ def ensure_hub(
     host.containers.get(names.hub).start()
 
 
-def seed_registry(host: docker.DockerClient, node: Node, hub_address: str, report: Report) -> None:
-    """Publish the lab images on the hub's registry, through NODE's engine, unless there already."""
-    client = node.docker
+def seed_registry(host: docker.DockerClient, client: docker.DockerClient, hub_address: str, report: Report) -> None:
+    """Publish the lab images on the hub's registry, through a node's engine (CLIENT), unless there already."""
     for workload in images.WORKLOADS:
         repo = f"{hub_address}:{REGISTRY_PORT}/library/{workload.name}"
         try:
@@ -89,7 +88,7 @@ def seed_registry(host: docker.DockerClient, node: Node, hub_address: str, repor
         loaded.tag(repo, "latest")
         for line in client.api.push(repo, tag="latest", stream=True, decode=True):
             if "error" in line:
-                raise LabkitError(
+                raise BackendError(
                     f"Could not publish {workload.name} on the lab registry: {line['error']}. "
                     "Run `labkit down` and `labkit up`."
                 )

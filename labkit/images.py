@@ -6,8 +6,15 @@
   iputils ping; nginx with its default page). The lab hub serves them to the
   nodes as ``alpine`` and ``nginx``.
 
-Each image carries the hash of its recipe (the files in ``recipes/`` and this
-module's build parameters) in a label; a build runs only when it differs.
+Every file that goes into an image lives under ``recipes/``: the scripts and
+lists that build the node root, and under ``recipes/workloads/`` one tree per
+workload image, laid over its root as it is (``common/`` first, then the
+workload's own, whose files replace common ones of the same path). Only
+``etc/os-release`` is written from the workload's name.
+
+Each image carries the hash of its recipe (every file under ``recipes/`` but
+those in ``NOT_IN_IMAGES``, and this module's build parameters) in a label; a
+build runs only when it differs.
 """
 
 from __future__ import annotations
@@ -23,17 +30,25 @@ import docker
 import docker.errors
 
 from labkit.aptsources import debian_mirror
-from labkit.backends.base import Report
-from labkit.errors import LabkitError
+from labkit.errors import ImageBuildError, InvalidInput
+from labkit.report import Report
+from labkit.settings import settings
 from labkit.topology import LABEL_CACHE, LABEL_LAB, LABEL_RECIPE
 
 SUITE = "bookworm"
 RECIPES = Path(__file__).parent / "recipes"
-# The files in recipes/ that decide what the images contain (form-swarm.sh, say, does not).
-RECIPE_FILES = ("node-packages.txt", "install-engine.sh", "node-entrypoint.sh", "registry.yml")
+# Files under recipes/ (paths relative to it) that no image contains, so the recipe hash leaves them out:
+# form-swarm.sh runs on the Vagrant VMs only. Everything else there counts.
+NOT_IN_IMAGES = frozenset({"form-swarm.sh"})
+WORKLOAD_TREES = "workloads"  # recipes/workloads/{common,<name>}/...: laid over a workload image's root
 NODE_IMAGE = "labkit/node:latest"
 ENTRYPOINT = "/usr/local/bin/labkit-entrypoint"
-CACHE_DIR = Path(os.environ.get("LABKIT_CACHE", "/var/cache/labkit"))
+NODE_CHANGES = (
+    f'ENTRYPOINT ["{ENTRYPOINT}"]',
+    'CMD ["node"]',
+    "VOLUME /var/lib/docker",
+    'LABEL org.opencontainers.image.description="labkit lab node: Debian 12 with docker.io"',
+)
 # Trimmed from the node image: documentation, translations, apt's caches.
 TRIM = ["var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/info"]
 
@@ -53,6 +68,7 @@ class Workload:
 
 
 _WORKLOAD_DESCRIPTION = "labkit stand-in for {0}, built offline from Debian 12 packages"
+_OS_RELEASE = 'NAME="labkit {name}"\nID=labkit\nPRETTY_NAME="{description}"\n'
 WORKLOADS = (
     Workload(
         "alpine",
@@ -69,13 +85,30 @@ WORKLOADS = (
 )
 
 
+def image_recipe_files() -> list[Path]:
+    """The files under RECIPES that go into an image, sorted by their path relative to it."""
+    files = [p for p in RECIPES.rglob("*") if p.is_file() and p.relative_to(RECIPES).as_posix() not in NOT_IN_IMAGES]
+    return sorted(files, key=lambda p: p.relative_to(RECIPES).as_posix())
+
+
 def recipe_hash() -> str:
     """Content hash of everything that decides what the images contain."""
-    digest = hashlib.sha256(SUITE.encode())
-    for name in RECIPE_FILES:
-        digest.update(name.encode() + b"\0" + (RECIPES / name).read_bytes())
+    digest = hashlib.sha256()
+
+    def add(name: str, data: bytes) -> None:
+        digest.update(f"{name}\0{len(data)}\0".encode() + data)
+
+    add("SUITE", SUITE.encode())
+    add("ENTRYPOINT", ENTRYPOINT.encode())
+    add("TRIM", repr(TRIM).encode())
+    add("NODE_CHANGES", repr(NODE_CHANGES).encode())
+    for path in image_recipe_files():
+        add(f"recipes/{path.relative_to(RECIPES).as_posix()}", path.read_bytes())
     for w in WORKLOADS:
-        digest.update(repr(w).encode())
+        add(f"workload/{w.name}", repr(w).encode())
+        add(f"workload/{w.name}/description", _WORKLOAD_DESCRIPTION.format(w.name).encode())
+        for rel, content in sorted(generated_workload_files(w.name).items()):
+            add(f"workload/{w.name}/{rel}", content.encode())
     return digest.hexdigest()[:16]
 
 
@@ -102,12 +135,13 @@ def ensure_images(client: docker.DockerClient, report: Report = print, force: bo
     if not force and images_are_current(client):
         return
     if os.geteuid() != 0:
-        raise LabkitError(
+        raise ImageBuildError(
             "The lab images are missing or out of date, and building them needs root (debootstrap). "
             "Run `sudo .venv/bin/labkit setup` once; after that you can run labs as yourself."
         )
     recipe = recipe_hash()
-    build_dir = CACHE_DIR / f"build-{recipe}"
+    cache = settings().cache_dir
+    build_dir = cache / f"build-{recipe}"
     rootfs = _rootfs(build_dir, report)
     if force or not image_is_current(client, NODE_IMAGE, recipe):
         report("Importing the node image")
@@ -116,12 +150,7 @@ def ensure_images(client: docker.DockerClient, report: Report = print, force: bo
             rootfs,
             NODE_IMAGE,
             recipe,
-            [
-                f'ENTRYPOINT ["{ENTRYPOINT}"]',
-                'CMD ["node"]',
-                "VOLUME /var/lib/docker",
-                'LABEL org.opencontainers.image.description="labkit lab node: Debian 12 with docker.io"',
-            ],
+            list(NODE_CHANGES),
         )
     for workload in WORKLOADS:
         if force or not image_is_current(client, workload.image, recipe):
@@ -137,7 +166,7 @@ def ensure_images(client: docker.DockerClient, report: Report = print, force: bo
                 [*workload.changes, f'LABEL org.opencontainers.image.description="{description}"'],
             )
     shutil.rmtree(build_dir, ignore_errors=True)
-    for old in CACHE_DIR.glob("build-*"):  # leftovers of earlier recipes
+    for old in cache.glob("build-*"):  # leftovers of earlier recipes
         shutil.rmtree(old, ignore_errors=True)
     client.images.prune(filters={"dangling": True, "label": f"{LABEL_CACHE}=image"})
     report("Images ready")
@@ -147,7 +176,7 @@ def remove_caches(client: docker.DockerClient) -> int:
     """Remove labkit's images, registry data and build directories; return how many went."""
     in_use = client.containers.list(all=True, filters={"label": LABEL_LAB})
     if in_use:
-        raise LabkitError("A lab still runs on these images. Run `labkit down` (for each --lab) first.")
+        raise InvalidInput("A lab still runs on these images. Run `labkit down` (for each --lab) first.")
     removed = 0
     for volume in client.volumes.list(filters={"label": f"{LABEL_CACHE}=registry"}):
         volume.remove(force=True)
@@ -155,7 +184,7 @@ def remove_caches(client: docker.DockerClient) -> int:
     for image in client.images.list(filters={"label": f"{LABEL_CACHE}=image"}):
         client.images.remove(image.id, force=True)
         removed += 1
-    shutil.rmtree(CACHE_DIR, ignore_errors=True)
+    shutil.rmtree(settings().cache_dir, ignore_errors=True)
     return removed
 
 
@@ -166,14 +195,14 @@ def _rootfs(build_dir: Path, report: Report) -> Path:
     if done.exists():
         return rootfs
     if os.geteuid() != 0:
-        raise LabkitError("Building the node image needs root (debootstrap). Run `sudo labkit setup` once.")
+        raise ImageBuildError("Building the node image needs root (debootstrap). Run `sudo labkit setup` once.")
     if not shutil.which("debootstrap"):
-        raise LabkitError(
+        raise ImageBuildError(
             "debootstrap is not installed. Install it (apt-get install debootstrap) or run `labkit setup`, which does."
         )
     shutil.rmtree(build_dir, ignore_errors=True)
     build_dir.mkdir(parents=True)
-    mirror = os.environ.get("LABKIT_DEBIAN_MIRROR") or debian_mirror(SUITE)
+    mirror = settings().debian_mirror or debian_mirror(SUITE)
     packages = node_packages()
     report(f"debootstrap {SUITE} with {len(packages)} packages (about 35 s)")
     cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(rootfs), mirror]
@@ -194,7 +223,7 @@ def _rootfs(build_dir: Path, report: Report) -> Path:
                     report(line[3:].strip())
     if proc.returncode != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-5:])
-        raise LabkitError(f"debootstrap failed (exit {proc.returncode}); the next run starts it afresh. "
+        raise ImageBuildError(f"debootstrap failed (exit {proc.returncode}); the next run starts it afresh. "
                           f"Last lines of {log_path}:\n{tail}")
     report("Installing the engine with install-engine.sh (as on Vagrant VMs)")
     run_in_root(rootfs, RECIPES / "install-engine.sh", build_dir / "install-engine.log")
@@ -230,7 +259,7 @@ def run_in_root(rootfs: Path, script: Path, log: Path) -> None:
         (rootfs / "etc/resolv.conf").unlink(missing_ok=True)
     if done.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-5:])
-        raise LabkitError(f"{script.name} failed (exit {done.returncode}); the next run starts afresh. "
+        raise ImageBuildError(f"{script.name} failed (exit {done.returncode}); the next run starts afresh. "
                           f"Last lines of {log}:\n{tail}")
 
 
@@ -249,7 +278,7 @@ def _import(client: docker.DockerClient, root: Path, image: str, recipe: str, ch
     finally:
         tar_path.unlink(missing_ok=True)
     if not image_is_current(client, image, recipe):
-        raise LabkitError(f"The engine did not keep the imported image {image}. Run `labkit setup` again.")
+        raise ImageBuildError(f"The engine did not keep the imported image {image}. Run `labkit setup` again.")
 
 
 def parse_ldd(output: str) -> list[str]:
@@ -258,7 +287,7 @@ def parse_ldd(output: str) -> list[str]:
     for line in output.splitlines():
         line = line.strip()
         if "not found" in line:
-            raise LabkitError(f"A library the workload images need is missing from the node image: {line}")
+            raise ImageBuildError(f"A library the workload images need is missing from the node image: {line}")
         if "=>" in line:
             target = line.split("=>", 1)[1].strip().split(" (", 1)[0].strip()
         else:
@@ -311,52 +340,31 @@ def assemble(rootfs: Path, staging: Path, workload: Workload) -> None:
         link = staging / "usr/bin" / applet
         if not link.exists() and not (staging / "usr/sbin" / applet).exists():
             link.symlink_to("busybox")
-    for name, content in _workload_files(workload.name).items():
-        (staging / name).write_text(content)
+    lay_workload_files(staging, workload.name)
 
 
-def _workload_files(name: str) -> dict[str, str]:
-    files = {
-        "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-        "etc/group": "root:x:0:\nnogroup:x:65534:\n",
-        "etc/nsswitch.conf": "hosts: files dns\nnetworks: files\npasswd: files\ngroup: files\n",
-        "etc/os-release": f'NAME="labkit {name}"\nID=labkit\nPRETTY_NAME="{_WORKLOAD_DESCRIPTION.format(name)}"\n',
-    }
-    if name == "nginx":
-        files["etc/passwd"] += "www-data:x:33:33:www-data:/var/www:/bin/false\n"
-        files["etc/group"] += "www-data:x:33:\n"
-        files["etc/nginx/nginx.conf"] = _NGINX_CONF
-        files["usr/share/nginx/html/index.html"] = _NGINX_INDEX
-    return files
+def workload_trees(name: str) -> list[Path]:
+    """The recipe trees laid over workload NAME's root, in order: common, then its own (if it has one)."""
+    base = RECIPES / WORKLOAD_TREES
+    return [tree for tree in (base / "common", base / name) if tree.is_dir()]
 
 
-_NGINX_CONF = """\
-user www-data;
-worker_processes 1;
-pid /run/nginx.pid;
-error_log /dev/stderr warn;
-events { worker_connections 256; }
-http {
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    access_log /dev/stdout;
-    sendfile on;
-    server {
-        listen 80 default_server;
-        root /usr/share/nginx/html;
-        index index.html;
-    }
-}
-"""
+def generated_workload_files(name: str) -> dict[str, str]:
+    """The files written from the workload's name rather than copied from a recipe tree."""
+    return {"etc/os-release": _OS_RELEASE.format(name=name, description=_WORKLOAD_DESCRIPTION.format(name))}
 
-_NGINX_INDEX = """\
-<!DOCTYPE html>
-<html>
-<head><title>Welcome to nginx!</title></head>
-<body>
-<h1>Welcome to nginx!</h1>
-<p>If you see this page, the nginx web server is successfully installed and
-working. This copy runs on your labkit swarm.</p>
-</body>
-</html>
-"""
+
+def lay_workload_files(staging: Path, name: str) -> None:
+    """Lay workload NAME's recipe trees over the STAGING root (later trees win), then its generated files.
+
+    Needs no chroot: it only reads RECIPES and writes under STAGING.
+    """
+    files: dict[str, bytes] = {}
+    for tree in workload_trees(name):
+        files.update({p.relative_to(tree).as_posix(): p.read_bytes() for p in tree.rglob("*") if p.is_file()})
+    files.update({rel: content.encode() for rel, content in generated_workload_files(name).items()})
+    for rel, data in sorted(files.items()):
+        dest = staging / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)  # never write through a symlink copied in from the node root
+        dest.write_bytes(data)

@@ -9,27 +9,23 @@ and the solution. Notebooks and the CLI read them from here.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import LabkitError
+from labkit.errors import InvalidInput, LabDefinitionError, LabkitError
 from labkit.fields import fields_in, problem
+from labkit.settings import settings
 from labkit.topology import parse_node_name
 
 if TYPE_CHECKING:
     from labkit.progress import Progress
 
-LABS_DIR = Path(os.environ.get("LABKIT_LABS", Path(__file__).resolve().parent.parent / "labs"))
 _ID_RE = re.compile(r"[a-z][a-z0-9-]*")
 _FILE_RE = re.compile(r"(\d+)-([a-z][a-z0-9-]*)\.toml")
-
-
-class LabDefinitionError(LabkitError):
-    """A lab file is malformed; the message names the file, the step and the problem."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ class Lab:
             if step.id == step_id:
                 return step
         known = ", ".join(s.id for s in self.steps)
-        raise LabkitError(f"Lab '{self.id}' has no step '{step_id}'. Its steps: {known}.")
+        raise InvalidInput(f"Lab '{self.id}' has no step '{step_id}'. Its steps: {known}.")
 
 
 def load_lab(path: Path, known_checks: set[str] | None = None) -> Lab:
@@ -186,15 +182,14 @@ def _check_template(text: str, where: str) -> None:
             raise LabDefinitionError(f"{where}: {why} (in {text!r})")
 
 
-def load_labs(directory: Path | None = None) -> list[Lab]:
-    """Every lab in course order."""
-    from labkit.checks import CHECKS
-
-    directory = directory or LABS_DIR
+def load_labs(directory: Path | None = None, *, known_checks: Collection[str]) -> list[Lab]:
+    """Every lab in course order. KNOWN_CHECKS: the check names a step may use (the caller knows them:
+    labs are pure data and import no checks; ``labkit.runner.course()`` passes the registry's)."""
+    directory = directory or settings().labs_dir
     paths = sorted(directory.glob("*.toml"))
     if not paths:
-        raise LabkitError(f"No lab definitions in {directory}.")
-    labs = [load_lab(p, set(CHECKS)) for p in paths]
+        raise LabDefinitionError(f"No lab definitions in {directory}.")
+    labs = [load_lab(p, set(known_checks)) for p in paths]
     labs.sort(key=lambda lab: lab.order)
     for earlier, later in itertools.pairwise(labs):
         if earlier.id == later.id or earlier.order == later.order:
@@ -203,14 +198,13 @@ def load_labs(directory: Path | None = None) -> list[Lab]:
     return labs
 
 
-def find(ref: str, labs: list[Lab] | None = None) -> tuple[Lab, Step | None]:
+def find(ref: str, labs: list[Lab]) -> tuple[Lab, Step | None]:
     """LAB or LAB:STEP -> the lab and the step (None for a whole lab)."""
-    labs = labs if labs is not None else load_labs()
     lab_id, _, step_id = ref.partition(":")
     for lab in labs:
         if lab.id == lab_id:
             return lab, (lab.step(step_id) if step_id else None)
-    raise LabkitError(f"There is no lab '{lab_id}'. Labs: {', '.join(lab.id for lab in labs)} (`labkit labs`).")
+    raise InvalidInput(f"There is no lab '{lab_id}'. Labs: {', '.join(lab.id for lab in labs)} (`labkit labs`).")
 
 
 def all_steps(labs: list[Lab]) -> list[Step]:

@@ -14,7 +14,6 @@ are shown as one line, never as a Python traceback, and still fail the cell.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import sys
@@ -22,23 +21,16 @@ from typing import Any
 
 from labkit import diagrams
 from labkit.cluster import Cluster, cluster
-from labkit.errors import LabkitError
+from labkit.errors import CommandFailed, LabkitError, StepNotDone
 from labkit.fields import render
 from labkit.labs import find
-from labkit.runner import run_check
+from labkit.runner import course, run_check
+from labkit.settings import settings
 from labkit.widgets import CheckWidget, ClusterMap, result_text
 
 __all__ = ["check", "cluster_map", "lab", "load_ipython_extension", "status", "topology"]
 STRICT_ENV = "LABKIT_STRICT"  # set by the regression run: a failing step fails its cell
 COMMAND_TIMEOUT = 180
-
-
-class NodeCommandError(LabkitError):
-    """A command typed into a %%node cell exited non-zero."""
-
-
-class StepNotDone(LabkitError):
-    """In a strict (regression) run, a step whose check fails."""
 
 
 def lab() -> Cluster:
@@ -57,10 +49,10 @@ def run_on(node: str, script: str) -> int:
     sys.stdout.write(collapse_progress(result.stdout))
     sys.stdout.flush()
     if result.exit_code == 124:
-        raise NodeCommandError(f"the command on {target.name} was still running after {COMMAND_TIMEOUT} s "
+        raise CommandFailed(f"the command on {target.name} was still running after {COMMAND_TIMEOUT} s "
                                "and was stopped (use --detach for long-running commands)")
     if not result.ok:
-        raise NodeCommandError(f"the command on {target.name} failed (exit code {result.exit_code}); "
+        raise CommandFailed(f"the command on {target.name} failed (exit code {result.exit_code}); "
                                "its error is printed above")
     return result.exit_code
 
@@ -96,20 +88,20 @@ def collapse_progress(text: str) -> str:
 
 def check(ref: str) -> CheckWidget:
     """Check a step now and show the result with buttons to check again and to see or apply the solution."""
-    _, step = find(ref)
+    _, step = find(ref, course())
     if step is None:
         raise LabkitError(f"check() needs LAB:STEP, e.g. check('{ref}:...'); `labkit labs` lists them.")
     c = lab()
     result = run_check(c, step)
     widget = CheckWidget(c, step, result)
-    if os.environ.get(STRICT_ENV) and not result.passed and not step.question:
+    if settings().strict and not result.passed and not step.question:
         raise StepNotDone(result_text(ref, result))
     return widget
 
 
 def cluster_map(live_for: float = 600.0) -> ClusterMap:
     """Nodes and their tasks, coloured by state; redraws every second for LIVE_FOR seconds."""
-    if os.environ.get(STRICT_ENV):
+    if settings().strict:
         live_for = 0  # a headless run records one still picture
     return ClusterMap(lab(), live_for=live_for)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import nbformat
 from nbformat.notebooknode import NotebookNode
 
-from labkit.labs import Command, Lab, Step, load_labs
+from labkit.labs import Command, Lab, Step
+from labkit.runner import course
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 IGNORE = "nbval-ignore-output"
@@ -79,7 +80,7 @@ def notebook_name(lab: Lab) -> str:
 
 
 def build_all() -> dict[str, NotebookNode]:
-    labs = load_labs()
+    labs = course()
     return {notebook_name(lab): build(lab, labs[i + 1] if i + 1 < len(labs) else None)
             for i, lab in enumerate(labs)}
 
@@ -100,7 +101,7 @@ def execute(names: list[str], lab: str) -> None:
 
     os.environ["LABKIT_LAB"] = lab
     os.environ["LABKIT_STRICT"] = "1"
-    labs = load_labs()
+    labs = course()
     reset(Cluster(get_backend(None, lab)), labs, all_steps(labs)[0], print)
     for name in names:
         path = NOTEBOOKS / name

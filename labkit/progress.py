@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-STATE_DIR = Path(os.environ.get("LABKIT_STATE_DIR", Path.home() / ".local/share/labkit"))
+from labkit.settings import settings
 
 
 class Progress:
     def __init__(self, lab: str, directory: Path | None = None) -> None:
-        self.path = (directory or STATE_DIR) / f"progress-{lab}.json"
+        self.path = (directory or settings().state_dir) / f"progress-{lab}.json"
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -57,3 +57,19 @@ class Progress:
         for ref in refs:
             data.pop(ref, None)
         self._save(data)
+
+
+def log_exception(what: str, exc: BaseException) -> Path:
+    """Append EXC (with its traceback) to labkit's log for bug reports; return the log's path.
+    What a learner sees stays plain words; the details are kept here."""
+    import traceback
+
+    path = settings().state_dir / "labkit.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {what}\n")
+            log.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        pass  # a log that cannot be written must not turn into a second failure
+    return path

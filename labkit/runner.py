@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
-from labkit.backends.base import Report
 from labkit.checks import ANSWERS, CHECKS, Context, Result
 from labkit.cluster import Cluster
-from labkit.errors import LabkitError
+from labkit.errors import LabkitError, NodeDown, SolutionFailed
 from labkit.fields import render
-from labkit.labs import Command, Lab, Step, all_steps
-from labkit.progress import Progress
+from labkit.labs import Command, Lab, Step, all_steps, load_labs
+from labkit.progress import Progress, log_exception
+from labkit.report import Report
 from labkit.topology import Topology
+
+
+def course(directory: Path | None = None) -> list[Lab]:
+    """Every lab in course order, each step's check known to the registry."""
+    return load_labs(directory, known_checks=set(CHECKS))
+
 
 POLL = 0.1  # s between checks while the cluster converges (a check takes ~40 ms)
 
@@ -44,14 +51,41 @@ def run_check(cluster: Cluster, step: Step, answer: str | None = None, wait: boo
 
 
 def _one_check(cluster: Cluster, step: Step, answer: str | None) -> Result:
+    """One look at the cluster. A failure with a node down says which node and what to do; nothing a
+    learner sees ever holds exception text (the details go to labkit's log)."""
     try:
-        return CHECKS[step.check](Context(cluster, step, answer))
+        result = CHECKS[step.check](Context(cluster, step, answer))
+    except NodeDown as exc:
+        return _node_down(cluster, exc)
     except LabkitError as exc:
         return Result(False, str(exc), hint="`labkit status` shows whether the lab runs; `labkit up` starts it.")
     except Exception as exc:  # a check must never show a learner a traceback
-        return Result(False, f"labkit could not check this step: {type(exc).__name__}: {str(exc)[:200]}",
-                      hint="Is the lab running? `labkit status` tells; `labkit up` starts it. "
-                      "If it persists, `labkit reset` rewinds to the start of this step.")
+        fault = _first_fault(cluster)
+        if fault is not None:
+            return _node_down(cluster, fault)
+        log = log_exception(f"check {step.ref}", exc)
+        return Result(False, "labkit could not check this step: the cluster answered something unexpected.",
+                      hint="`labkit status` shows whether every node runs; `labkit up` brings back a stopped one. "
+                      f"If it persists, `labkit reset {step.ref}` rewinds to the start of this step "
+                      f"(details for a bug report: {log}).")
+    if not result.passed:
+        fault = _first_fault(cluster)
+        if fault is not None:
+            return _node_down(cluster, fault)
+    return result
+
+
+def _first_fault(cluster: Cluster) -> NodeDown | None:
+    try:
+        return next((f for f in (n.fault() for n in cluster.nodes) if f is not None), None)
+    except Exception:  # the backend itself cannot list its nodes: nothing more to say than the check did
+        return None
+
+
+def _node_down(cluster: Cluster, fault: NodeDown) -> Result:
+    others = [f"{n.name}: {n.health()}" for n in cluster.nodes if n.name != fault.node]
+    return Result(False, f"Node {fault.node} is {fault.state}, so this step cannot be checked.",
+                  (f"{fault.node}: {fault.state}", *others), hint=str(fault))
 
 
 def apply_solution(cluster: Cluster, step: Step, report: Report) -> Result:
@@ -73,7 +107,7 @@ def _run(cluster: Cluster, step: Step, command: Command, report: Report) -> None
     report(f"{command.node}$ {text}")
     result = cluster[command.node].run(text)
     if not result.ok:
-        raise LabkitError(f"The solution of {step.ref} failed on {command.node}: "
+        raise SolutionFailed(f"The solution of {step.ref} failed on {command.node}: "
                           f"{(result.stderr or result.stdout).strip()[:300]}. `labkit reset {step.ref}` "
                           "rewinds to the start of this step.")
 
@@ -85,7 +119,7 @@ def solve(cluster: Cluster, lab: Lab, upto: Step | None, report: Report) -> list
         result = apply_solution(cluster, step, report)
         results.append(result)
         if not result.passed:
-            raise LabkitError(f"{step.ref} still fails after its solution: {result.summary}")
+            raise SolutionFailed(f"{step.ref} still fails after its solution: {result.summary}")
         if upto is not None and step.id == upto.id:
             break
     return results
@@ -110,5 +144,5 @@ def reset(cluster: Cluster, labs: list[Lab], target: Step, report: Report) -> No
             _run(cluster, step, command, report)
         result = run_check(cluster, step, progress=progress, settle=True)
         if not result.passed:
-            raise LabkitError(f"Reset stopped at {step.ref}: {result.summary}")
+            raise SolutionFailed(f"Reset stopped at {step.ref}: {result.summary}")
     report(f"Ready at the start of {target.ref}: {target.title}")

@@ -1,37 +1,93 @@
-"""Forming a swarm for people who skip ahead (`labkit up --swarm`).
+"""Swarm facts several layers need, in one place: what a node's engine says about its swarm,
+the learner's ping service, and forming a swarm for people who skip ahead (`labkit up --swarm`).
 
-The first lab teaches these very steps; this is the shortcut, done with the SDK.
+Everything here talks to docker SDK clients only; it knows no backend.
 """
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
+import docker
 import docker.errors
 
-from labkit.backends.base import Node, Report
-from labkit.errors import LabkitError
+from labkit.errors import BackendError, LabNotRunning
+from labkit.report import Report
 
 SWARM_PORT = 2377
+SERVICE_LABEL = "com.docker.swarm.service.name"  # on every task container: its service's name
 
 
-def form_swarm(nodes: list[Node], report: Report) -> None:
-    """Init on the first manager, join the other managers and the workers. Idempotent."""
+class SwarmNode(Protocol):
+    """What forming a swarm needs of a node (every backend's Node has it)."""
+
+    name: str
+    role: str
+    address: str
+
+    @property
+    def docker(self) -> docker.DockerClient: ...
+
+
+def local_state(client: docker.DockerClient) -> dict[str, Any]:
+    """The engine's own view of its swarm: LocalNodeState, NodeID, ControlAvailable, Cluster, ..."""
+    return dict(client.info().get("Swarm") or {})
+
+
+def swarm_state(client: docker.DockerClient) -> str:
+    """inactive, pending, error, worker, manager or leader, as the engine itself tells."""
+    try:
+        swarm = local_state(client)
+        state = str(swarm.get("LocalNodeState", "inactive"))
+        if state != "active":
+            return state
+        if not swarm.get("ControlAvailable"):
+            return "worker"
+        node = client.api.inspect_node(swarm.get("NodeID"))
+        return "leader" if node.get("ManagerStatus", {}).get("Leader") else "manager"
+    except docker.errors.DockerException:
+        return "error"
+
+
+def leader_hostname(api: docker.APIClient) -> str:
+    """The hostname of the swarm's leader, as a manager sees it ('' when there is none)."""
+    for n in api.nodes():
+        if n.get("ManagerStatus", {}).get("Leader"):
+            return str(n["Description"]["Hostname"])
+    return ""
+
+
+def ping_services(api: docker.APIClient) -> list[dict[str, Any]]:
+    """Services that run `alpine ping ...`, whatever they are called."""
+    found = []
+    for service in api.services():
+        spec = service["Spec"]["TaskTemplate"]["ContainerSpec"]
+        argv = [*spec.get("Command", []), *spec.get("Args", [])]
+        if spec.get("Image", "").split("@")[0].split(":")[0] in ("alpine", "library/alpine") and argv[:1] == ["ping"]:
+            found.append(service)
+    return found
+
+
+def form_swarm(nodes: list[Any], report: Report) -> None:
+    """Init on the first manager, join the other managers and the workers. Idempotent.
+    NODES: SwarmNode-like objects (a cluster's nodes)."""
     managers = [n for n in nodes if n.role == "manager"]
     if not managers:
-        raise LabkitError("The lab has no manager to init a swarm on.")
+        raise LabNotRunning("The lab has no manager to init a swarm on. Start it with `labkit up`.")
     first = managers[0]
-    info = first.docker.info()["Swarm"]
+    info = local_state(first.docker)
     if info.get("LocalNodeState") != "active":
         report(f"docker swarm init on {first.name}")
         first.docker.swarm.init(advertise_addr=first.address, listen_addr=f"0.0.0.0:{SWARM_PORT}")
     elif not info.get("ControlAvailable"):
-        raise LabkitError(
+        raise BackendError(
             f"{first.name} is in a swarm but not as a manager. Run `labkit down` and "
             "`labkit up --swarm` for a fresh one."
         )
     first.docker.swarm.reload()
     tokens = first.docker.swarm.attrs["JoinTokens"]
     for node in nodes:
-        if node is first or node.docker.info()["Swarm"].get("LocalNodeState") == "active":
+        if node is first or local_state(node.docker).get("LocalNodeState") == "active":
             continue
         report(f"docker swarm join on {node.name} as a {node.role}")
         try:
@@ -42,4 +98,4 @@ def form_swarm(nodes: list[Node], report: Report) -> None:
                 listen_addr=f"0.0.0.0:{SWARM_PORT}",
             )
         except docker.errors.APIError as exc:
-            raise LabkitError(f"{node.name} could not join the swarm: {exc.explanation}") from None
+            raise BackendError(f"{node.name} could not join the swarm: {exc.explanation}") from None

@@ -7,11 +7,11 @@ lab is found again from its labels alone, from any shell, after any crash.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from dataclasses import dataclass
 
-from labkit.errors import LabkitError
+from labkit.errors import InvalidInput
+from labkit.settings import settings
 
 DEFAULT_LAB = "lab"
 DEFAULT_MANAGERS = 1
@@ -53,12 +53,12 @@ class Topology:
 
     def __post_init__(self) -> None:
         if not 1 <= self.managers <= MAX_MANAGERS:
-            raise LabkitError(
+            raise InvalidInput(
                 f"A swarm needs between 1 and {MAX_MANAGERS} managers, not {self.managers}. "
                 "Try --managers 1 (or 3 for a fault-tolerant Raft quorum)."
             )
         if not 0 <= self.workers <= MAX_WORKERS:
-            raise LabkitError(f"Workers must be between 0 and {MAX_WORKERS}, not {self.workers}. Try --workers 2.")
+            raise InvalidInput(f"Workers must be between 0 and {MAX_WORKERS}, not {self.workers}. Try --workers 2.")
 
     @property
     def nodes(self) -> list[NodeSpec]:
@@ -71,7 +71,7 @@ def parse_node_name(name: str) -> NodeSpec:
     """The spec a node name stands for (manager3 -> manager, index 3)."""
     m = re.fullmatch(r"(manager|worker)([1-9][0-9]*)", name)
     if not m:
-        raise LabkitError(
+        raise InvalidInput(
             f"'{name}' is not a lab node name. Nodes are called manager1, manager2, ... and "
             "worker1, worker2, ...; `labkit status` lists them."
         )
@@ -80,9 +80,9 @@ def parse_node_name(name: str) -> NodeSpec:
 
 def lab_name(name: str | None = None) -> str:
     """The lab to act on: the argument, else $LABKIT_LAB, else the default."""
-    name = name or os.environ.get("LABKIT_LAB") or DEFAULT_LAB
+    name = name or settings().lab or DEFAULT_LAB
     if not _NAME_RE.fullmatch(name):
-        raise LabkitError(
+        raise InvalidInput(
             f"{name!r} is not a valid lab name (from --lab or $LABKIT_LAB): use up to 31 lower-case "
             "letters, digits and dashes, starting with a letter."
         )
@@ -122,7 +122,7 @@ class AddressPlan:
 
     def __post_init__(self) -> None:
         if self.subnet.prefixlen > 24:
-            raise LabkitError(f"The lab network {self.subnet} is too small: use a /24 or larger.")
+            raise InvalidInput(f"The lab network {self.subnet} is too small: use a /24 or larger.")
 
     def _host(self, octet: int) -> str:
         return str(self.subnet.network_address + octet)
@@ -155,7 +155,7 @@ def pick_subnet(taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
     for candidate in CANDIDATE_SUBNETS:
         if not any(candidate.overlaps(t) for t in taken):
             return candidate
-    raise LabkitError(
+    raise InvalidInput(
         "No free subnet for the lab network in 172.30.0.0/16. Remove unused Docker networks "
         "(`docker network prune`) and try again."
     )

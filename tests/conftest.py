@@ -1,8 +1,16 @@
-"""Fixtures for tests against a real lab: real engines, a real multi-node swarm."""
+"""Fixtures for tests against a real lab: real engines, a real multi-node swarm.
+
+Markers (pyproject.toml, --strict-markers) say what a test needs: `engine` or `cluster` for a Docker
+engine, `destructive` for a test that changes a lab (it gets a lab of its own, so no result depends on
+test order), `browser`, `notebooks`, `vagrant`, `root`. `make unit` runs every test with none of
+them, with DOCKER_HOST pointing nowhere; a test that asks for an engine fixture without saying so
+is refused at collection.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -52,3 +60,29 @@ def lab(host) -> Iterator[labkit.Cluster]:
     assert done.returncode == 0, done.stderr
     yield labkit.cluster(TEST_LAB)
     labkit_cli("down")
+
+
+ENGINE_FIXTURES = {"host", "lab", "own_lab"}
+NEEDS_ENGINE = {"engine", "cluster"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        marks = {m.name for m in item.iter_markers()}
+        uses = ENGINE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses and not marks & NEEDS_ENGINE:
+            raise pytest.UsageError(f"{item.nodeid} uses {', '.join(sorted(uses))} but is not marked engine or "
+                                    "cluster: `make unit` would run it without an engine.")
+        if "destructive" in marks and "own_lab" not in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid} is destructive but does not use the own_lab fixture.")
+
+
+@pytest.fixture(scope="module")
+def own_lab(request: pytest.FixtureRequest, host) -> Iterator[labkit.Cluster]:
+    """A fresh 3-node lab for this test module alone (named after it), for tests that change a lab."""
+    name = "ci" + re.sub(r"[^a-z0-9]", "", request.module.__name__.rpartition(".")[2].removeprefix("test_"))[:24]
+    labkit_cli("down", lab=name)
+    done = labkit_cli("up", lab=name)
+    assert done.returncode == 0, done.stderr
+    yield labkit.cluster(name)
+    labkit_cli("down", lab=name)

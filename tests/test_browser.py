@@ -31,7 +31,13 @@ from playwright.sync_api import Page, Route, expect, sync_playwright
 import labkit
 from labkit.swarm import form_swarm
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.browser, pytest.mark.destructive]
+
+
+@pytest.fixture(scope="module")
+def lab(own_lab: labkit.Cluster) -> labkit.Cluster:
+    """This module changes its lab: a lab of its own (see conftest.own_lab), not the shared test lab."""
+    return own_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

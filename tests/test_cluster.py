@@ -45,7 +45,9 @@ def test_run_returns_exit_code_and_both_streams(lab: labkit.Cluster) -> None:
     assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
 
 
-def test_swarm_init_and_join_give_a_leader_and_two_ready_workers(lab: labkit.Cluster) -> None:
+@pytest.mark.destructive
+def test_swarm_init_and_join_give_a_leader_and_two_ready_workers(own_lab: labkit.Cluster) -> None:
+    lab = own_lab  # forms a swarm: on this module's own lab, so the shared one stays bare engines
     manager = lab["manager1"]
     init = manager.run(f"docker swarm init --advertise-addr {manager.address}")
     assert init.ok, init.stderr
@@ -67,13 +69,15 @@ def test_swarm_init_and_join_give_a_leader_and_two_ready_workers(lab: labkit.Clu
 
 
 @pytest.fixture
-def swarm(lab: labkit.Cluster) -> labkit.Cluster:
+def swarm(own_lab: labkit.Cluster) -> labkit.Cluster:
+    """This module's own lab, in a swarm (formed once; each test removes the services it makes)."""
     from labkit.swarm import form_swarm
 
-    form_swarm(lab.nodes, lambda _: None)
-    return lab
+    form_swarm(own_lab.nodes, lambda _: None)
+    return own_lab
 
 
+@pytest.mark.destructive
 def test_three_replicas_of_alpine_pinging_manager1_run_one_per_node(swarm: labkit.Cluster) -> None:
     manager = swarm["manager1"]
     created = manager.run("docker service create -d --name pinger --replicas 3 alpine ping manager1")
@@ -93,6 +97,7 @@ def test_three_replicas_of_alpine_pinging_manager1_run_one_per_node(swarm: labki
     assert f"({manager.address})" in logs
 
 
+@pytest.mark.destructive
 def test_a_killed_task_container_is_replaced_by_the_orchestrator(swarm: labkit.Cluster) -> None:
     manager, worker = swarm["manager1"], swarm["worker2"]
     if not running_tasks(manager, "pinger"):
@@ -117,6 +122,7 @@ def test_a_killed_task_container_is_replaced_by_the_orchestrator(swarm: labkit.C
     assert manager.run("docker service rm pinger").ok
 
 
+@pytest.mark.destructive
 def test_tasks_on_an_overlay_network_reach_each_other_across_nodes(swarm: labkit.Cluster) -> None:
     manager = swarm["manager1"]
     assert manager.run("docker network create -d overlay labnet").ok
@@ -183,6 +189,7 @@ def test_status_shows_every_node(lab: labkit.Cluster) -> None:
 
 def test_down_removes_everything_of_the_lab_and_twice_is_fine(host) -> None:
     lab = "cidown"
+    labkit_cli("down", lab=lab)
     assert labkit_cli("up", "--workers", "1", lab=lab).returncode == 0
     assert labkit_cli("down", lab=lab).returncode == 0
     label = {"label": f"{LABEL_LAB}={lab}"}

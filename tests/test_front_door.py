@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 import labkit
 from labkit import cli
 from labkit.backends import dind
-from labkit.labs import load_labs, next_step
+from labkit.labs import next_step
 from labkit.progress import Progress
+from labkit.runner import course
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,7 +118,7 @@ def test_jupyterlab_config_adds_labkits_quiet_settings(monkeypatch: pytest.Monke
 
 
 def test_next_step_is_the_first_unfinished_in_course_order(tmp_path: Path) -> None:
-    labs = load_labs()
+    labs = course()
     progress = Progress("t", tmp_path)
     first = labs[0].steps[0]
     assert next_step(labs, progress) == first
@@ -126,7 +127,7 @@ def test_next_step_is_the_first_unfinished_in_course_order(tmp_path: Path) -> No
 
 
 def test_next_step_when_everything_is_done(tmp_path: Path) -> None:
-    labs = load_labs()
+    labs = course()
     progress = Progress("t", tmp_path)
     for lab in labs:
         for step in lab.steps:
@@ -135,9 +136,9 @@ def test_next_step_when_everything_is_done(tmp_path: Path) -> None:
 
 
 def test_check_without_argument_when_all_done_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("labkit.progress.STATE_DIR", tmp_path)
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
     progress = Progress("lab", tmp_path)
-    for lab in load_labs():
+    for lab in course():
         for step in lab.steps:
             progress.record(step.ref, passed=True)
     result = CliRunner().invoke(cli.app, ["check", "--lab", "lab"])
@@ -148,9 +149,9 @@ def test_check_without_argument_when_all_done_says_so(tmp_path: Path, monkeypatc
 
 def test_a_user_without_images_is_told_to_build_them_as_root(monkeypatch: pytest.MonkeyPatch) -> None:
     from labkit import images
-    from labkit.errors import LabkitError
+    from labkit.errors import ImageBuildError
 
     monkeypatch.setattr(images, "images_are_current", lambda client: False)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(LabkitError, match=r"needs root .*sudo \.venv/bin/labkit setup"):
+    with pytest.raises(ImageBuildError, match=r"needs root .*sudo \.venv/bin/labkit setup"):
         images.ensure_images(client=None)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from labkit import images
-from labkit.errors import LabkitError
+from labkit.errors import ImageBuildError
 
 FAKE = """#!/bin/sh
 # stands in for debootstrap: $4 is the target directory
@@ -20,6 +20,7 @@ echo done > "$4/complete-tree"
 """
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="the build needs root, as debootstrap does")
 def test_failed_debootstrap_is_reported_and_the_rerun_starts_afresh(tmp_path: Path, monkeypatch) -> None:
     bin_dir, ok = tmp_path / "bin", tmp_path / "ok"
@@ -33,7 +34,7 @@ def test_failed_debootstrap_is_reported_and_the_rerun_starts_afresh(tmp_path: Pa
     monkeypatch.setattr(images, "run_in_root", lambda root, script, log: ran.append(script.name))
     build = tmp_path / "build"
 
-    with pytest.raises(LabkitError, match="starts it afresh") as failure:
+    with pytest.raises(ImageBuildError, match="starts it afresh") as failure:
         images._rootfs(build, lambda _: None)
     assert "Couldn't download packages" in str(failure.value)
     assert not (build / "rootfs.complete").exists()

@@ -15,7 +15,7 @@ import pytest
 from labkit import runner
 from labkit.checks import ANSWERS, CHECKS, Context, Result
 from labkit.checks.base import judge_answer, normalise
-from labkit.errors import LabkitError
+from labkit.errors import InvalidInput, LabkitError
 from labkit.fields import fields_in, problem, render
 from labkit.labs import (
     Command,
@@ -24,9 +24,9 @@ from labkit.labs import (
     all_steps,
     find,
     load_lab,
-    load_labs,
 )
 from labkit.progress import Progress
+from labkit.runner import course
 from labkit.topology import parse_node_name
 
 COURSE = ["swarm-init", "nodes", "first-service", "scale", "self-heal", "cleanup"]
@@ -112,7 +112,7 @@ def template_fields(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def labs():
-    return load_labs()
+    return course()
 
 
 def test_real_labs_load_in_course_order(labs):
@@ -358,19 +358,19 @@ def test_load_labs_reports_a_malformed_file(tmp_path):
     write(tmp_path, MINIMAL, "01-good.toml")
     bad = write(tmp_path, lab_text(step_text(check='"no_such_check"')), "02-bad.toml")
     with pytest.raises(LabDefinitionError, match="unknown check") as info:
-        load_labs(tmp_path)
+        course(tmp_path)
     assert str(bad) in str(info.value)
 
 
 def test_load_labs_sorts_by_number(tmp_path):
     write(tmp_path, MINIMAL, "10-later.toml")
     write(tmp_path, MINIMAL, "02-early.toml")
-    assert [lab.id for lab in load_labs(tmp_path)] == ["early", "later"]
+    assert [lab.id for lab in course(tmp_path)] == ["early", "later"]
 
 
 def test_load_labs_in_an_empty_directory_says_so(tmp_path):
-    with pytest.raises(LabkitError, match="No lab definitions"):
-        load_labs(tmp_path)
+    with pytest.raises(LabDefinitionError, match="No lab definitions"):
+        course(tmp_path)
 
 
 # --- 3. find ---------------------------------------------------------------
@@ -389,7 +389,7 @@ def test_find_lab_step_gives_the_step(labs):
 
 
 def test_find_unknown_lab_names_the_labs(labs):
-    with pytest.raises(LabkitError) as info:
+    with pytest.raises(InvalidInput) as info:
         find("nosuch", labs)
     message = str(info.value)
     assert "'nosuch'" in message
@@ -398,7 +398,7 @@ def test_find_unknown_lab_names_the_labs(labs):
 
 
 def test_find_unknown_step_names_the_steps(labs):
-    with pytest.raises(LabkitError) as info:
+    with pytest.raises(InvalidInput) as info:
         find("nodes:nosuch", labs)
     message = str(info.value)
     assert "'nosuch'" in message
@@ -406,7 +406,7 @@ def test_find_unknown_step_names_the_steps(labs):
 
 
 def test_find_without_labs_loads_the_real_ones():
-    lab, step = find("cleanup:rm")
+    lab, step = find("cleanup:rm", course())
     assert (lab.id, step.id) == ("cleanup", "rm")
 
 
@@ -546,16 +546,20 @@ def use_check(monkeypatch, fn) -> None:
     monkeypatch.setitem(CHECKS, "stand_in", fn)
 
 
-def test_one_check_turns_an_exception_into_a_failed_result(monkeypatch):
+def test_one_check_turns_an_exception_into_a_failed_result(monkeypatch, tmp_path):
     def broken(ctx):
         raise RuntimeError("engine went away")
 
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
     use_check(monkeypatch, broken)
     result = runner._one_check(stand_in_cluster(), make_step(), None)
     assert not result.passed
-    assert "RuntimeError" in result.summary
-    assert "engine went away" in result.summary
+    shown = result.summary + (result.hint or "") + "".join(result.evidence)
+    assert "RuntimeError" not in shown and "engine went away" not in shown  # plain words only
+    assert "could not check this step" in result.summary
     assert "`labkit status`" in result.hint
+    log = (tmp_path / "labkit.log").read_text()  # the details are kept for a bug report
+    assert "RuntimeError: engine went away" in log and "Traceback" in log
 
 
 def test_one_check_turns_a_labkit_error_into_a_failed_result(monkeypatch):
@@ -669,10 +673,12 @@ def test_run_check_never_raises(monkeypatch, tmp_path):
     def broken(ctx):
         raise ValueError("boom")
 
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
     use_check(monkeypatch, broken)
     result = runner.run_check(stand_in_cluster(), make_step(wait=0.1), progress=Progress("t", tmp_path))
     assert not result.passed
-    assert "ValueError" in result.summary
+    assert "could not check this step" in result.summary
+    assert "boom" not in result.summary + (result.hint or "")
 
 
 # --- render ----------------------------------------------------------------
@@ -707,4 +713,4 @@ def test_two_labs_with_the_same_id_are_refused(tmp_path: Path) -> None:
     write(tmp_path, lab_text(step_text()), "01-demo.toml")
     write(tmp_path, lab_text(step_text()), "02-demo.toml")
     with pytest.raises(LabDefinitionError, match=r"02-demo\.toml: the lab id is also used by"):
-        load_labs(tmp_path)
+        course(tmp_path)

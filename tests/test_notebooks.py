@@ -14,17 +14,16 @@ import pytest
 
 from labkit.backends import get_backend
 from labkit.cluster import Cluster
-from labkit.labs import all_steps, load_labs
+from labkit.labs import all_steps
 from labkit.notebook_build import NOTEBOOKS, build_all, sources
-from labkit.runner import reset
+from labkit.runner import course, reset
 
-pytestmark = pytest.mark.cluster
 NB_LAB = "cinb"
 SANITIZE = NOTEBOOKS / "sanitize.cfg"
 
 
 def fresh_lab() -> None:
-    labs = load_labs()
+    labs = course()
     reset(Cluster(get_backend(None, NB_LAB)), labs, all_steps(labs)[0], lambda _: None)
 
 
@@ -56,6 +55,8 @@ def test_every_notebook_has_recorded_outputs_without_errors() -> None:
         assert errors == [], f"{path.name} recorded an error: {errors[0].get('evalue')}"
 
 
+@pytest.mark.cluster
+@pytest.mark.notebooks
 def test_every_notebook_passes_nbval_top_to_bottom_on_a_fresh_cluster(nb_lab, tmp_path: Path) -> None:
     fresh_lab()
     order = [*sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")), NOTEBOOKS / "start.ipynb"]
@@ -64,6 +65,8 @@ def test_every_notebook_passes_nbval_top_to_bottom_on_a_fresh_cluster(nb_lab, tm
     assert " passed" in done.stdout
 
 
+@pytest.mark.cluster
+@pytest.mark.notebooks
 def test_nbval_fails_when_an_expected_output_is_altered(nb_lab, tmp_path: Path) -> None:
     copy = tmp_path / "01-swarm-init.ipynb"
     shutil.copy(NOTEBOOKS / "01-swarm-init.ipynb", copy)

@@ -11,8 +11,9 @@ import pytest
 from labkit import images
 from labkit.aptsources import debian_mirror
 from labkit.backends import dind
-from labkit.doctor import Finding, kernel_findings
-from labkit.errors import LabkitError
+from labkit.errors import ImageBuildError, InvalidInput
+from labkit.kernel import kernel_findings
+from labkit.report import Finding
 from labkit.topology import (
     CANDIDATE_SUBNETS,
     HUB_HOSTNAME,
@@ -56,7 +57,7 @@ def test_largest_topology_is_allowed():
 
 
 def test_zero_managers_is_refused_with_a_suggestion():
-    with pytest.raises(LabkitError) as excinfo:
+    with pytest.raises(InvalidInput) as excinfo:
         Topology(managers=0)
     message = str(excinfo.value)
     assert "not 0" in message
@@ -64,7 +65,7 @@ def test_zero_managers_is_refused_with_a_suggestion():
 
 
 def test_too_many_managers_is_refused_with_a_suggestion():
-    with pytest.raises(LabkitError) as excinfo:
+    with pytest.raises(InvalidInput) as excinfo:
         Topology(managers=MAX_MANAGERS + 1)
     message = str(excinfo.value)
     assert f"not {MAX_MANAGERS + 1}" in message
@@ -72,7 +73,7 @@ def test_too_many_managers_is_refused_with_a_suggestion():
 
 
 def test_too_many_workers_is_refused_with_a_suggestion():
-    with pytest.raises(LabkitError) as excinfo:
+    with pytest.raises(InvalidInput) as excinfo:
         Topology(workers=MAX_WORKERS + 1)
     message = str(excinfo.value)
     assert f"not {MAX_WORKERS + 1}" in message
@@ -80,7 +81,7 @@ def test_too_many_workers_is_refused_with_a_suggestion():
 
 
 def test_negative_workers_are_refused():
-    with pytest.raises(LabkitError, match="--workers"):
+    with pytest.raises(InvalidInput, match="--workers"):
         Topology(workers=-1)
 
 
@@ -94,7 +95,7 @@ def test_parse_node_name_accepts_lab_node_names(name, role, index):
 
 @pytest.mark.parametrize("name", ["node1", "manager0", "Manager1", "", "worker", "worker01", "manager1 ", "xworker1"])
 def test_parse_node_name_rejects_other_names(name):
-    with pytest.raises(LabkitError) as excinfo:
+    with pytest.raises(InvalidInput) as excinfo:
         parse_node_name(name)
     assert "labkit status" in str(excinfo.value)
 
@@ -125,13 +126,13 @@ def test_empty_labkit_lab_means_the_default(monkeypatch):
 @pytest.mark.parametrize("name", ["Lab", "1lab", "-lab", "my_lab", "my lab", "a" * 32, "lab/x"])
 def test_invalid_lab_names_are_refused(name, monkeypatch):
     monkeypatch.delenv("LABKIT_LAB", raising=False)
-    with pytest.raises(LabkitError, match="not a valid lab name"):
+    with pytest.raises(InvalidInput, match="not a valid lab name"):
         lab_name(name)
 
 
 def test_invalid_labkit_lab_is_refused(monkeypatch):
     monkeypatch.setenv("LABKIT_LAB", "Bad Name")
-    with pytest.raises(LabkitError, match="not a valid lab name"):
+    with pytest.raises(InvalidInput, match="not a valid lab name"):
         lab_name()
 
 
@@ -140,7 +141,7 @@ def test_longest_valid_lab_name_is_accepted():
 
 
 def test_lab_name_with_trailing_newline_is_refused():
-    with pytest.raises(LabkitError):
+    with pytest.raises(InvalidInput):
         lab_name("lab\n")
 
 
@@ -202,7 +203,7 @@ def test_hosts_lists_every_node_and_the_hub():
 
 
 def test_a_slash_25_is_too_small():
-    with pytest.raises(LabkitError, match="/24"):
+    with pytest.raises(InvalidInput, match="/24"):
         AddressPlan(ipaddress.ip_network("172.30.10.0/25"))
 
 
@@ -253,7 +254,7 @@ def test_pick_subnet_ignores_unrelated_networks():
 
 
 def test_pick_subnet_raises_when_the_whole_range_is_taken():
-    with pytest.raises(LabkitError) as excinfo:
+    with pytest.raises(InvalidInput) as excinfo:
         pick_subnet([net("172.30.0.0/16")])
     assert "docker network prune" in str(excinfo.value)
 
@@ -319,7 +320,7 @@ def test_deb822_disabled_stanza_is_ignored(tmp_path):
 def test_deb822_only_disabled_stanza_matches_gives_error(tmp_path):
     text = "Types: deb\nURIs: http://disabled.test/debian\nSuites: bookworm\nComponents: main\nEnabled: no\n"
     root = apt_dir(tmp_path, debian_sources=text)
-    with pytest.raises(LabkitError, match="LABKIT_DEBIAN_MIRROR"):
+    with pytest.raises(ImageBuildError, match="LABKIT_DEBIAN_MIRROR"):
         debian_mirror("bookworm", root)
 
 
@@ -331,7 +332,7 @@ def test_deb822_security_suite_is_found_by_its_own_name(tmp_path):
 def test_deb822_deb_src_only_stanza_is_ignored(tmp_path):
     text = "Types: deb-src\nURIs: http://src.test/debian\nSuites: bookworm\nComponents: main\n"
     root = apt_dir(tmp_path, src_sources=text)
-    with pytest.raises(LabkitError, match="LABKIT_DEBIAN_MIRROR"):
+    with pytest.raises(ImageBuildError, match="LABKIT_DEBIAN_MIRROR"):
         debian_mirror("bookworm", root)
 
 
@@ -372,7 +373,7 @@ deb http://updates.test/debian bookworm-updates main
 deb http://contrib.test/debian bookworm contrib non-free
 """
     root = apt_dir(tmp_path, sources_list)
-    with pytest.raises(LabkitError) as excinfo:
+    with pytest.raises(ImageBuildError) as excinfo:
         debian_mirror("bookworm", root)
     message = str(excinfo.value)
     assert "LABKIT_DEBIAN_MIRROR" in message
@@ -380,7 +381,7 @@ deb http://contrib.test/debian bookworm contrib non-free
 
 
 def test_no_apt_sources_at_all_names_labkit_debian_mirror(tmp_path):
-    with pytest.raises(LabkitError, match="LABKIT_DEBIAN_MIRROR"):
+    with pytest.raises(ImageBuildError, match="LABKIT_DEBIAN_MIRROR"):
         debian_mirror("bookworm", tmp_path / "nowhere")
 
 
@@ -437,17 +438,106 @@ def test_recipe_hash_depends_on_content_not_location(recipes):
         assert images.recipe_hash() == copied
 
 
-def test_recipe_hash_changes_when_a_recipe_file_changes(recipes):
+# Every file an image is built from, relative to labkit/recipes.
+IMAGE_RECIPE_FILES = [
+    "node-packages.txt",
+    "install-engine.sh",
+    "node-entrypoint.sh",
+    "registry.yml",
+    "workloads/common/etc/passwd",
+    "workloads/common/etc/group",
+    "workloads/common/etc/nsswitch.conf",
+    "workloads/nginx/etc/passwd",
+    "workloads/nginx/etc/group",
+    "workloads/nginx/etc/nginx/nginx.conf",
+    "workloads/nginx/usr/share/nginx/html/index.html",
+]
+
+
+def test_the_recipe_files_listed_here_are_all_there_are():
+    listed = {p.relative_to(images.RECIPES).as_posix() for p in images.image_recipe_files()}
+    assert listed == set(IMAGE_RECIPE_FILES)
+    assert "form-swarm.sh" not in listed and (images.RECIPES / "form-swarm.sh").is_file()
+
+
+@pytest.mark.parametrize("name", IMAGE_RECIPE_FILES)
+def test_recipe_hash_changes_when_a_file_that_goes_into_an_image_changes(recipes, name):
     before = images.recipe_hash()
-    packages = recipes / "node-packages.txt"
-    packages.write_text(packages.read_text() + "curl\n")
+    path = recipes / name
+    path.write_bytes(path.read_bytes() + b"\n")
+    assert images.recipe_hash() != before
+
+
+def test_recipe_hash_changes_when_a_file_is_added_to_a_workload_tree(recipes):
+    before = images.recipe_hash()
+    extra = recipes / "workloads/alpine/etc/motd"
+    extra.parent.mkdir(parents=True)
+    extra.write_text("hello\n")
+    assert images.recipe_hash() != before
+
+
+def test_recipe_hash_changes_when_a_file_moves_to_another_path(recipes):
+    before = images.recipe_hash()
+    (recipes / "workloads/nginx/usr/share/nginx/html/index.html").rename(
+        recipes / "workloads/nginx/usr/share/nginx/html/welcome.html"
+    )
+    assert images.recipe_hash() != before
+
+
+def test_recipe_hash_changes_with_the_workload_definitions(monkeypatch):
+    before = images.recipe_hash()
+    monkeypatch.setattr(images, "_WORKLOAD_DESCRIPTION", "another stand-in for {0}")
     assert images.recipe_hash() != before
 
 
 def test_recipe_hash_ignores_files_that_are_not_part_of_the_images(recipes):
     before = images.recipe_hash()
-    (recipes / "form-swarm.sh.orig").write_text("x\n")
+    script = recipes / "form-swarm.sh"
+    script.write_text(script.read_text() + "# changed\n")
     assert images.recipe_hash() == before
+
+
+def test_every_workload_tree_belongs_to_a_workload():
+    trees = {p.name for p in (images.RECIPES / images.WORKLOAD_TREES).iterdir()}
+    assert trees <= {"common"} | {w.name for w in images.WORKLOADS}
+
+
+def _laid(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*") if p.is_file()}
+
+
+def test_assemble_lays_the_nginx_page_and_config_where_nginx_reads_them(tmp_path):
+    images.lay_workload_files(tmp_path, "nginx")
+    files = _laid(tmp_path)
+    assert "root /usr/share/nginx/html;" in files["etc/nginx/nginx.conf"]
+    assert "user www-data;" in files["etc/nginx/nginx.conf"]
+    assert "<h1>Welcome to nginx!</h1>" in files["usr/share/nginx/html/index.html"]
+    assert "www-data:x:33:33:" in files["etc/passwd"] and files["etc/passwd"].startswith("root:x:0:0:")
+    assert "www-data:x:33:" in files["etc/group"] and "nogroup:x:65534:" in files["etc/group"]
+    assert files["etc/nsswitch.conf"] == (images.RECIPES / "workloads/common/etc/nsswitch.conf").read_text()
+    assert 'NAME="labkit nginx"' in files["etc/os-release"]
+
+
+def test_assemble_gives_alpine_the_common_workload_files_only(tmp_path):
+    images.lay_workload_files(tmp_path, "alpine")
+    files = _laid(tmp_path)
+    assert set(files) == {"etc/passwd", "etc/group", "etc/nsswitch.conf", "etc/os-release"}
+    assert "www-data" not in files["etc/passwd"] + files["etc/group"]
+    assert 'NAME="labkit alpine"' in files["etc/os-release"]
+    assert "labkit stand-in for alpine" in files["etc/os-release"]
+
+
+def test_assemble_replaces_files_and_symlinks_without_following_them(tmp_path):
+    outside = tmp_path / "host-os-release"
+    outside.write_text("the host's\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/os-release").symlink_to(outside)
+    (root / "etc/passwd").write_text("stale\n")
+    images.lay_workload_files(root, "alpine")
+    assert outside.read_text() == "the host's\n"
+    assert not (root / "etc/os-release").is_symlink()
+    assert (root / "etc/passwd").read_text() == (images.RECIPES / "workloads/common/etc/passwd").read_text()
 
 
 def test_node_packages_leave_the_engine_to_install_engine_sh():

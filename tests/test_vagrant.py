@@ -20,7 +20,6 @@ from labkit.aptsources import debian_mirror
 from labkit.backends import get_backend
 from labkit.backends.dind import DindBackend, engine_host_config
 from labkit.backends.vagrant import (
-    PROJECT,
     VagrantBackend,
     created_topology,
     explain,
@@ -30,41 +29,52 @@ from labkit.backends.vagrant import (
     ssh_argv,
     vagrant_env,
 )
-from labkit.errors import LabkitError
+from labkit.errors import BackendError
 from labkit.topology import Topology
 from tests.conftest import wait_until
 
 RECIPES = images.RECIPES
+PROJECT = Path(__file__).resolve().parent.parent  # where the Vagrantfile is
 
 
-def vagrant(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="session")
+def dotfiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Vagrant's own state (.vagrant/) for the tests: a temporary folder, never the repository's."""
+    return tmp_path_factory.mktemp("vagrant-dotfiles")
+
+
+def vagrant(*args: str, dotfile_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     if not shutil.which("vagrant"):
-        pytest.fail("vagrant is not installed: `make test` installs it (Debian: apt-get install vagrant)")
+        pytest.skip("vagrant is not installed (`make test` installs it; Debian: apt-get install vagrant)")
     return subprocess.run(["vagrant", *args], cwd=PROJECT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+                          env={**os.environ, "VAGRANT_DOTFILE_PATH": str(dotfile_path), **env})
 
 
 # ------------------------------------------------------------------ the Vagrantfile
 
 
+@pytest.mark.vagrant
 @pytest.mark.parametrize("counts", [{}, {"LABKIT_MANAGERS": "3", "LABKIT_WORKERS": "5"},
                                     {"LABKIT_WORKERS": "0", "LABKIT_SWARM": "1"}])
-def test_vagrantfile_validates(counts: dict[str, str]) -> None:
-    done = vagrant("validate", **counts)
+def test_vagrantfile_validates(counts: dict[str, str], dotfiles: Path) -> None:
+    done = vagrant("validate", dotfile_path=dotfiles, **counts)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "validated successfully" in done.stdout
 
 
-def test_vagrantfile_names_nodes_as_every_backend() -> None:
-    default = parse_status(vagrant("status", "--machine-readable").stdout)
+@pytest.mark.vagrant
+def test_vagrantfile_names_nodes_as_every_backend(dotfiles: Path) -> None:
+    default = parse_status(vagrant("status", "--machine-readable", dotfile_path=dotfiles).stdout)
     assert list(default) == ["manager1", "worker1", "worker2"]
-    more = parse_status(vagrant("status", "--machine-readable", LABKIT_MANAGERS="3", LABKIT_WORKERS="4").stdout)
+    more = parse_status(vagrant("status", "--machine-readable", dotfile_path=dotfiles,
+                                LABKIT_MANAGERS="3", LABKIT_WORKERS="4").stdout)
     assert list(more) == ["manager1", "manager2", "manager3", "worker1", "worker2", "worker3", "worker4"]
     assert set(more.values()) == {"not_created"}
 
 
-def test_vagrantfile_refuses_bad_counts_with_a_clear_message() -> None:
-    done = vagrant("validate", LABKIT_WORKERS="200")
+@pytest.mark.vagrant
+def test_vagrantfile_refuses_bad_counts_with_a_clear_message(dotfiles: Path) -> None:
+    done = vagrant("validate", dotfile_path=dotfiles, LABKIT_WORKERS="200")
     assert done.returncode != 0
     assert "LABKIT_WORKERS must be 0 to 89, not 200" in done.stdout + done.stderr
 
@@ -151,9 +161,9 @@ def test_no_vagrant_installed_says_what_to_install(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PATH", "/nonexistent")
     backend = get_backend("vagrant", "lab")
     assert isinstance(backend, VagrantBackend)
-    with pytest.raises(LabkitError, match=r"Vagrant is not installed.*apt-get install vagrant"):
+    with pytest.raises(BackendError, match=r"Vagrant is not installed.*apt-get install vagrant"):
         backend.nodes()
-    with pytest.raises(LabkitError, match="Vagrant is not installed"):
+    with pytest.raises(BackendError, match="Vagrant is not installed"):
         backend.up(None, lambda _: None)
 
 
@@ -165,7 +175,7 @@ def test_a_failed_vagrant_up_destroys_what_it_created(tmp_path: Path, monkeypatc
                     'case "$1" in up) echo "No usable default provider could be found"; exit 1;; esac\nexit 0\n')
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    with pytest.raises(LabkitError, match=r"Install VirtualBox.*Nothing was left half-created"):
+    with pytest.raises(BackendError, match=r"Install VirtualBox.*Nothing was left half-created"):
         VagrantBackend("lab", project=tmp_path).up(Topology(1, 2), lambda _: None)
     assert log.read_text().splitlines() == ["up --no-parallel", "destroy -f"]
 
@@ -181,6 +191,7 @@ def put_file(container: docker.models.containers.Container, path: Path, dest_dir
 
 
 @pytest.mark.cluster
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap needs root")
 def test_install_engine_in_a_fresh_debian_container_gives_an_answering_engine(host, tmp_path: Path) -> None:
     rootfs = tmp_path / "rootfs"

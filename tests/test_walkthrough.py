@@ -3,17 +3,25 @@ in course order, and each common mistake, staged for real, gets its own hint."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import labkit
 from labkit.checks import Result
-from labkit.labs import all_steps, find, load_labs
+from labkit.labs import all_steps, find
 from labkit.progress import Progress
-from labkit.runner import apply_solution, reset, run_check
+from labkit.runner import apply_solution, course, reset, run_check
 from tests.conftest import labkit_cli
 
-pytestmark = pytest.mark.cluster
-LABS = load_labs()
+pytestmark = [pytest.mark.cluster, pytest.mark.destructive]
+
+
+@pytest.fixture(scope="module")
+def lab(own_lab: labkit.Cluster) -> labkit.Cluster:
+    """This module changes its lab: a lab of its own (see conftest.own_lab), not the shared test lab."""
+    return own_lab
+LABS = course()
 STEPS = all_steps(LABS)
 
 
@@ -128,18 +136,29 @@ def test_self_heal_reports_the_failed_task_and_the_healing_time(lab: labkit.Clus
 
 def test_cli_check_solve_and_labs_from_a_terminal(lab: labkit.Cluster) -> None:
     stage(lab, "swarm-init:info")
-    wrong = labkit_cli("check", "swarm-init:info", "--answer", "active")
+    wrong = labkit_cli("check", "swarm-init:info", "--answer", "active", lab=lab.lab)
     assert wrong.returncode == 1 and "FAIL swarm-init:info" in wrong.stdout and "Look again" in wrong.stdout
-    right = labkit_cli("check", "swarm-init:info", "--answer", "inactive")
+    right = labkit_cli("check", "swarm-init:info", "--answer", "inactive", lab=lab.lab)
     assert right.returncode == 0 and "PASS swarm-init:info" in right.stdout
-    solved = labkit_cli("solve", "swarm-init:init")
+    solved = labkit_cli("solve", "swarm-init:init", lab=lab.lab)
     assert solved.returncode == 0 and "PASS swarm-init:init" in solved.stdout, solved.stderr
-    listed = labkit_cli("labs")
+    listed = labkit_cli("labs", lab=lab.lab)
     line = next(x for x in listed.stdout.splitlines() if x.startswith("│ swarm-init"))
     assert "2/6" in line
-    shown = labkit_cli("show", "nodes:join")
+    shown = labkit_cli("show", "nodes:join", lab=lab.lab)
     assert "worker1$ docker swarm join --token SWMTKN-1-" in shown.stdout
-    bad = labkit_cli("check", "nodes:nosuch")
+    # The same, as one JSON document each, for scripts and instructors' tools.
+    labs = json.loads(labkit_cli("labs", "--json", lab=lab.lab).stdout)["labs"]
+    first = next(item for item in labs if item["id"] == "swarm-init")
+    assert [s["passed"] for s in first["steps"]][:3] == [True, True, False]
+    step = json.loads(labkit_cli("show", "nodes:join", "--json", lab=lab.lab).stdout)["steps"][0]
+    assert step["node"] == "worker1" and step["commands"][1]["node"] == "worker1"
+    assert step["commands"][1]["run"].startswith("docker swarm join --token SWMTKN-1-")
+    checked = labkit_cli("check", "swarm-init", "--json", lab=lab.lab)
+    results = json.loads(checked.stdout)["results"]
+    assert checked.returncode == 1 and [r["ref"] for r in results][:2] == ["swarm-init:info", "swarm-init:init"]
+    assert set(results[0]) == {"ref", "passed", "summary", "evidence", "hint", "pending", "seconds"}
+    bad = labkit_cli("check", "nodes:nosuch", lab=lab.lab)
     assert bad.returncode == 1 and "no step 'nosuch'" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -151,7 +170,8 @@ def test_a_check_on_a_stopped_manager_explains_instead_of_crashing(lab: labkit.C
     try:
         result = check(lab, "nodes:join", wait=False)
         assert not result.passed
-        assert "could not check" in result.summary and "labkit up" in result.hint
+        assert result.summary == "Node manager1 is stopped, so this step cannot be checked."
+        assert f"`labkit up --lab {lab.lab}`" in result.hint
     finally:
-        assert labkit_cli("up").returncode == 0  # starts the stopped node again
+        assert labkit_cli("up", lab=lab.lab).returncode == 0  # starts the stopped node again
     assert lab["manager1"].engine_answers()

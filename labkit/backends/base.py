@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import docker
-import docker.errors
 import testinfra
 import testinfra.host
 
-from labkit.errors import LabkitError
+from labkit.errors import NodeDown, NodeNotFound
+from labkit.report import Finding, Report
+from labkit.swarm import swarm_state
 from labkit.topology import Topology
 
-Report = Callable[[str], None]
+# What `container_state()` may say, in a learner's words (anything else is shown as it is).
+STATE_WORDS = {"exited": "stopped", "created": "stopped", "dead": "stopped", "poweroff": "stopped",
+               "shutoff": "stopped", "saved": "paused", "not_created": "missing"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class RunResult:
 class NodeStatus:
     name: str
     role: str
-    engine: str  # answering | starting | stopped
+    engine: str  # answering | not answering | stopped | paused | missing | restarting
     swarm: str  # inactive | leader | manager | worker | pending | error | -
     address: str
 
@@ -48,10 +51,11 @@ class NodeStatus:
 class Node(ABC):
     """One lab node: a separate Docker Engine reachable from Python."""
 
-    def __init__(self, name: str, role: str, address: str) -> None:
+    def __init__(self, name: str, role: str, address: str, lab: str = "lab") -> None:
         self.name = name
         self.role = role
         self.address = address
+        self.lab = lab
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self.role} {self.address}>"
@@ -84,33 +88,27 @@ class Node(ABC):
     def engine_answers(self) -> bool:
         try:
             return bool(self.docker.ping())
-        except Exception:  # any failure to reach an engine means: not answering yet
+        except Exception:  # any failure to reach an engine means: not answering (yet)
             self.__dict__.pop("docker", None)
             return False
 
-    def status(self) -> NodeStatus:
+    def health(self) -> str:
+        """'running' when the node's engine answers; else stopped, paused, missing, not answering, ..."""
         state = self.container_state()
         if state != "running":
-            return NodeStatus(self.name, self.role, "stopped" if state != "missing" else "missing", "-", self.address)
-        if not self.engine_answers():
-            return NodeStatus(self.name, self.role, "starting", "-", self.address)
+            return STATE_WORDS.get(state, state)
+        return "running" if self.engine_answers() else "not answering"
+
+    def fault(self) -> NodeDown | None:
+        """Why this node cannot take part right now, or None when its engine answers."""
+        health = self.health()
+        return None if health == "running" else NodeDown(self.name, health, self.lab)
+
+    def status(self) -> NodeStatus:
+        health = self.health()
+        if health != "running":
+            return NodeStatus(self.name, self.role, health, "-", self.address)
         return NodeStatus(self.name, self.role, "answering", swarm_state(self.docker), self.address)
-
-
-def swarm_state(client: docker.DockerClient) -> str:
-    """inactive, pending, error, worker, manager or leader, as the engine itself tells."""
-    try:
-        swarm = client.info().get("Swarm", {})
-        state = swarm.get("LocalNodeState", "inactive")
-        if state != "active":
-            return state
-        if not swarm.get("ControlAvailable"):
-            return "worker"
-        me = swarm.get("NodeID")
-        node = client.api.inspect_node(me)
-        return "leader" if node.get("ManagerStatus", {}).get("Leader") else "manager"
-    except docker.errors.DockerException as exc:
-        return f"error: {exc}"
 
 
 class Backend(ABC):
@@ -139,11 +137,15 @@ class Backend(ABC):
             if node.name == name:
                 return node
         known = ", ".join(n.name for n in self.nodes()) or "none: run `labkit up` first"
-        raise LabkitError(f"There is no node '{name}' in lab '{self.lab}'. Nodes: {known}.")
+        raise NodeNotFound(f"There is no node '{name}' in lab '{self.lab}'. Nodes: {known}.")
 
     @abstractmethod
     def shell_command(self, node: str) -> list[str]:
         """The command that opens an interactive shell on NODE."""
+
+    def findings(self) -> list[Finding]:
+        """What `labkit doctor` should say about this backend on this machine."""
+        return []
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

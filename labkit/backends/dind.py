@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,8 +22,11 @@ import docker.errors
 from docker.models.containers import Container
 
 from labkit import engine, hub, images
-from labkit.backends.base import Backend, Node, Report, RunResult, sorted_nodes, wait_for
-from labkit.errors import LabkitError
+from labkit.backends.base import STATE_WORDS, Backend, Node, RunResult, sorted_nodes, wait_for
+from labkit.errors import BackendError, InvalidInput, LabkitError, NodeDown, NotPermitted
+from labkit.kernel import kernel_findings
+from labkit.report import Finding, Report
+from labkit.settings import settings
 from labkit.topology import (
     LABEL_KIND,
     LABEL_LAB,
@@ -44,14 +48,7 @@ LABEL_OWNER = "labkit.owner"  # uid of the user whose runtime directory holds th
 def run_dir_root() -> Path:
     """Where labkit keeps each lab's runtime files (node sockets, resolver file), private to the user:
     $LABKIT_RUN_DIR, else /run/labkit for root, else $XDG_RUNTIME_DIR/labkit, else a state directory."""
-    if os.environ.get("LABKIT_RUN_DIR"):
-        return Path(os.environ["LABKIT_RUN_DIR"])
-    if os.geteuid() == 0:
-        return Path("/run/labkit")
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isdir(xdg) and os.access(xdg, os.W_OK):
-        return Path(xdg) / "labkit"
-    return Path.home() / ".local/state/labkit/run"
+    return settings().run_dir
 
 
 def private_dir(path: Path) -> Path:
@@ -74,14 +71,25 @@ UNMASKED_PATHS = {"MaskedPaths": [], "ReadonlyPaths": []}
 
 
 class DindNode(Node):
-    def __init__(self, spec: NodeSpec, address: str, container: str, socket: Path, host: docker.DockerClient) -> None:
-        super().__init__(spec.name, spec.role, address)
+    def __init__(
+        self, spec: NodeSpec, address: str, container: str, socket: Path, host: docker.DockerClient, lab: str
+    ) -> None:
+        super().__init__(spec.name, spec.role, address, lab)
         self.container_name = container
         self.socket = socket
         self._host = host
 
     def _connect(self) -> docker.DockerClient:
+        """A client of the node's engine; NodeDown (never a connection traceback) when it cannot answer."""
+        state = self.container_state()
+        if state != "running":
+            raise NodeDown(self.name, STATE_WORDS.get(state, state), self.lab)
+        if not ping_socket(self.socket):
+            raise NodeDown(self.name, "not answering", self.lab)
         return engine.connect(f"unix://{self.socket}")
+
+    def engine_answers(self) -> bool:
+        return ping_socket(self.socket)
 
     def run(self, cmd: str | list[str], timeout: float = 60) -> RunResult:
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
@@ -89,12 +97,9 @@ class DindNode(Node):
             container = self._host.containers.get(self.container_name)
             code, (out, err) = container.exec_run(["timeout", str(int(timeout)), *argv], demux=True)
         except docker.errors.NotFound:
-            raise LabkitError(f"Node {self.name} does not exist. Run `labkit up`.") from None
-        except docker.errors.APIError as exc:
-            raise LabkitError(
-                f"Could not run a command on {self.name}: {exc.explanation}. "
-                "Is the node running? `labkit status` tells."
-            ) from None
+            raise NodeDown(self.name, "missing", self.lab) from None
+        except docker.errors.APIError:
+            raise self.fault() or NodeDown(self.name, "not answering", self.lab) from None
         return RunResult(
             code if code is not None else -1,
             (out or b"").decode(errors="replace"),
@@ -154,7 +159,8 @@ class DindBackend(Backend):
         for c in self._containers("node"):
             spec = parse_node_name(c.labels[LABEL_NODE])
             address = plan.node(spec) if plan else "-"
-            found.append(DindNode(spec, address, c.name, _mounted_socket(c) or self._socket(spec.name), self.host))
+            socket = _mounted_socket(c) or self._socket(spec.name)
+            found.append(DindNode(spec, address, c.name, socket, self.host, self.lab))
         if found:
             self._check_owner(found)
         return sorted_nodes(found)
@@ -168,7 +174,7 @@ class DindBackend(Backend):
             return
         owner = self._containers("node")[0].labels.get(LABEL_OWNER)
         if owner is not None and owner != str(os.geteuid()):
-            raise LabkitError(
+            raise NotPermitted(
                 f"Lab '{self.lab}' was started by another user (uid {owner}); its nodes' sockets are private "
                 "to them. Start a lab of your own under another name: `labkit up --lab NAME` (or LABKIT_LAB)."
             )
@@ -184,6 +190,52 @@ class DindBackend(Backend):
         tty = ["-t"] if sys.stdin.isatty() else []
         return ["docker", "exec", "-i", *tty, self.names.container(node), "/bin/bash"]
 
+    def findings(self) -> list[Finding]:
+        """The local engine, the images, the node mode (privileged or fallback), the shared kernel."""
+        return [*self._engine_findings(), *kernel_findings()]
+
+    def _engine_findings(self) -> list[Finding]:
+        try:
+            host = engine.host_client()
+            version = host.version()
+        except LabkitError as exc:
+            return [Finding("engine", "fail", str(exc))]
+        found = [
+            Finding(
+                "engine",
+                "ok",
+                f"Docker {version.get('Version')} (API {version.get('ApiVersion')}), "
+                f"{host.info().get('Driver')} storage",
+            )
+        ]
+        current = images.images_are_current(host)
+        found.append(
+            Finding(
+                "images",
+                "ok" if current else "warn",
+                "node, alpine and nginx images are current"
+                if current
+                else "not built yet (or their recipe changed): `labkit up` builds them (about a minute)",
+            )
+        )
+        mode = self.privileged_mode()
+        if mode is None and current:
+            mode = f"{self.probe_privileged()} (would be used by `labkit up`)"
+        if mode is None:
+            found.append(Finding("node mode", "warn", "unknown until the node image is built"))
+        elif mode.startswith("privileged"):
+            found.append(Finding("node mode", "ok", mode))
+        else:
+            found.append(
+                Finding(
+                    "node mode",
+                    "ok",
+                    f"{mode}: --privileged is refused here, so nodes run with all "
+                    "capabilities but SYS_RESOURCE and writable cgroups",
+                )
+            )
+        return found
+
     # ----------------------------------------------------------------- up
 
     def up(self, topology: Topology | None, report: Report) -> list[Node]:
@@ -196,7 +248,7 @@ class DindBackend(Backend):
         wanted = {spec.name for spec in topology.nodes}
         extra = sorted(set(existing) - wanted)
         if extra:
-            raise LabkitError(
+            raise InvalidInput(
                 f"Lab '{self.lab}' also has {', '.join(extra)}, which this topology lacks. "
                 "Run `labkit down` first to change to a smaller lab."
             )
@@ -215,12 +267,16 @@ class DindBackend(Backend):
             report(f"Creating {', '.join(s.name for s in missing)} ({mode} mode)")
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda s: self._create_node(s, plan, hosts, mode), missing))
-            to_start = [c for c in self._containers("node") if c.status != "running"]
-            list(pool.map(lambda c: c.start(), to_start))
+            stopped = [c for c in self._containers("node") if c.status not in ("running", "paused")]
+            paused = [c for c in self._containers("node") if c.status == "paused"]
+            if stopped or paused:
+                report(f"Bringing back {', '.join(sorted(c.labels[LABEL_NODE] for c in stopped + paused))}")
+            list(pool.map(lambda c: c.start(), stopped))
+            list(pool.map(lambda c: c.unpause(), paused))
         nodes = self.nodes()
         report("Waiting for the engines to answer")
         self._wait_engines(nodes)
-        hub.seed_registry(self.host, nodes[0], plan.hub, report)
+        hub.seed_registry(self.host, nodes[0].docker, plan.hub, report)
         return nodes
 
     def _refuse_clashes(self, topology: Topology) -> None:
@@ -231,7 +287,7 @@ class DindBackend(Backend):
             except docker.errors.NotFound:
                 continue
             if c.labels.get(LABEL_LAB) != self.lab:
-                raise LabkitError(
+                raise BackendError(
                     f"A container named '{name}' already exists and labkit did not create it for lab "
                     f"'{self.lab}'. labkit leaves it alone: rename or remove it yourself, or use another "
                     "lab name (--lab NAME), whose containers get that prefix."
@@ -243,7 +299,7 @@ class DindBackend(Backend):
             return plan
         try:
             clash = self.host.networks.get(self.names.network)
-            raise LabkitError(
+            raise BackendError(
                 f"A network named '{clash.name}' exists that labkit did not create. "
                 "Remove it or use another lab name (--lab NAME)."
             )
@@ -280,7 +336,7 @@ class DindBackend(Backend):
             return "fallback"
         finally:
             if probe is not None:
-                probe.remove(force=True)
+                probe.remove(force=True, v=True)  # the image declares a volume: remove it too
 
     def _create_node(self, spec: NodeSpec, plan: AddressPlan, hosts: dict[str, str], mode: str) -> None:
         api = self.host.api
@@ -320,7 +376,7 @@ class DindBackend(Backend):
         if late:
             first = late[0].name
             logs = self.host.containers.get(self.names.container(first)).logs(tail=5).decode(errors="replace")
-            raise LabkitError(
+            raise BackendError(
                 f"The engine of {', '.join(n.name for n in late)} did not answer within "
                 f"{ENGINE_TIMEOUT:.0f} s. Last lines of {first}'s log:\n{logs}"
                 "Run `labkit doctor`, then `labkit down` and `labkit up`."
@@ -358,6 +414,19 @@ def engine_host_config(api: docker.APIClient, mode: str, **options: Any) -> dict
     if mode != "privileged":
         config.update(UNMASKED_PATHS)
     return config
+
+
+def ping_socket(path: Path, timeout: float = 2.0) -> bool:
+    """Whether an engine answers `GET /_ping` on the unix socket PATH within TIMEOUT seconds
+    (a paused or stopped node never hangs a command)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(path))
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return s.recv(64).split(b" ", 2)[1:2] == [b"200"]
+    except OSError:
+        return False
 
 
 def _mounted_socket(c: Container) -> Path | None:

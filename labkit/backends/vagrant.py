@@ -22,11 +22,12 @@ from pathlib import Path
 import docker
 
 from labkit import engine
-from labkit.backends.base import Backend, Node, Report, RunResult, sorted_nodes, wait_for
-from labkit.errors import LabkitError
+from labkit.backends.base import Backend, Node, RunResult, sorted_nodes, wait_for
+from labkit.errors import BackendError, InvalidInput
+from labkit.report import Report
+from labkit.settings import settings
 from labkit.topology import AddressPlan, Topology, parse_node_name
 
-PROJECT = Path(os.environ.get("LABKIT_VAGRANT_DIR", Path(__file__).resolve().parents[2]))
 SUBNET = ipaddress.ip_network("192.168.56.0/24")  # the Vagrantfile's private network
 UP_TIMEOUT = 1800
 
@@ -72,7 +73,7 @@ def created_topology(project: Path) -> Topology | None:
     for name in names:
         try:
             specs.append(parse_node_name(name))
-        except LabkitError:
+        except InvalidInput:
             continue
     if not specs:
         return None
@@ -81,9 +82,10 @@ def created_topology(project: Path) -> Topology | None:
     return Topology(managers, workers)
 
 
-def vagrant_env(topology: Topology | None, project: Path = PROJECT) -> dict[str, str]:
+def vagrant_env(topology: Topology | None, project: Path | None = None) -> dict[str, str]:
     """The environment for vagrant: the wanted counts, else those of the VMs that exist."""
     env = dict(os.environ)
+    project = project or settings().vagrant_dir
     topology = topology or created_topology(project)
     if topology is not None:
         env["LABKIT_MANAGERS"] = str(topology.managers)
@@ -173,9 +175,9 @@ class VagrantNode(Node):
 class VagrantBackend(Backend):
     name = "vagrant"
 
-    def __init__(self, lab: str, project: Path = PROJECT) -> None:
+    def __init__(self, lab: str, project: Path | None = None) -> None:
         super().__init__(lab)
-        self.project = project
+        self.project = project or settings().vagrant_dir
         self._config: Path | None = None
         self._tunnels: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         self._tmp: Path | None = None
@@ -186,7 +188,7 @@ class VagrantBackend(Backend):
         self, *args: str, topology: Topology | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         if not shutil.which("vagrant"):
-            raise LabkitError(
+            raise BackendError(
                 "Vagrant is not installed. Install it (Debian: apt-get install vagrant) and a "
                 "provider (VirtualBox, or libvirt with vagrant-libvirt), or use the default backend."
             )
@@ -199,7 +201,7 @@ class VagrantBackend(Backend):
             timeout=timeout,
         )
         if check and done.returncode != 0:
-            raise LabkitError(explain(done.stdout + done.stderr))
+            raise BackendError(explain(done.stdout + done.stderr))
         return done
 
     def states(self) -> dict[str, str]:
@@ -234,7 +236,7 @@ class VagrantBackend(Backend):
         if not wait_for(lambda: socket.exists() or proc.poll() is not None, 15, 0.05) or not socket.exists():
             err = proc.stderr.read().decode(errors="replace") if proc.stderr and proc.poll() is not None else ""
             proc.kill()
-            raise LabkitError(
+            raise BackendError(
                 f"Could not reach {node}'s engine over SSH. {err.strip()} "
                 "Is the VM up? `labkit status --backend vagrant`."
             )
@@ -280,7 +282,7 @@ class VagrantBackend(Backend):
         if proc.returncode != 0:
             report("vagrant up failed: removing what it created (vagrant destroy -f)")
             self._vagrant("destroy", "-f", topology=topology, check=False, timeout=600)
-            raise LabkitError(explain(output) + " Nothing was left half-created.")
+            raise BackendError(explain(output) + " Nothing was left half-created.")
         self._config = None
         return self.nodes()
 
@@ -304,4 +306,4 @@ def _relay(lines: Iterator[str], report: Report, deadline: float) -> Iterator[st
             report(line.strip())
         yield line
         if time.monotonic() > deadline:
-            raise LabkitError(f"vagrant up took longer than {UP_TIMEOUT // 60} minutes; see your provider.")
+            raise BackendError(f"vagrant up took longer than {UP_TIMEOUT // 60} minutes; see your provider.")

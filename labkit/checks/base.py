@@ -11,8 +11,9 @@ import docker
 
 from labkit.backends.base import Node
 from labkit.cluster import Cluster
-from labkit.errors import LabkitError
+from labkit.errors import LabNotRunning
 from labkit.labs import Step
+from labkit.swarm import local_state
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Context:
     def manager(self) -> Node:
         managers = self.cluster.managers
         if not managers:
-            raise LabkitError(f"Lab '{self.cluster.lab}' has no manager node. Start the lab with `labkit up`.")
+            raise LabNotRunning(f"Lab '{self.cluster.lab}' has no manager node. Start the lab with `labkit up`.")
         return managers[0]
 
     @cached_property
@@ -52,16 +53,25 @@ class Context:
         return self.manager.docker.api
 
     def swarm_state(self, node: Node) -> dict[str, Any]:
-        return dict(node.docker.info().get("Swarm") or {})
+        return local_state(node.docker)
 
     def swarm_active(self) -> bool:
-        return self.swarm_state(self.manager).get("LocalNodeState") == "active"
+        """Whether the first manager leads or manages a swarm (so its engine answers the control API)."""
+        state = self.swarm_state(self.manager)
+        return state.get("LocalNodeState") == "active" and bool(state.get("ControlAvailable"))
 
     def not_initialised(self) -> Result:
-        """The result for any step that needs a swarm when there is none yet."""
-        return Result(False, f"Swarm mode is not active on {self.manager.name} yet.",
-                      (f"{self.manager.name}: Swarm: {self.swarm_state(self.manager).get('LocalNodeState')}",),
-                      hint=f"Run `docker swarm init` on {self.manager.name} first (lab swarm-init, step init).")
+        """The result for any step that needs a swarm when there is none yet (or manager1 is only a worker)."""
+        state = self.swarm_state(self.manager)
+        name = self.manager.name
+        if state.get("LocalNodeState") == "active":
+            return Result(False, f"{name} is in a swarm, but as a worker: it cannot manage it.",
+                          (f"{name}: Swarm: active, worker",),
+                          hint=f"On {name} run `docker swarm leave --force` (and on any node that ran init "
+                          f"instead), then `docker swarm init` on {name} and join the others to it.")
+        return Result(False, f"Swarm mode is not active on {name} yet.",
+                      (f"{name}: Swarm: {state.get('LocalNodeState')}",),
+                      hint=f"Run `docker swarm init` on {name} first (lab swarm-init, step init).")
 
     def hostnames(self) -> dict[str, str]:
         """Swarm node id -> hostname, as the manager sees them."""

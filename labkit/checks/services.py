@@ -9,19 +9,7 @@ import docker
 import docker.errors
 
 from labkit.checks.base import Context, Result, check, judge_answer
-
-SERVICE_LABEL = "com.docker.swarm.service.name"
-
-
-def ping_services(api: docker.APIClient) -> list[dict[str, Any]]:
-    """Services that run `alpine ping ...`, whatever they are called."""
-    found = []
-    for service in api.services():
-        spec = service["Spec"]["TaskTemplate"]["ContainerSpec"]
-        argv = [*spec.get("Command", []), *spec.get("Args", [])]
-        if spec.get("Image", "").split("@")[0].split(":")[0] in ("alpine", "library/alpine") and argv[:1] == ["ping"]:
-            found.append(service)
-    return found
+from labkit.swarm import SERVICE_LABEL, ping_services
 
 
 def the_service(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
@@ -35,7 +23,7 @@ def the_service(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
                             hint="Keep one: remove the others with `docker service rm NAME` on manager1.")
     if not services:
         plain = [n.name for n in ctx.cluster.nodes
-                 if any(c.attrs["Config"]["Cmd"][:1] == ["ping"] and SERVICE_LABEL not in c.labels
+                 if any((c.attrs["Config"].get("Cmd") or [])[:1] == ["ping"] and SERVICE_LABEL not in c.labels
                         for c in n.docker.containers.list())]
         if plain:
             return None, Result(False, "No service runs alpine ping, but a plain container does.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from labkit.checks.base import Context, Result, check, judge_answer
+from labkit.swarm import leader_hostname
 
 
 def _manager_state(ctx: Context) -> str:
@@ -57,15 +58,17 @@ def swarm_initialised(ctx: Context) -> Result:
     evidence = (f"{ctx.manager.name}: Swarm: active, manager, {'Leader' if leader else 'not the leader'}",
                 f"swarm id {state.get('Cluster', {}).get('ID', '?')[:12]}")
     if not leader:
+        other = leader_hostname(ctx.api)
+        if other and other != ctx.manager.name:
+            return Result(False, f"{other} leads the swarm; {ctx.manager.name} joined it instead of creating it.",
+                          evidence, hint=f"This course builds the swarm on {ctx.manager.name}: on every node run "
+                          f"`docker swarm leave --force`, then `docker swarm init` on {ctx.manager.name}.")
         return Result(False, f"{ctx.manager.name} is a manager but not the leader yet.", evidence, pending=True)
     return Result(True, f"Swarm mode is active and {ctx.manager.name} is its leader.", evidence)
 
 
 def _leader(ctx: Context) -> str:
-    for n in ctx.api.nodes():
-        if n.get("ManagerStatus", {}).get("Leader"):
-            return str(n["Description"]["Hostname"])
-    return ""
+    return leader_hostname(ctx.api)
 
 
 @check("leader_answer", answer=_leader)

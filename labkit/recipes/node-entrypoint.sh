@@ -47,7 +47,9 @@ case "$mode" in
     node)
         writable_sys
         writable_cgroups
-        rm -f /var/run/docker.pid /run/containerd/containerd.pid
+        # A node restarted after a hard stop keeps its old pid files; in a new pid namespace their
+        # pids may now be other processes, and dockerd would wait on a containerd that is not there.
+        rm -f /var/run/docker.pid /run/containerd/containerd.pid /var/run/docker/containerd/containerd.pid
         mkdir -p /labkit
         exec dockerd "$@"
         ;;

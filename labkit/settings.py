@@ -1,0 +1,79 @@
+"""Every ``LABKIT_*`` variable, read into one object when a command, a notebook or
+``labkit.cluster()`` starts (never at import), so a test or a notebook can change the
+environment and get a fresh view.
+
+>>> from labkit.settings import Settings
+>>> Settings.from_env({"LABKIT_LAB": "course-2"}).lab
+'course-2'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+# name: (what it sets, default as the README shows it)
+VARIABLES: dict[str, tuple[str, str]] = {
+    "LABKIT_LAB": ("the lab to act on (`--lab`)", "lab"),
+    "LABKIT_BACKEND": ("the backend (`--backend`): dind or vagrant", "dind"),
+    "LABKIT_STATE_DIR": ("where progress and answers are kept", "~/.local/share/labkit"),
+    "LABKIT_RUN_DIR": ("where each lab's node sockets and resolver file live",
+                       "/run/labkit (root), $XDG_RUNTIME_DIR/labkit, ~/.local/state/labkit/run"),
+    "LABKIT_CACHE": ("where the image build keeps its work files", "/var/cache/labkit"),
+    "LABKIT_DEBIAN_MIRROR": ("the Debian 12 mirror the node image is built from", "read from apt's sources"),
+    "LABKIT_LABS": ("the folder of lab definitions", "labs/ in the project"),
+    "LABKIT_NOTEBOOKS": ("the folder `labkit lab` serves", "notebooks/ in the project"),
+    "LABKIT_VAGRANT_DIR": ("the folder holding the Vagrantfile", "the project"),
+    "LABKIT_STRICT": ("1: a failing step fails its notebook cell (the regression run)", "unset"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    lab: str | None  # None: the default lab (topology.lab_name validates it)
+    backend: str
+    state_dir: Path
+    run_dir: Path
+    cache_dir: Path
+    debian_mirror: str | None
+    labs_dir: Path
+    notebooks_dir: Path
+    vagrant_dir: Path
+    strict: bool
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, euid: int | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        euid = os.geteuid() if euid is None else euid
+        home = Path(env.get("HOME") or Path.home())
+        return cls(
+            lab=env.get("LABKIT_LAB") or None,
+            backend=env.get("LABKIT_BACKEND") or "dind",
+            state_dir=Path(env.get("LABKIT_STATE_DIR") or home / ".local/share/labkit"),
+            run_dir=Path(env.get("LABKIT_RUN_DIR") or _run_dir(env, euid, home)),
+            cache_dir=Path(env.get("LABKIT_CACHE") or "/var/cache/labkit"),
+            debian_mirror=env.get("LABKIT_DEBIAN_MIRROR") or None,
+            labs_dir=Path(env.get("LABKIT_LABS") or PROJECT / "labs"),
+            notebooks_dir=Path(env.get("LABKIT_NOTEBOOKS") or PROJECT / "notebooks"),
+            vagrant_dir=Path(env.get("LABKIT_VAGRANT_DIR") or PROJECT),
+            strict=env.get("LABKIT_STRICT", "") not in ("", "0"),
+        )
+
+
+def _run_dir(env: Mapping[str, str], euid: int, home: Path) -> Path:
+    """Runtime files private to the user: /run/labkit for root, else $XDG_RUNTIME_DIR/labkit, else state."""
+    if euid == 0:
+        return Path("/run/labkit")
+    xdg = env.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg) and os.access(xdg, os.W_OK):
+        return Path(xdg) / "labkit"
+    return home / ".local/state/labkit/run"
+
+
+def settings() -> Settings:
+    """The settings as the environment says now."""
+    return Settings.from_env()

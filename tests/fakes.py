@@ -1,0 +1,522 @@
+"""A fake lab for testing every check offline: nodes whose Docker Engines answer from canned data
+shaped like a real engine's, so a real ``Cluster`` and the real checks run in milliseconds, with
+no Docker at all.
+
+    lab = swarm_lab()                                  # manager1 leads, worker1 and worker2 joined
+    pinger = lab.service(replicas=3, on=["manager1", "worker1", "worker2"])
+    killed = lab.tasks(pinger)[1]
+    lab.fail(killed, at=10)                            # its container removed by force, noticed
+    lab.replace(killed, at=15.2)                       # the orchestrator's replacement
+
+Only the Docker boundary is faked: what ``node.docker`` (the SDK client), ``node.run`` and
+``node.host`` (pytest-testinfra) answer. Where the checks depend on the engine's rules, the fake
+follows them: only a manager answers swarm API calls (others get the engine's 503), ``info()``
+has a ``Cluster`` only on a manager, a leader's ``ManagerStatus`` alone carries ``Leader``, task
+filters match like the engine's, ``containers.list()`` hides stopped containers unless
+``all=True``, ``containers.get()`` raises ``NotFound``. A node's shell runs a script one
+``;``-separated command at a time: ``echo``, ``cat`` of a file on its fake disk, or a command
+whose output is canned in ``node.outputs``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+import docker.errors
+
+from labkit.backends.base import Backend, Node, RunResult
+from labkit.cluster import Cluster
+from labkit.report import Report
+from labkit.topology import Topology
+
+Json = dict[str, Any]
+
+SERVICE_LABEL = "com.docker.swarm.service.name"  # the engine's label on every task container
+ALPINE = "alpine:latest@sha256:" + hashlib.sha256(b"alpine").hexdigest()
+CERTS = "/var/lib/docker/swarm/certificates"
+CA_CERT = f"{CERTS}/swarm-root-ca.crt"
+NODE_CERT = f"{CERTS}/swarm-node.crt"
+RAFT_DIR = "/var/lib/docker/swarm/raft"
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)  # time 0 of every scene; `at=` is seconds after it
+TASK_STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running",
+               "complete", "shutdown", "failed", "rejected", "remove", "orphaned")
+NOT_A_MANAGER = ("503 Server Error: This node is not a swarm manager. Worker nodes can't be used to view or "
+                 "modify cluster state. Please run this command on a manager node or promote the current node "
+                 "to a manager.")
+
+
+def stamp(seconds: float) -> str:
+    """The engine's timestamp SECONDS after T0: RFC 3339, UTC, nanoseconds."""
+    t = T0 + timedelta(seconds=seconds)
+    return f"{t:%Y-%m-%dT%H:%M:%S}.{t.microsecond * 1000 + 123:09d}Z"
+
+
+def ca_digest(pem: str) -> str:
+    """What a join token carries after SWMTKN-1-: sha256 of the root CA's PEM in base 36, 50 digits."""
+    number, digits = int(hashlib.sha256(pem.encode()).hexdigest(), 16), ""
+    while number:
+        number, rest = divmod(number, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rest] + digits
+    return digits.rjust(50, "0")
+
+
+def fake_pem(seed: str) -> str:
+    """A certificate's PEM (its body is not a real certificate: no check decodes it)."""
+    return f"-----BEGIN CERTIFICATE-----\n{hashlib.sha256(seed.encode()).hexdigest()}\n-----END CERTIFICATE-----\n"
+
+
+# --- one engine ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeSwarm:
+    """What the managers of one swarm share (its Raft store)."""
+
+    id: str
+    ca_pem: str
+    tokens: dict[str, str]  # Worker, Manager
+    nodes: list[Json] = field(default_factory=list)
+    services: list[Json] = field(default_factory=list)
+    tasks: list[Json] = field(default_factory=list)
+
+    def node(self, hostname: str) -> Json:
+        return next(n for n in self.nodes if n["Description"]["Hostname"] == hostname)
+
+    def set_leader(self, hostname: str | None) -> None:
+        """HOSTNAME leads (None: no leader, e.g. during an election)."""
+        for n in self.nodes:
+            if "ManagerStatus" in n:
+                n["ManagerStatus"].pop("Leader", None)
+                if n["Description"]["Hostname"] == hostname:
+                    n["ManagerStatus"]["Leader"] = True
+
+
+@dataclass
+class FakeContainer:
+    """A container as docker-py's ``Container`` model shows it."""
+
+    id: str
+    name: str
+    cmd: list[str] | None
+    labels: dict[str, str] = field(default_factory=dict)
+    status: str = "running"
+
+    @property
+    def attrs(self) -> Json:
+        return {"Id": self.id, "Name": f"/{self.name}", "State": {"Status": self.status},
+                "Config": {"Cmd": self.cmd, "Labels": dict(self.labels)}}
+
+
+@dataclass
+class FakeEngine:
+    """One node's engine: its own view of its swarm, and its containers."""
+
+    local_state: str = "inactive"  # inactive | pending | active | error | locked
+    node_id: str = ""
+    swarm: FakeSwarm | None = None
+    containers: list[FakeContainer] = field(default_factory=list)
+
+    @property
+    def is_manager(self) -> bool:
+        return (self.local_state == "active" and self.swarm is not None
+                and any(n["ID"] == self.node_id and n["Spec"]["Role"] == "manager" for n in self.swarm.nodes))
+
+    def manager_swarm(self) -> FakeSwarm:
+        """The swarm, for the API calls only a manager answers."""
+        if not self.is_manager or self.swarm is None:
+            raise docker.errors.APIError(NOT_A_MANAGER)
+        return self.swarm
+
+
+def _as_list(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+class FakeAPI:
+    """What ``node.docker.api`` (a ``docker.APIClient``) answers: the swarm calls."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+
+    def nodes(self, filters: Json | None = None) -> list[Json]:
+        assert not filters, "the fake engine does not filter nodes"
+        return copy.deepcopy(self.engine.manager_swarm().nodes)
+
+    def inspect_node(self, node_id: str) -> Json:
+        for n in self.engine.manager_swarm().nodes:
+            if node_id in (n["ID"], n["Description"]["Hostname"]):
+                return copy.deepcopy(n)
+        raise docker.errors.NotFound(f"404 Client Error: node {node_id} not found")
+
+    def services(self, filters: Json | None = None, status: bool | None = None) -> list[Json]:
+        assert not filters, "the fake engine does not filter services"
+        return copy.deepcopy(self.engine.manager_swarm().services)
+
+    def tasks(self, filters: Json | None = None) -> list[Json]:
+        """Tasks, filtered as the engine does: `service` by id, name or id prefix; `desired-state` exactly."""
+        swarm = self.engine.manager_swarm()
+        wanted = {key: _as_list(value) for key, value in (filters or {}).items()}
+        unknown = set(wanted) - {"service", "desired-state"}
+        assert not unknown, f"the fake engine does not filter tasks by {sorted(unknown)}"
+        tasks = swarm.tasks
+        if "service" in wanted:
+            ids = {self._service(swarm, ref)["ID"] for ref in wanted["service"]}
+            tasks = [t for t in tasks if t["ServiceID"] in ids]
+        if "desired-state" in wanted:
+            for state in wanted["desired-state"]:
+                if state.lower() not in TASK_STATES:
+                    raise docker.errors.APIError(f"400 Client Error: Invalid desired-state filter: '{state}'")
+            tasks = [t for t in tasks if t["DesiredState"] in {s.lower() for s in wanted["desired-state"]}]
+        return copy.deepcopy(tasks)
+
+    @staticmethod
+    def _service(swarm: FakeSwarm, ref: str) -> Json:
+        for s in swarm.services:
+            if ref in (s["ID"], s["Spec"]["Name"]) or s["ID"].startswith(ref):
+                return s
+        raise docker.errors.NotFound(f"404 Client Error: service {ref} not found")
+
+
+class FakeContainers:
+    """What ``node.docker.containers`` answers."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+
+    def list(self, all: bool = False, filters: Json | None = None) -> list[FakeContainer]:
+        found = [c for c in self.engine.containers if all or c.status == "running"]
+        for key, values in (filters or {}).items():
+            assert key == "label", f"the fake engine does not filter containers by {key}"
+            for want in _as_list(values):
+                name, has_value, value = want.partition("=")
+                found = [c for c in found if name in c.labels and (not has_value or c.labels[name] == value)]
+        return found
+
+    def get(self, container_id: str) -> FakeContainer:
+        for c in self.engine.containers:
+            if container_id in (c.id, c.name) or c.id.startswith(container_id):
+                return c
+        raise docker.errors.NotFound(f"404 Client Error: No such container: {container_id}")
+
+
+class FakeSwarmModel:
+    """What ``node.docker.swarm`` (docker-py's ``Swarm`` model) answers: its attrs are empty off a manager."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+
+    @property
+    def attrs(self) -> Json:
+        if not self.engine.is_manager or self.engine.swarm is None:
+            return {}
+        return {"ID": self.engine.swarm.id, "JoinTokens": dict(self.engine.swarm.tokens)}
+
+    def reload(self) -> None:
+        pass
+
+
+class FakeDocker:
+    """What ``node.docker`` (a ``docker.DockerClient``) answers."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+        self.api = FakeAPI(engine)
+        self.containers = FakeContainers(engine)
+        self.swarm = FakeSwarmModel(engine)
+
+    def ping(self) -> bool:
+        return True
+
+    def info(self) -> Json:
+        e = self.engine
+        swarm: Json = {"NodeID": e.node_id if e.local_state == "active" else "", "NodeAddr": "",
+                       "LocalNodeState": e.local_state, "ControlAvailable": e.is_manager, "Error": "",
+                       "RemoteManagers": None}
+        if e.is_manager and e.swarm is not None:  # the engine tells the cluster only to managers
+            managers = [n for n in e.swarm.nodes if n["Spec"]["Role"] == "manager"]
+            swarm |= {"Cluster": {"ID": e.swarm.id}, "Nodes": len(e.swarm.nodes), "Managers": len(managers)}
+        return {"Containers": len(e.containers), "Swarm": swarm}
+
+
+# --- one node ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FakeCommandResult:
+    """What testinfra's ``host.run`` gives."""
+
+    rc: int
+    stdout: str
+    stderr: str = ""
+
+    @property
+    def exit_status(self) -> int:
+        return self.rc
+
+    @property
+    def succeeded(self) -> bool:
+        return self.rc == 0
+
+
+@dataclass(frozen=True)
+class FakeFile:
+    """What testinfra's ``host.file(path)`` gives."""
+
+    files: dict[str, str]
+    path: str
+
+    @property
+    def exists(self) -> bool:
+        return self.path in self.files
+
+    @property
+    def content_string(self) -> str:
+        if self.path not in self.files:  # testinfra's check_output fails this way
+            raise AssertionError(f"Unexpected exit code 1 for cat -- {self.path}")
+        return self.files[self.path]
+
+
+class FakeHost:
+    """What ``node.host`` (a pytest-testinfra ``Host``) answers: the node's shell and files."""
+
+    def __init__(self, node: FakeNode) -> None:
+        self.node = node
+
+    def run(self, command: str, *args: str) -> FakeCommandResult:
+        assert not args, "the fake host does not format arguments into commands"
+        return self.node.sh(command)
+
+    def file(self, path: str) -> FakeFile:
+        return FakeFile(self.node.files, path)
+
+
+class FakeNode(Node):
+    """A lab node whose engine, shell and disk are fakes."""
+
+    def __init__(self, name: str, role: str, address: str, lab: str = "lab") -> None:
+        super().__init__(name, role, address, lab)
+        self.engine = FakeEngine()
+        self.files: dict[str, str] = {}  # path -> content, on the node's disk
+        self.outputs: dict[str, str] = {}  # a command (or its distinctive start) -> what it prints
+
+    def _connect(self) -> FakeDocker:  # type: ignore[override]
+        return FakeDocker(self.engine)
+
+    def testinfra_spec(self) -> str:
+        return f"fake://{self.name}"
+
+    @cached_property
+    def host(self) -> FakeHost:  # type: ignore[override]
+        return FakeHost(self)
+
+    def run(self, cmd: str | list[str], timeout: float = 60) -> RunResult:
+        done = self.sh(cmd if isinstance(cmd, str) else shlex.join(cmd))
+        return RunResult(done.rc, done.stdout, done.stderr)
+
+    def container_state(self) -> str:
+        return "running"
+
+    def sh(self, script: str) -> FakeCommandResult:
+        """SCRIPT as /bin/sh runs it, one `;`-separated command after the other; the last one's exit code."""
+        rc, out, err = 0, [], []
+        for command in filter(None, (c.strip() for c in script.split(";"))):
+            rc, stdout, stderr = self._one(command)
+            out.append(stdout)
+            err.append(stderr)
+        return FakeCommandResult(rc, "".join(out), "".join(err))
+
+    def _one(self, command: str) -> tuple[int, str, str]:
+        words = shlex.split(command)
+        if words[0] == "echo":
+            return 0, " ".join(w for w in words[1:] if not w.startswith("2>")) + "\n", ""
+        if words[0] == "cat" and len(words) > 1:
+            if words[1] in self.files:
+                return 0, self.files[words[1]], ""
+            return 1, "", f"cat: {words[1]}: No such file or directory\n"
+        for key in sorted(self.outputs, key=len, reverse=True):
+            if key in command:
+                return 0, self.outputs[key], ""
+        return 127, "", f"fake sh: no canned output for: {command}\n"
+
+
+class FakeBackend(Backend):
+    """A backend whose nodes already exist: the same FakeNode objects every time."""
+
+    name = "fake"
+
+    def __init__(self, nodes: list[FakeNode], lab: str = "lab") -> None:
+        super().__init__(lab)
+        self._nodes = nodes
+
+    def up(self, topology: Topology | None, report: Report) -> list[Node]:
+        return self.nodes()
+
+    def down(self, report: Report) -> int:
+        return 0
+
+    def nodes(self) -> list[Node]:
+        return list(self._nodes)
+
+    def shell_command(self, node: str) -> list[str]:
+        return ["true"]
+
+
+# --- scenes --------------------------------------------------------------------------------------
+
+
+class FakeLab:
+    """A fake lab (by default manager1, worker1, worker2: bare engines) and what learners do to it,
+    recorded the way the engines would show it."""
+
+    def __init__(self, managers: int = 1, workers: int = 2, lab: str = "lab") -> None:
+        nodes = [FakeNode(f"manager{i}", "manager", f"10.210.0.{10 + i}", lab) for i in range(1, managers + 1)]
+        nodes += [FakeNode(f"worker{i}", "worker", f"10.210.0.{20 + i}", lab) for i in range(1, workers + 1)]
+        self.nodes = {n.name: n for n in nodes}
+        self.cluster = Cluster(FakeBackend(nodes, lab))
+        self._serial = 0
+
+    def __getitem__(self, name: str) -> FakeNode:
+        return self.nodes[name]
+
+    def new_id(self, length: int = 25) -> str:
+        self._serial += 1
+        return hashlib.sha256(str(self._serial).encode()).hexdigest()[:length]
+
+    @property
+    def swarm(self) -> FakeSwarm:
+        """The swarm manager1 is in."""
+        swarm = self["manager1"].engine.swarm
+        assert swarm is not None, "manager1 is in no swarm: call init() first"
+        return swarm
+
+    # swarm membership
+
+    def init(self, name: str = "manager1", ca_pem: str | None = None) -> FakeSwarm:
+        """`docker swarm init` on NAME: a swarm it leads, with a root CA (CA_PEM, else a new one), tokens,
+        certificates and Raft data."""
+        pem = ca_pem or fake_pem(self.new_id())
+        swarm = FakeSwarm(self.new_id(), pem, {role: f"SWMTKN-1-{ca_digest(pem)}-{self.new_id()}"
+                                               for role in ("Worker", "Manager")})
+        node = self[name]
+        self._enter(node, swarm, "manager", leader=True)
+        node.files[CA_CERT] = pem
+        node.outputs |= {
+            "docker swarm ca": pem,
+            f"openssl x509 -in {CA_CERT} -noout -subject": "subject=CN=swarm-ca\n",
+            f"openssl verify -CAfile {CA_CERT} {NODE_CERT}": f"{NODE_CERT}: OK\n",
+            f"openssl x509 -in {NODE_CERT} -noout -subject":
+                f"subject=CN={node.engine.node_id},OU=swarm-manager,O={swarm.id}\n",
+            f"openssl x509 -in {NODE_CERT} -noout -issuer": "issuer=CN=swarm-ca\n",
+            f"ls {RAFT_DIR}": "snap-v3-encrypted\nwal-v3-encrypted\n",
+            f"grep -rl SWMTKN {RAFT_DIR}": "",
+        }
+        return swarm
+
+    def join(self, name: str, swarm: FakeSwarm, role: str = "worker", state: str = "ready") -> Json:
+        """`docker swarm join` on NAME with SWARM's ROLE token; STATE: how the managers see it (ready, down)."""
+        return self._enter(self[name], swarm, role, state=state)
+
+    def _enter(self, node: FakeNode, swarm: FakeSwarm, role: str, leader: bool = False,
+               state: str = "ready") -> Json:
+        node.engine.local_state, node.engine.node_id, node.engine.swarm = "active", self.new_id(), swarm
+        entry: Json = {"ID": node.engine.node_id, "Description": {"Hostname": node.name},
+                       "Spec": {"Role": role, "Availability": "active"},
+                       "Status": {"State": state, "Addr": node.address}}
+        if role == "manager":
+            entry["ManagerStatus"] = {"Reachability": "reachable", "Addr": f"{node.address}:2377"}
+            if leader:
+                entry["ManagerStatus"]["Leader"] = True
+        swarm.nodes.append(entry)
+        return entry
+
+    # services, tasks, containers
+
+    def service(self, name: str = "pinger", replicas: int = 1, on: Sequence[str] = ("manager1",),
+                args: Sequence[str] = ("ping", "manager1"), state: str = "running", image: str = ALPINE) -> Json:
+        """`docker service create --name NAME --replicas REPLICAS IMAGE ARGS`, with one task in STATE on
+        each node of ON (slots 1, 2, ...)."""
+        service: Json = {"ID": self.new_id(), "Spec": {
+            "Name": name, "Mode": {"Replicated": {"Replicas": replicas}},
+            "TaskTemplate": {"ContainerSpec": {"Image": image, "Args": list(args)}}}}
+        self.swarm.services.append(service)
+        for slot, node in enumerate(on, 1):
+            self.task(service, node, slot, state)
+        return service
+
+    def task(self, service: Json, node: str, slot: int, state: str = "running", at: float = 0.0) -> Json:
+        """A task of SERVICE on NODE in STATE since AT; from `starting` on, its container exists there."""
+        task_id, name = self.new_id(), service["Spec"]["Name"]
+        task: Json = {"ID": task_id, "ServiceID": service["ID"], "NodeID": self[node].engine.node_id,
+                      "Slot": slot, "DesiredState": "running",
+                      "Status": {"Timestamp": stamp(at), "State": state, "Message": state, "ContainerStatus": {}}}
+        if state in ("starting", "running"):
+            container = FakeContainer(self.new_id(64), f"{name}.{slot}.{task_id}",
+                                      list(service["Spec"]["TaskTemplate"]["ContainerSpec"]["Args"]),
+                                      {SERVICE_LABEL: name, "com.docker.swarm.service.id": service["ID"],
+                                       "com.docker.swarm.task.id": task_id})
+            self[node].engine.containers.append(container)
+            task["Status"]["ContainerStatus"] = {"ContainerID": container.id, "PID": 4242, "ExitCode": 0}
+        self.swarm.tasks.append(task)
+        return task
+
+    def tasks(self, service: Json) -> list[Json]:
+        """SERVICE's tasks as the managers hold them (live: change them to change the scene)."""
+        return [t for t in self.swarm.tasks if t["ServiceID"] == service["ID"]]
+
+    def node_of(self, task: Json) -> FakeNode:
+        return next(n for n in self.nodes.values() if n.engine.node_id == task["NodeID"])
+
+    def remove_container(self, task: Json) -> None:
+        """`docker container rm -f` of TASK's container on its node; the managers have not noticed yet."""
+        engine = self.node_of(task).engine
+        cid = task["Status"]["ContainerStatus"]["ContainerID"]
+        engine.containers = [c for c in engine.containers if c.id != cid]
+
+    def fail(self, task: Json, at: float) -> None:
+        """TASK's container removed by force, and the managers noticed at AT: failed, desired shutdown."""
+        self.remove_container(task)
+        task["DesiredState"] = "shutdown"
+        task["Status"] |= {"State": "failed", "Timestamp": stamp(at), "Message": "started",
+                           "Err": "task: non-zero exit (137)"}
+
+    def replace(self, task: Json, at: float, node: str | None = None) -> Json:
+        """The orchestrator's replacement of TASK: same slot, running since AT (on TASK's node by default)."""
+        service = next(s for s in self.swarm.services if s["ID"] == task["ServiceID"])
+        return self.task(service, node or self.node_of(task).name, task["Slot"], "running", at)
+
+    def remove_service(self, service: Json, stopping: bool = False) -> None:
+        """`docker service rm`; with STOPPING, its containers have not stopped yet."""
+        if not stopping:
+            for task in self.tasks(service):
+                if task["Status"]["ContainerStatus"].get("ContainerID"):
+                    self.remove_container(task)
+        self.swarm.tasks = [t for t in self.swarm.tasks if t["ServiceID"] != service["ID"]]
+        self.swarm.services.remove(service)
+
+    def run_container(self, node: str, cmd: list[str] | None, name: str = "plain") -> FakeContainer:
+        """`docker run -d IMAGE CMD` on NODE: a container no swarm manages."""
+        container = FakeContainer(self.new_id(64), name, cmd)
+        self[node].engine.containers.append(container)
+        return container
+
+
+def swarm_lab(joined: Sequence[str] = ("worker1", "worker2"), ca_pem: str | None = None) -> FakeLab:
+    """manager1 leads a swarm (of root CA CA_PEM, if given); the JOINED nodes are its Ready workers."""
+    lab = FakeLab()
+    swarm = lab.init("manager1", ca_pem)
+    for name in joined:
+        lab.join(name, swarm)
+    return lab
+
+
+def ping_lab(replicas: int = 1, on: Sequence[str] = ("manager1",), state: str = "running") -> tuple[FakeLab, Json]:
+    """A full swarm running the ping service `pinger` (of manager1) with REPLICAS, tasks on ON in STATE."""
+    lab = swarm_lab()
+    return lab, lab.service(replicas=replicas, on=on, state=state)
