@@ -245,7 +245,7 @@ def show(ref: NextStepArg = None, lab: LabOpt = None, backend: BackendOpt = None
         c = _cluster(lab, backend)
         if as_json:
             _print_json({"lab": c.lab, "id": item.id, "title": item.title, "steps": [
-                {"ref": s.ref, "title": s.title, "node": s.node, "question": s.question,
+                {"ref": s.ref, "title": s.title, "node": s.node, "question": s.question, "predict": s.predict,
                  "commands": [{"node": cmd.node, "run": render(cmd.run, c, cmd.node)} for cmd in s.commands]}
                 for s in ([step] if step else list(item.steps))
             ]})
@@ -254,10 +254,15 @@ def show(ref: NextStepArg = None, lab: LabOpt = None, backend: BackendOpt = None
             out.print(f"[bold]{item.title}[/]\n{item.intro}\n")
         for s in [step] if step else list(item.steps):
             out.print(f"[bold]{s.ref}[/]  {s.title}")
+            ask = f"  [yellow]?[/] {s.question}  (answer with `labkit check {s.ref} --answer ...`)"
+            if s.question and s.predict:
+                out.print(ask.replace("?[/] ", "?[/] Predict first: ", 1))
             for command in s.commands:
-                out.print(f"  [cyan]{command.node}$[/] {render(command.run, c, command.node)}", highlight=False)
-            if s.question:
-                out.print(f"  [yellow]?[/] {s.question}  (answer with `labkit check {s.ref} --answer ...`)")
+                refused = "  [dim](meant to be refused)[/]" if command.fails else ""
+                out.print(f"  [cyan]{command.node}$[/] {render(command.run, c, command.node)}{refused}",
+                          highlight=False)
+            if s.question and not s.predict:
+                out.print(ask)
 
     _guard(go)
 

@@ -36,8 +36,8 @@ def kernel_findings(proc: Path = Path("/proc"), sys: Path = Path("/sys")) -> lis
             "IPVS",
             "warn",
             "absent: the routing mesh (ingress-published ports) and service "
-            "virtual IPs do not work on this machine; use host-mode published ports "
-            "and --endpoint-mode dnsrr here instead.",
+            "virtual IPs do not work on this machine; host-mode published ports "
+            "(`--publish mode=host`) and `--endpoint-mode dnsrr` do.",
         )
     )
     cgroup2 = (sys / "fs/cgroup/cgroup.controllers").exists()

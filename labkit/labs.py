@@ -33,6 +33,8 @@ class Command:
     node: str
     run: str  # a shell command; may hold {fields} (labkit.fields)
     varies: bool = False  # its output differs from run to run (notebook regression skips it)
+    fails: bool = False  # it is meant to fail (e.g. a manager-only command on a worker): shown, not an error
+    own_cell: bool = False  # starts a notebook cell of its own (the learner reads the output before it)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Step:
     question: str | None = None
     wait: float = 0.0  # seconds a check may wait for the cluster to converge
     text: str = ""  # what the step teaches, in Markdown (the notebooks show it)
+    predict: bool = False  # the question is asked before the commands that answer it
+    explain: dict[str, str] = field(default_factory=dict)  # likely wrong answer -> why it is wrong
 
     @property
     def ref(self) -> str:
@@ -64,6 +68,7 @@ class Lab:
     intro: str
     steps: tuple[Step, ...]
     path: Path
+    learned: tuple[str, ...] = ()  # "What you learned": one bullet each, linking back to its problem
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -84,7 +89,10 @@ def load_lab(path: Path, known_checks: set[str] | None = None) -> Lab:
         raise LabDefinitionError(f"{path}: not valid TOML: {exc}") from None
     lab_id = m.group(2)
     where = f"{path}"
-    _only(data, {"title", "slides", "intro", "steps"}, where)
+    _only(data, {"title", "slides", "intro", "steps", "learned"}, where)
+    learned = data.get("learned", [])
+    if not isinstance(learned, list) or not all(isinstance(b, str) and b.strip() for b in learned):
+        raise LabDefinitionError(f"{where}: 'learned' must be a list of text (3 to 5 bullets)")
     title = _text(data, "title", where)
     raw_steps = data.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
@@ -96,7 +104,7 @@ def load_lab(path: Path, known_checks: set[str] | None = None) -> Lab:
             raise LabDefinitionError(f"{path}: step '{step.id}': the id is used twice")
         steps.append(step)
     return Lab(lab_id, int(m.group(1)), title, str(data.get("slides", "")), str(data.get("intro", "")).strip(),
-               tuple(steps), path)
+               tuple(steps), path, tuple(b.strip() for b in learned))
 
 
 def _step(lab_id: str, raw: Any, where: str, known_checks: set[str] | None) -> Step:
@@ -105,7 +113,7 @@ def _step(lab_id: str, raw: Any, where: str, known_checks: set[str] | None) -> S
     if isinstance(raw.get("id"), str):
         where = f"{where.rsplit(': step', 1)[0]}: step '{raw['id']}'"
     _only(raw, {"id", "title", "text", "node", "commands", "check", "params", "hints", "solution", "question",
-                "wait"}, where)
+                "wait", "predict", "explain"}, where)
     step_id = _text(raw, "id", where)
     if not _ID_RE.fullmatch(step_id):
         raise LabDefinitionError(f"{where}: id '{step_id}' must be lower-case letters, digits and dashes")
@@ -126,12 +134,21 @@ def _step(lab_id: str, raw: Any, where: str, known_checks: set[str] | None) -> S
     params = raw.get("params", {})
     if not isinstance(params, dict):
         raise LabDefinitionError(f"{where}: 'params' must be a table")
+    predict = raw.get("predict", False)
+    if not isinstance(predict, bool) or (predict and question is None):
+        raise LabDefinitionError(f"{where}: 'predict' is true or false, and needs a 'question' to ask first")
+    explain = raw.get("explain", {})
+    if not isinstance(explain, dict) or not all(isinstance(v, str) and v.strip() for v in explain.values()):
+        raise LabDefinitionError(f"{where}: 'explain' must be a table of wrong answer = \"why it is wrong\"")
+    if explain and question is None:
+        raise LabDefinitionError(f"{where}: 'explain' needs a 'question' whose wrong answers it explains")
     wait = raw.get("wait", 0)
     if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 300:
         raise LabDefinitionError(f"{where}: 'wait' must be a number of seconds from 0 to 300")
     return Step(lab_id, step_id, _text(raw, "title", where), node,
                 _commands(raw.get("commands"), node, f"{where}: commands", required=True), check, params,
-                tuple(hints), solution, question, float(wait), str(raw.get("text", "")).strip())
+                tuple(hints), solution, question, float(wait), str(raw.get("text", "")).strip(), predict,
+                {str(k): v.strip() for k, v in explain.items()})
 
 
 def _only(data: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -165,9 +182,11 @@ def _commands(raw: Any, default_node: str, where: str, required: bool = False) -
     for item in raw:
         if isinstance(item, str):
             command = Command(default_node, item)
-        elif isinstance(item, dict) and set(item) <= {"node", "run", "varies"} and isinstance(item.get("run"), str):
+        elif (isinstance(item, dict) and set(item) <= {"node", "run", "varies", "fails", "own_cell"}
+              and isinstance(item.get("run"), str)):
             command = Command(_node(str(item.get("node", default_node)), where), item["run"],
-                              bool(item.get("varies", False)))
+                              bool(item.get("varies", False)), bool(item.get("fails", False)),
+                              bool(item.get("own_cell", False)))
         else:
             raise LabDefinitionError(f"{where}: each command is text or {{ node = ..., run = ... }}, not {item!r}")
         _check_template(command.run, where)

@@ -26,9 +26,9 @@ from labkit.fields import render
 from labkit.labs import find
 from labkit.runner import course, run_check
 from labkit.settings import settings
-from labkit.widgets import CheckWidget, ClusterMap, result_text
+from labkit.widgets import CheckWidget, ClusterMap, PredictWidget, result_text
 
-__all__ = ["check", "cluster_map", "lab", "load_ipython_extension", "status", "topology"]
+__all__ = ["check", "cluster_map", "lab", "load_ipython_extension", "predict", "status", "topology"]
 STRICT_ENV = "LABKIT_STRICT"  # set by the regression run: a failing step fails its cell
 COMMAND_TIMEOUT = 180
 
@@ -38,8 +38,13 @@ def lab() -> Cluster:
     return cluster()
 
 
-def run_on(node: str, script: str) -> int:
-    """Run SCRIPT on NODE like a terminal would: each command echoed before its output, fail on an error."""
+EXPECT_FAILURE = "--expect-failure"
+
+
+def run_on(node: str, script: str, expect_failure: bool = False) -> int:
+    """Run SCRIPT on NODE like a terminal would: each command echoed before its output, fail on an error.
+    With EXPECT_FAILURE (a command meant to be refused, e.g. a manager-only command on a worker) a failure
+    is shown and explained, not raised."""
     c = lab()
     target = c[node.strip()]
     script = render(script, c, target.name).strip()
@@ -51,6 +56,9 @@ def run_on(node: str, script: str) -> int:
     if result.exit_code == 124:
         raise CommandFailed(f"the command on {target.name} was still running after {COMMAND_TIMEOUT} s "
                                "and was stopped (use --detach for long-running commands)")
+    if expect_failure:
+        print(f"(exit code {result.exit_code}: {'refused, as expected' if not result.ok else 'it did not fail'})")
+        return result.exit_code
     if not result.ok:
         raise CommandFailed(f"the command on {target.name} failed (exit code {result.exit_code}); "
                                "its error is printed above")
@@ -72,11 +80,12 @@ def terminal_script(node: str, script: str) -> str:
 
 
 _PROGRESS = re.compile(r"^(overall progress:|verify:|\d+/\d+:)")
+_EMPTY_PROGRESS = re.compile(r"^\d+/\d+:\s*$")  # "1/3:  " before a task has a state: says nothing
 
 
 def collapse_progress(text: str) -> str:
     """Docker redraws its progress lines on a terminal; without one it repeats them. Keep the last of each."""
-    lines = text.splitlines(keepends=True)
+    lines = [line for line in text.splitlines(keepends=True) if not _EMPTY_PROGRESS.match(line)]
     last: dict[str, int] = {}
     for i, line in enumerate(lines):
         m = _PROGRESS.match(line)
@@ -97,6 +106,14 @@ def check(ref: str) -> CheckWidget:
     if settings().strict and not result.passed and not step.question:
         raise StepNotDone(result_text(ref, result))
     return widget
+
+
+def predict(ref: str) -> PredictWidget:
+    """A box for the learner's prediction, shown before the commands; `check(ref)` judges it afterwards."""
+    _, step = find(ref, course())
+    if step is None or not step.question:
+        raise LabkitError(f"predict() needs a step that asks a question, e.g. predict('scale:replicas'), not {ref!r}.")
+    return PredictWidget(lab().lab, step)
 
 
 def cluster_map(live_for: float = 600.0) -> ClusterMap:
@@ -130,7 +147,8 @@ def load_ipython_extension(ipython: Any) -> None:
         name, _, rest = line.strip().partition(" ")
         if not name:
             raise LabkitError("Name a node: %%node manager1 (nodes: `labkit status`).")
-        run_on(name, cell if cell is not None else rest)
+        expect_failure = cell is not None and rest.strip() == EXPECT_FAILURE
+        run_on(name, cell if cell is not None else rest, expect_failure=expect_failure)
 
     ipython.register_magic_function(node_magic, magic_kind="line_cell", magic_name="node")
     ipython.set_custom_exc((LabkitError,), _one_line_error)

@@ -23,9 +23,11 @@ from labkit.runner import course
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 IGNORE = "nbval-ignore-output"
-# Which drawing follows which step: the architecture once it changes, the task map while tasks move.
-DIAGRAMS = {"swarm-init:init": "topology()", "nodes:join": "topology()", "first-service:create": "cluster_map()",
-            "scale:replicas": "cluster_map()", "self-heal:kill": "cluster_map()", "cleanup:rm": "cluster_map()"}
+# Drawings: the architecture after the step that changes it; the live task map *before* the commands of a
+# step that moves tasks, so the learner watches the change happen (it redraws every second).
+AFTER = {"swarm-init:init": "topology()", "nodes:join": "topology()"}
+LIVE_BEFORE = {"first-service:create", "scale:replicas", "self-heal:kill", "cleanup:rm"}
+WHY = "00-why-orchestration.ipynb"
 
 
 def _code(source: str, ignore_output: bool = False) -> NotebookNode:
@@ -39,22 +41,40 @@ def _node_cells(commands: tuple[Command, ...]) -> list[NotebookNode]:
     """One %%node cell per run of consecutive commands on the same node."""
     groups: list[list[Command]] = []
     for command in commands:
-        if groups and groups[-1][0].node == command.node:
+        if groups and groups[-1][0].node == command.node and not command.own_cell and not command.fails:
             groups[-1].append(command)
         else:
             groups.append([command])
-    return [_code(f"%%node {g[0].node}\n" + "\n".join(c.run for c in g), any(c.varies for c in g)) for g in groups]
+    for group in list(groups):  # a command meant to fail gets a cell of its own, flagged
+        if any(c.fails for c in group) and len(group) > 1:
+            i = groups.index(group)
+            groups[i:i + 1] = [[c] for c in group]
+    return [_code(f"%%node {g[0].node}{' --expect-failure' if g[0].fails else ''}\n" + "\n".join(c.run for c in g),
+                  any(c.varies for c in g)) for g in groups]
 
 
 def _step_cells(index: int, step: Step) -> list[NotebookNode]:
     text = f"## {index}. {step.title}\n\n{step.text}"
-    if step.question:
+    if step.question and step.predict:
+        text += (f"\n\n**Predict first:** {step.question} Write your prediction in the box below and save it, "
+                 "then run the cells: the check at the end of the step judges it against your cluster.")
+    elif step.question:
         text += f"\n\n**Question:** {step.question} Run the cell below, then answer in the check's box."
-    cells = [nbformat.v4.new_markdown_cell(text), *_node_cells(step.commands)]
-    if step.ref in DIAGRAMS:
-        cells.append(_code(DIAGRAMS[step.ref], ignore_output=DIAGRAMS[step.ref] == "cluster_map()"))
+    cells = [nbformat.v4.new_markdown_cell(text)]
+    if step.question and step.predict:
+        cells.append(_code(f'predict("{step.ref}")'))
+    if step.ref in LIVE_BEFORE:
+        cells.append(_code("cluster_map()  # live: keep it in view while the next cells run", ignore_output=True))
+    cells.extend(_node_cells(step.commands))
+    if step.ref in AFTER:
+        cells.append(_code(AFTER[step.ref]))
     cells.append(_code(f'check("{step.ref}")'))
     return cells
+
+
+def _learned(lab: Lab) -> str:
+    bullets = "\n".join(f"- {b}" for b in lab.learned)
+    return f"## What you learned\n\n{bullets}\n\nThe problems they answer: [00. Why orchestration?]({WHY})."
 
 
 def build(lab: Lab, following: Lab | None) -> NotebookNode:
@@ -65,9 +85,11 @@ def build(lab: Lab, following: Lab | None) -> NotebookNode:
               "Run the cells in order. A `%%node NAME` cell runs its commands on that node; "
               "`{...}` fields are filled in from your cluster. Each check tells you what labkit saw.")
     nb.cells = [nbformat.v4.new_markdown_cell(header),
-                _code("%load_ext labkit.nb\nfrom labkit.nb import check, cluster_map, topology")]
+                _code("%load_ext labkit.nb\nfrom labkit.nb import check, cluster_map, predict, topology")]
     for i, step in enumerate(lab.steps, 1):
         nb.cells.extend(_step_cells(i, step))
+    if lab.learned:
+        nb.cells.append(nbformat.v4.new_markdown_cell(_learned(lab)))
     ending = (f"Next: [{following.order:02d}. {following.title}]({notebook_name(following)})" if following
               else "That is the walk-through. `labkit labs` shows your progress; `labkit reset swarm-init` "
               "starts over on a fresh cluster.")
@@ -125,7 +147,7 @@ def main() -> None:
         nbformat.write(nb, path)
         print(f"wrote {path}")
     if args.execute:
-        order = [*sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")), "start.ipynb"]
+        order = ["start.ipynb", *sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))]
         execute(order, args.lab)
 
 

@@ -89,17 +89,38 @@ def _node_down(cluster: Cluster, fault: NodeDown) -> Result:
 
 
 def apply_solution(cluster: Cluster, step: Step, report: Report) -> Result:
-    """Bring the cluster to STEP's end state (unless its check already passes), then check it."""
+    """Bring the cluster to STEP's end state (unless its check already passes), then check it.
+    A question is answered with the truth, read from the cluster once it has converged."""
     progress = Progress(cluster.lab)
+    if step.solution and not _one_check(cluster, step, _true_answer(cluster, step)).passed:
+        for command in step.solution:
+            _run(cluster, step, command, report)
     if step.question:
-        answer = ANSWERS[step.check](Context(cluster, step))
+        result, answer = _answer(cluster, step, progress)
         report(f"{step.ref}: the answer is {answer!r}")
-        return run_check(cluster, step, answer=answer, progress=progress)
-    if _one_check(cluster, step, None).passed:
-        return run_check(cluster, step, progress=progress)
-    for command in step.solution:
-        _run(cluster, step, command, report)
+        return result
     return run_check(cluster, step, progress=progress, settle=True)
+
+
+def _true_answer(cluster: Cluster, step: Step) -> str | None:
+    """What a question step's right answer is now (None for a step without a question, or not yet known)."""
+    if not step.question:
+        return None
+    try:
+        return ANSWERS[step.check](Context(cluster, step)) or None
+    except Exception:  # the cluster cannot tell yet (e.g. still converging): no answer
+        return None
+
+
+def _answer(cluster: Cluster, step: Step, progress: Progress) -> tuple[Result, str]:
+    """Answer STEP's question with the truth, asking again while the cluster converges (up to its wait)."""
+    deadline = time.monotonic() + max(step.wait, 2.0)
+    while True:
+        answer = _true_answer(cluster, step) or ""
+        result = run_check(cluster, step, answer=answer or None, wait=False, progress=progress)
+        if result.passed or time.monotonic() >= deadline:
+            return result, answer
+        time.sleep(POLL)
 
 
 def _run(cluster: Cluster, step: Step, command: Command, report: Report) -> None:
@@ -137,12 +158,15 @@ def reset(cluster: Cluster, labs: list[Lab], target: Step, report: Report) -> No
     index = next(i for i, s in enumerate(steps) if s.ref == target.ref)
     progress.forget([s.ref for s in steps[index:]])
     for step in steps[:index]:
-        if step.question:  # looking changes nothing on the cluster: count it as done
+        if step.question and not step.solution:  # looking changes nothing on the cluster: count it as done
             progress.record(step.ref, passed=True)
             continue
         for command in step.solution:
             _run(cluster, step, command, report)
-        result = run_check(cluster, step, progress=progress, settle=True)
+        if step.question:
+            result, _ = _answer(cluster, step, progress)
+        else:
+            result = run_check(cluster, step, progress=progress, settle=True)
         if not result.passed:
             raise SolutionFailed(f"Reset stopped at {step.ref}: {result.summary}")
     report(f"Ready at the start of {target.ref}: {target.title}")

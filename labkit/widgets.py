@@ -31,7 +31,8 @@ def result_text(ref: str, result: Result | None, question: bool = False) -> str:
         return f"… {ref}: not checked yet"
     if result.passed:
         return f"PASS {ref}: {result.summary}"
-    mark = "?" if question and result.summary.startswith("Run the command(s), then answer") else "FAIL"
+    waiting = ("Run the command(s), then answer", "Predict, run the command(s), then answer")
+    mark = "?" if question and result.summary.startswith(waiting) else "FAIL"
     return f"{mark} {ref}: {result.summary}" + (f"\n     try: {result.hint}" if result.hint else "")
 
 
@@ -73,7 +74,7 @@ class CheckWidget(w.VBox):  # type: ignore[misc]
         self.check_button.on_click(lambda _: self._safely(self.run_check))
         self.show_button.on_click(lambda _: self._safely(self.show_solution))
         self.apply_button.on_click(lambda _: self._safely(self.apply))
-        buttons = [self.check_button, self.show_button] + ([] if step.question else [self.apply_button])
+        buttons = [self.check_button, self.show_button] + ([self.apply_button] if step.solution else [])
         rows: list[w.Widget] = [self.title]
         if step.question:
             rows.append(w.HTML(f"<b>Question:</b> {inline_md(step.question)}"))
@@ -96,7 +97,7 @@ class CheckWidget(w.VBox):  # type: ignore[misc]
         self._show(run_check(self.cluster, self.step, answer=answer))
 
     def show_solution(self) -> None:
-        if self.step.question:
+        if self.step.question and not self.step.solution:
             self.solution.value = ("<div>This step asks you to look: run the command(s) above and read the "
                                    "answer in their output. <b>Hint:</b> " + inline_md(self.step.hints[0]) + "</div>")
             return
@@ -114,6 +115,35 @@ class CheckWidget(w.VBox):  # type: ignore[misc]
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = dict(super()._repr_mimebundle_(**kwargs) or {})
         bundle["text/plain"] = result_text(self.step.ref, self.result, bool(self.step.question))
+        return bundle
+
+
+class PredictWidget(w.VBox):  # type: ignore[misc]
+    """A prediction, written down before the commands that answer it; the step's check judges it afterwards."""
+
+    def __init__(self, lab: str, step: Step) -> None:
+        self.step = step
+        self.progress = Progress(lab)
+        self.box = w.Text(value=self.progress.answer(step.ref) or "", placeholder="your prediction",
+                          description="Predict:", layout=w.Layout(width="420px"))
+        self.save_button = w.Button(description="Save prediction", icon="pencil")
+        self.saved = w.HTML()
+        self.save_button.on_click(lambda _: self.save())
+        super().__init__([w.HTML(f"<b>Predict:</b> {inline_md(step.question or '')}"),
+                          w.HBox([self.box, self.save_button]), self.saved])
+
+    def save(self) -> None:
+        value = self.box.value.strip()
+        if not value:
+            self.saved.value = "<i>Write a prediction first.</i>"
+            return
+        self.progress.record(self.step.ref, answer=value)
+        self.saved.value = (f"Saved: <b>{escape(value)}</b>. Now run the cells below; the check at the end of "
+                            "this step judges your prediction against the cluster.")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = dict(super()._repr_mimebundle_(**kwargs) or {})
+        bundle["text/plain"] = f"Predict {self.step.ref}: {self.step.question}"
         return bundle
 
 

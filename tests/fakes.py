@@ -14,8 +14,9 @@ follows them: only a manager answers swarm API calls (others get the engine's 50
 has a ``Cluster`` only on a manager, a leader's ``ManagerStatus`` alone carries ``Leader``, task
 filters match like the engine's, ``containers.list()`` hides stopped containers unless
 ``all=True``, ``containers.get()`` raises ``NotFound``. A node's shell runs a script one
-``;``-separated command at a time: ``echo``, ``cat`` of a file on its fake disk, or a command
-whose output is canned in ``node.outputs``.
+``;``-separated command at a time: ``echo``, ``cat`` of a file on its fake disk, a command whose
+output is canned in ``node.outputs``, or ``docker node ls``, which the node's engine answers from
+its swarm (a table on a manager, the CLI's error elsewhere).
 """
 
 from __future__ import annotations
@@ -50,12 +51,28 @@ TASK_STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "
 NOT_A_MANAGER = ("503 Server Error: This node is not a swarm manager. Worker nodes can't be used to view or "
                  "modify cluster state. Please run this command on a manager node or promote the current node "
                  "to a manager.")
+CLI_NOT_A_MANAGER = ("Error response from daemon: This node is not a swarm manager. Worker nodes can't be used to "
+                     "view or modify cluster state. Please run this command on a manager node or promote the current "
+                     "node to a manager.\n")
+CLI_NOT_IN_A_SWARM = ("Error response from daemon: This node is not a swarm manager. Use \"docker swarm init\" or "
+                      "\"docker swarm join\" to connect this node to swarm and try again.\n")
+ISSUED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # when init made the root CA and manager1's certificate
+NODE_CERT_DAYS, CA_CERT_DAYS = 90, 7300  # swarmkit's defaults: 2160h, 20 years
 
 
 def stamp(seconds: float) -> str:
     """The engine's timestamp SECONDS after T0: RFC 3339, UTC, nanoseconds."""
     t = T0 + timedelta(seconds=seconds)
     return f"{t:%Y-%m-%dT%H:%M:%S}.{t.microsecond * 1000 + 123:09d}Z"
+
+
+def openssl_dates(days: float, start: datetime = ISSUED) -> str:
+    """What `openssl x509 -noout -startdate -enddate` prints for a certificate valid DAYS from START."""
+
+    def when(t: datetime) -> str:
+        return f"{t:%b} {t.day:2d} {t:%H:%M:%S %Y} GMT"
+
+    return f"notBefore={when(start)}\nnotAfter={when(start + timedelta(days=days))}\n"
 
 
 def ca_digest(pem: str) -> str:
@@ -332,6 +349,20 @@ class FakeNode(Node):
             err.append(stderr)
         return FakeCommandResult(rc, "".join(out), "".join(err))
 
+    def _node_ls(self) -> tuple[int, str, str]:
+        """`docker node ls` as the CLI prints it: only a manager's engine answers."""
+        e = self.engine
+        if not e.is_manager or e.swarm is None:
+            return 1, "", CLI_NOT_A_MANAGER if e.local_state == "active" else CLI_NOT_IN_A_SWARM
+        rows = ["ID                            HOSTNAME   STATUS    AVAILABILITY   MANAGER STATUS   ENGINE VERSION"]
+        for n in e.swarm.nodes:
+            status = n.get("ManagerStatus", {})
+            manager = "Leader" if status.get("Leader") else status.get("Reachability", "").capitalize()
+            rows.append(f"{n['ID'] + (' *' if n['ID'] == e.node_id else ''):<29} {n['Description']['Hostname']:<10} "
+                        f"{n['Status']['State'].capitalize():<9} {n['Spec']['Availability'].capitalize():<14} "
+                        f"{manager:<16} 27.3.1")
+        return 0, "\n".join(rows) + "\n", ""
+
     def _one(self, command: str) -> tuple[int, str, str]:
         words = shlex.split(command)
         if words[0] == "echo":
@@ -343,6 +374,8 @@ class FakeNode(Node):
         for key in sorted(self.outputs, key=len, reverse=True):
             if key in command:
                 return 0, self.outputs[key], ""
+        if words[:3] == ["docker", "node", "ls"]:
+            return self._node_ls()
         return 127, "", f"fake sh: no canned output for: {command}\n"
 
 
@@ -414,6 +447,8 @@ class FakeLab:
             f"openssl x509 -in {NODE_CERT} -noout -subject":
                 f"subject=CN={node.engine.node_id},OU=swarm-manager,O={swarm.id}\n",
             f"openssl x509 -in {NODE_CERT} -noout -issuer": "issuer=CN=swarm-ca\n",
+            f"openssl x509 -in {NODE_CERT} -noout -startdate -enddate": openssl_dates(NODE_CERT_DAYS),
+            f"openssl x509 -in {CA_CERT} -noout -startdate -enddate": openssl_dates(CA_CERT_DAYS),
             f"ls {RAFT_DIR}": "snap-v3-encrypted\nwal-v3-encrypted\n",
             f"grep -rl SWMTKN {RAFT_DIR}": "",
         }
@@ -435,6 +470,10 @@ class FakeLab:
                 entry["ManagerStatus"]["Leader"] = True
         swarm.nodes.append(entry)
         return entry
+
+    def availability(self, name: str, availability: str) -> None:
+        """`docker node update --availability AVAILABILITY NAME` (active, pause, drain)."""
+        self.swarm.node(name)["Spec"]["Availability"] = availability
 
     # services, tasks, containers
 

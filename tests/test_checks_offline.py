@@ -7,6 +7,8 @@ tests prove the integration; these prove each branch says what it should.
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
@@ -16,10 +18,26 @@ import pytest
 from labkit.checks import ANSWERS, CHECKS, Context, Result
 from labkit.labs import Step
 from labkit.runner import course
-from tests.fakes import CA_CERT, NODE_CERT, RAFT_DIR, FakeLab, ca_digest, fake_pem, ping_lab, swarm_lab
+from tests.fakes import (
+    CA_CERT,
+    ISSUED,
+    NODE_CERT,
+    RAFT_DIR,
+    FakeLab,
+    ca_digest,
+    fake_pem,
+    openssl_dates,
+    ping_lab,
+    swarm_lab,
+)
 
 LABS_DIR = Path(__file__).resolve().parent.parent / "labs"
 ALL_NODES = ("manager1", "worker1", "worker2")
+# Checks that no step names (in that lab), and the step's check that runs them: a prediction step first
+# checks the cluster with the check it wraps, then judges the answer. task_node_answer is registered but
+# unused; it is tested on the step it used to have.
+WRAPPED_BY = {"ping_service": "scale_prediction", "self_healed": "self_heal_prediction",
+              "service_removed": "cleanup_prediction", "task_node_answer": "manager_runs_tasks"}
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +56,11 @@ def steps() -> tuple[Step, ...]:
 
 
 def step_for(check: str, lab: str | None = None) -> Step:
-    """The step of labs/ that uses CHECK (in LAB, when several do)."""
+    """The step of labs/ that uses CHECK (in LAB, when several do); for a check that a step's own check
+    wraps (WRAPPED_BY), that step with CHECK in its place: same params, hints, question and explanations."""
     found = [s for s in steps() if s.check == check and lab in (None, s.lab)]
+    if not found and check in WRAPPED_BY:
+        found = [replace(step_for(WRAPPED_BY[check], lab), check=check)]
     assert len(found) == 1, f"{len(found)} steps use check {check!r} in lab {lab!r}"
     return found[0]
 
@@ -56,6 +77,11 @@ def hints(name: str, in_lab: str | None = None) -> tuple[str, ...]:
     return step_for(name, in_lab).hints
 
 
+def explain(name: str, answer: str) -> str:
+    """The step's (labs/*.toml) explanation of a likely wrong ANSWER."""
+    return step_for(name).explain[answer]
+
+
 def passed(result: Result, *words: str) -> None:
     assert result.passed and not result.pending, result
     for word in words:
@@ -70,8 +96,12 @@ def failed(result: Result, summary: str, hint: str | None = None, pending: bool 
         assert result.hint is not None and hint in result.hint, result.hint
 
 
-def wrong_answer(result: Result, answer: str) -> None:
-    failed(result, f"'{answer}' is not what the cluster says")
+def wrong_answer(result: Result, answer: str, why: str | None = None) -> None:
+    """ANSWER judged wrong, with WHY (an explanation of a likely wrong answer), or else told to look again."""
+    if why is None:
+        failed(result, f"'{answer}' is not what the cluster says. Look again: ")
+    else:
+        failed(result, f"'{answer}' is not what the cluster says: {why}")
     assert result.evidence == (), "evidence would give the answer away"
 
 
@@ -246,6 +276,46 @@ def test_workers_joined_passes():
     assert result.evidence == ("manager1: manager, ready", "worker1: worker, ready", "worker2: worker, ready")
 
 
+
+# --- nodes:worker-view ----------------------------------------------------------------------------
+
+
+def test_worker_view_answer_an_error_is_right():
+    lab = swarm_lab()
+    assert answer_of("worker_view_answer", lab) == "an error"
+    result = run_check("worker_view_answer", lab, "An error.")
+    passed(result, "Right: An error.")
+    assert result.evidence == ("worker1$ docker node ls: Error response from daemon: This node is not a swarm manager. "
+                               "Worker nodes can't be used to view or modify cluster state. Please run this command "
+                               "on a manager node or promote the current node to a manager.",
+                               "worker1 is in the swarm (Swarm: active) but is not a manager")
+    for answer in ("error", "It fails", "not a swarm manager", "This node is not a swarm manager."):
+        passed(run_check("worker_view_answer", lab, answer), "Right:")
+
+
+def test_worker_view_answer_the_list_is_explained():
+    lab = swarm_lab()
+    result = run_check("worker_view_answer", lab, "the list of nodes")
+    wrong_answer(result, "the list of nodes", explain("worker_view_answer", "list"))
+    assert "a worker answers `This node is not a swarm manager`" in result.summary
+    assert result.hint == hints("worker_view_answer")[0]
+    wrong_answer(run_check("worker_view_answer", lab, "nodes"), "nodes", explain("worker_view_answer", "nodes"))
+    wrong_answer(run_check("worker_view_answer", lab, "nothing"), "nothing")
+    failed(run_check("worker_view_answer", lab, ""), "Predict, run the command(s), then answer: What will `docker")
+
+
+def test_worker_view_answer_worker1_not_joined_yet():
+    result = run_check("worker_view_answer", swarm_lab(joined=("worker2",)), "an error")
+    failed(result, "worker1 is not in the swarm: this step looks at a worker.",
+           hint="Join worker1 as a worker first (lab nodes, step join).")
+
+
+def test_worker_view_answer_worker1_joined_as_a_manager():
+    lab = swarm_lab(joined=("worker2",))
+    lab.join("worker1", lab.swarm, role="manager")
+    failed(run_check("worker_view_answer", lab, "an error"), "worker1 is a manager: this step looks at a worker.")
+
+
 # --- first-service:create, scale:replicas ---------------------------------------------------------
 
 
@@ -357,7 +427,106 @@ def test_ping_service_counts_only_tasks_meant_to_run():
            pending=True)
 
 
-# --- first-service:find ---------------------------------------------------------------------------
+
+# --- scale:replicas (scale_prediction: ping_service with 3 replicas, then where the new tasks landed) ---
+
+
+def scaled_pingers(on: tuple[str, ...] = ALL_NODES) -> FakeLab:
+    """pinger scaled from one task (slot 1, on ON[0]) to three; ON: the nodes of slots 1, 2, 3."""
+    return ping_lab(replicas=3, on=on)[0]
+
+
+def test_scale_prediction_not_scaled_yet_says_what_ping_service_says():
+    lab, _ = ping_lab(replicas=1)
+    failed(run_check("scale_prediction", lab, "worker1 and worker2"),
+           "Service pinger asks for 1 replica(s); this step wants 3.", hint="--replicas 3` on manager1")
+    lab, pinger = ping_lab(replicas=3)
+    lab.task(pinger, "worker1", 2, state="preparing")
+    failed(run_check("scale_prediction", lab, "worker1 and worker2"), "1 of 3 tasks of pinger run (preparing).",
+           pending=True)
+    failed(run_check("scale_prediction", swarm_lab(), "worker1"), "No service runs `alpine ping` yet.")
+
+
+def test_scale_prediction_scaled_without_an_answer():
+    result = run_check("scale_prediction", scaled_pingers(), None)
+    failed(result, "Predict, run the command(s), then answer: Your service runs one task. When you scale it to 3",
+           hint=hints("scale_prediction")[0])
+    assert result.evidence == ()
+
+
+def test_scale_prediction_right_in_any_order_and_form():
+    lab = scaled_pingers()
+    assert answer_of("scale_prediction", lab) == "worker1 and worker2"
+    for answer in ("worker1 and worker2", "worker2, worker1", "Worker2 & WORKER1.", "on worker1 and on worker2"):
+        result = run_check("scale_prediction", lab, answer)
+        passed(result, "Right: worker1 and worker2.")
+    assert result.evidence == ("service pinger: 3/3 tasks running", "slot 1 (the task you had) on manager1",
+                               "slots 2 and 3 (the new tasks) on worker1 and worker2")
+
+
+def test_scale_prediction_follows_where_the_first_task_was():
+    lab = scaled_pingers(on=("worker1", "manager1", "worker2"))
+    assert answer_of("scale_prediction", lab) == "manager1 and worker2"
+    passed(run_check("scale_prediction", lab, "worker2 and manager1"), "Right: manager1 and worker2.")
+
+
+def test_scale_prediction_naming_the_node_of_the_first_task():
+    lab = scaled_pingers(on=("worker1", "manager1", "worker2"))
+    result = run_check("scale_prediction", lab, "worker1 and worker2")
+    failed(result, "'worker1 and worker2' is not where they landed. worker1 already ran the first task: the "
+           "scheduler spreads a service's tasks", hint=hints("scale_prediction")[0])
+    assert result.evidence == ()
+
+
+def test_scale_prediction_other_wrong_nodes():
+    lab = FakeLab(workers=3)
+    swarm = lab.init()
+    for name in ("worker1", "worker2", "worker3"):
+        lab.join(name, swarm)
+    lab.service(replicas=3, on=ALL_NODES)
+    for answer in ("worker2 and worker3", "worker3", "the workers"):
+        result = run_check("scale_prediction", lab, answer)
+        failed(result, f"'{answer}' is not where they landed. The new tasks landed on worker1 and worker2: look at "
+               "`docker service ps`.")
+        assert "already ran the first task" not in result.summary and result.evidence == ()
+
+
+# --- first-service:find (manager_runs_tasks; task_node_answer, which no step uses now, on its step) ----
+
+
+def test_manager_runs_tasks_yes_while_manager1_is_active():
+    lab, _ = ping_lab(on=("worker2",))
+    assert answer_of("manager_runs_tasks", lab) == "yes"
+    result = run_check("manager_runs_tasks", lab, "Yes.")
+    passed(result, "Right: Yes.")
+    assert result.evidence == ("pinger has a task on worker2",
+                               "manager1: manager, availability active: it runs tasks like any node")
+    passed(run_check("manager_runs_tasks", lab, "it can"))
+
+
+def test_manager_runs_tasks_no_is_explained_while_manager1_is_active():
+    lab, _ = ping_lab()
+    result = run_check("manager_runs_tasks", lab, "no")
+    wrong_answer(result, "no", explain("manager_runs_tasks", "no"))
+    assert "manager1 is Active" in result.summary
+    assert result.hint == hints("manager_runs_tasks")[0]
+    failed(run_check("manager_runs_tasks", lab, None), "Predict, run the command(s), then answer: Before you look")
+
+
+def test_manager_runs_tasks_no_once_manager1_is_drained():
+    lab, _ = ping_lab(on=("worker1",))
+    lab.availability("manager1", "drain")
+    assert answer_of("manager_runs_tasks", lab) == "no"
+    result = run_check("manager_runs_tasks", lab, "No")
+    passed(result, "Right: No.")
+    assert result.evidence[1] == "manager1: manager, availability drain: it runs no tasks"
+    wrong_answer(run_check("manager_runs_tasks", lab, "yes"), "yes")
+
+
+def test_manager_runs_tasks_needs_a_running_task():
+    failed(run_check("manager_runs_tasks", swarm_lab(), "yes"), "No service runs `alpine ping` yet.")
+    lab, _ = ping_lab(state="preparing")
+    failed(run_check("manager_runs_tasks", lab, "yes"), "The service has no running task yet.", pending=True)
 
 
 def test_task_node_answer_right_and_wrong():
@@ -383,7 +552,7 @@ def test_task_node_answer_without_a_service():
     assert answer_of("task_node_answer", lab) == ""
 
 
-# --- self-heal:kill -------------------------------------------------------------------------------
+# --- self-heal:kill (self_healed, which self_heal_prediction runs first) ------------------------------
 
 
 def three_pingers() -> tuple[FakeLab, dict]:
@@ -469,7 +638,42 @@ def test_self_healed_waits_for_every_replica():
     failed(run_check("self_healed", lab), "is starting a replacement", pending=True)
 
 
-# --- cleanup:rm -----------------------------------------------------------------------------------
+
+def test_self_heal_prediction_not_healed_yet_says_what_self_healed_says():
+    lab, pinger = three_pingers()
+    failed(run_check("self_heal_prediction", lab, "a new one"), "No task of pinger has failed yet.")
+    lab.fail(lab.tasks(pinger)[1], at=10)
+    failed(run_check("self_heal_prediction", lab, "a new one"),
+           "The orchestrator saw the task fail and is starting a replacement.", pending=True)
+
+
+def healed_pingers() -> FakeLab:
+    lab, pinger = three_pingers()
+    killed = lab.tasks(pinger)[1]
+    lab.fail(killed, at=10)
+    lab.replace(killed, at=15.2)
+    return lab
+
+
+def test_self_heal_prediction_a_new_one_is_right_and_says_how_it_healed():
+    lab = healed_pingers()
+    assert answer_of("self_heal_prediction", lab) == "a new one"
+    result = run_check("self_heal_prediction", lab, "A new one.")
+    passed(result, "Right: A new one.", "Healed: a replacement task was running 5.2 s after the container was removed.")
+    assert result.evidence == run_check("self_healed", lab).evidence
+    passed(run_check("self_heal_prediction", lab, "a new ID"), "Healed")
+
+
+def test_self_heal_prediction_the_same_one_is_explained():
+    lab = healed_pingers()
+    for answer in ("same", "The same ID"):
+        result = run_check("self_heal_prediction", lab, answer)
+        wrong_answer(result, answer, explain("self_heal_prediction", "same"))
+        assert "Healed" not in result.summary
+    failed(run_check("self_heal_prediction", lab, " "), "Predict, run the command(s), then answer: After you remove")
+
+
+# --- cleanup:rm (service_removed, which cleanup_prediction runs first) --------------------------------
 
 
 def test_service_removed_not_initialised():
@@ -505,6 +709,31 @@ def test_service_removed_passes():
     result = run_check("service_removed", lab)
     passed(result, "No service is left, and no task container remains on any node.")
     assert result.evidence == ("docker service ls: empty", "checked 3 nodes")
+
+
+def test_cleanup_prediction_yes_is_right_once_everything_is_gone():
+    lab, pinger = three_pingers()
+    lab.remove_service(pinger)
+    assert answer_of("cleanup_prediction", lab) == "yes"
+    result = run_check("cleanup_prediction", lab, "Yes")
+    passed(result, "Right: Yes.")
+    assert result.evidence == ("docker service ls: empty", "checked 3 nodes")
+
+
+def test_cleanup_prediction_no_is_explained():
+    lab, pinger = three_pingers()
+    lab.remove_service(pinger)
+    for answer in ("no", "No, they stay"):
+        wrong_answer(run_check("cleanup_prediction", lab, answer), answer, explain("cleanup_prediction", "no"))
+    failed(run_check("cleanup_prediction", lab, None), "Predict, run the command(s), then answer: When you remove")
+
+
+def test_cleanup_prediction_before_the_containers_are_gone_says_what_service_removed_says():
+    lab, pinger = three_pingers()
+    failed(run_check("cleanup_prediction", lab, "yes"), "Service pinger is still there.")
+    lab.remove_service(pinger, stopping=True)
+    failed(run_check("cleanup_prediction", lab, "yes"), "The service is gone; its containers are still stopping.",
+           pending=True)
 
 
 # --- swarm-init: root-ca, node-cert, join-tokens, raft ---------------------------------------------
@@ -567,46 +796,108 @@ def test_node_certificate_of_another_node():
            hint="Re-run init.")
 
 
-def test_join_tokens_right_and_wrong():
+def test_cert_days_node_certificate_lasts_90_days():
     lab = swarm_lab(joined=())
-    assert answer_of("join_tokens", lab) == "SWMTKN-1"
-    result = run_check("join_tokens", lab, "SWMTKN-1-")
-    passed(result, "Right: SWMTKN-1-")
+    assert answer_of("cert_days", lab) == "90"
+    result = run_check("cert_days", lab, "90")
+    passed(result, "Right: 90.")
+    assert result.evidence == ("node certificate: valid 90 days, renewed automatically before it expires",
+                               "root CA: valid 7300 days (about 20 years)")
+    for answer in ("90 days", "90d", " 90 Days. "):
+        passed(run_check("cert_days", lab, answer))
+
+
+def test_cert_days_a_backdated_or_shorter_node_certificate():
+    """swarmkit backdates a certificate's notBefore by an hour; `--cert-expiry 720h` makes them 30 days."""
+    lab = swarm_lab(joined=())
+    dates = f"openssl x509 -in {NODE_CERT} -noout -startdate -enddate"
+    lab["manager1"].outputs[dates] = openssl_dates(90 + 1 / 24, start=ISSUED - timedelta(hours=1))
+    passed(run_check("cert_days", lab, "90"))
+    lab["manager1"].outputs[dates] = openssl_dates(30)
+    assert answer_of("cert_days", lab) == "30"
+    wrong_answer(run_check("cert_days", lab, "90"), "90")
+
+
+def test_cert_days_the_root_cas_lifetime_is_explained():
+    lab = swarm_lab(joined=())
+    for answer in ("7300", "7300 days"):
+        result = run_check("cert_days", lab, answer)
+        wrong_answer(result, answer, "7300 days is the root CA's lifetime. Node certificates are short-lived")
+        assert result.hint == hints("cert_days")[0]
+    wrong_answer(run_check("cert_days", lab, "20 years"), "20 years",
+                 "That is the root CA's lifetime; the node certificate's is 90 days.")
+
+
+def test_cert_days_a_year_is_explained():
+    lab = swarm_lab(joined=())
+    wrong_answer(run_check("cert_days", lab, "365"), "365", explain("cert_days", "365"))
+    wrong_answer(run_check("cert_days", lab, "1 year"), "1 year", explain("cert_days", "1 year"))
+    wrong_answer(run_check("cert_days", lab, "30"), "30")
+    failed(run_check("cert_days", lab, None), "Predict, run the command(s), then answer: How many days")
+
+
+@pytest.mark.parametrize("cert", [NODE_CERT, CA_CERT])
+def test_cert_days_unreadable_dates(cert):
+    lab = swarm_lab(joined=())
+    del lab["manager1"].outputs[f"openssl x509 -in {cert} -noout -startdate -enddate"]
+    failed(run_check("cert_days", lab, "90"), "Could not read the certificates' dates on manager1.",
+           hint="it prints notBefore and notAfter")
+
+
+def test_join_tokens_the_shared_part_is_the_ca_digest():
+    lab = swarm_lab(joined=())
     digest = ca_digest(lab.swarm.ca_pem)
-    assert result.evidence == (f"worker token: SWMTKN-1-{digest[:8]}…-<secret>, carries the CA digest",
-                               f"manager token: SWMTKN-1-{digest[:8]}…-<secret>, carries the CA digest")
-    passed(run_check("join_tokens", lab, "swmtkn-1"))
-    wrong = run_check("join_tokens", lab, "SWMTKN")
-    wrong_answer(wrong, "SWMTKN")
+    worker, manager = lab.swarm.tokens["Worker"], lab.swarm.tokens["Manager"]
+    assert answer_of("join_tokens", lab) == "the digest"
+    result = run_check("join_tokens", lab, "The second.")
+    passed(result, "Right: The second.")
+    assert result.evidence[:2] == (
+        f"both tokens: SWMTKN-1-{digest[:10]}…: the sha256 digest of the root CA, the same in both",
+        f"worker secret …{worker[-6:]}, manager secret …{manager[-6:]}: different")
+    assert "a joining node checks the digest" in result.evidence[2]
+    for answer in ("second", "2nd", "the digest", "the CA digest", digest, digest[:8].upper(), f"SWMTKN-1-{digest}"):
+        passed(run_check("join_tokens", lab, answer), "Right:")
+
+
+def test_join_tokens_likely_wrong_answers_are_explained():
+    lab = swarm_lab(joined=())
+    wrong_answer(run_check("join_tokens", lab, "third"), "third", explain("join_tokens", "third"))
+    wrong_answer(run_check("join_tokens", lab, "The third part"), "The third part", "The third part differs")
+    wrong_answer(run_check("join_tokens", lab, "the secret"), "the secret", explain("join_tokens", "secret"))
+    wrong_answer(run_check("join_tokens", lab, "SWMTKN-1"), "SWMTKN-1", "That prefix is in every swarm's tokens")
+    wrong = run_check("join_tokens", lab, "the first")
+    wrong_answer(wrong, "the first")
     assert wrong.hint == hints("join_tokens")[0]
+    failed(run_check("join_tokens", lab, None), "Run the command(s), then answer: Apart from the SWMTKN-1 prefix")
 
 
 def test_join_tokens_carry_a_digest_with_leading_zeros():
     pem = next(p for p in (fake_pem(str(i)) for i in range(10_000)) if ca_digest(p).startswith("0"))
     lab = swarm_lab(joined=(), ca_pem=pem)
     assert lab.swarm.tokens["Worker"].startswith("SWMTKN-1-0")
-    passed(run_check("join_tokens", lab, "SWMTKN-1"))
+    passed(run_check("join_tokens", lab, ca_digest(pem)))
+    passed(run_check("join_tokens", lab, "second"))
 
 
 @pytest.mark.parametrize(("role", "token"), [("Worker", "SWMTKN-1-short-secret"), ("Manager", "")])
 def test_join_tokens_missing_or_malformed(role, token):
     lab = swarm_lab(joined=())
     lab.swarm.tokens[role] = token
-    failed(run_check("join_tokens", lab, "SWMTKN-1"), f"The {role.lower()} join token is missing or malformed.",
+    failed(run_check("join_tokens", lab, "second"), f"The {role.lower()} join token is missing or malformed.",
            hint="Re-run init.")
 
 
 def test_join_tokens_without_the_root_ca_digest():
     lab = swarm_lab(joined=())
     lab.swarm.tokens["Manager"] = f"SWMTKN-1-{ca_digest('another CA')}-{lab.new_id()}"
-    failed(run_check("join_tokens", lab, "SWMTKN-1"), "The manager token does not carry the root CA's digest.",
+    failed(run_check("join_tokens", lab, "second"), "The manager token does not carry the root CA's digest.",
            hint="print the tokens again")
 
 
 def test_join_tokens_the_same_for_both_roles():
     lab = swarm_lab(joined=())
     lab.swarm.tokens["Manager"] = lab.swarm.tokens["Worker"]
-    failed(run_check("join_tokens", lab, "SWMTKN-1"), "Worker and manager tokens are the same.", hint="Rotate them.")
+    failed(run_check("join_tokens", lab, "second"), "Worker and manager tokens are the same.", hint="Rotate them.")
 
 
 def test_raft_encrypted_right_and_wrong():
@@ -639,9 +930,11 @@ def test_raft_encrypted_tokens_in_clear_text():
 
 # --- every check that needs a swarm ---------------------------------------------------------------
 
-NEEDS_A_SWARM = [("leader_answer", None), ("workers_joined", None), ("ping_service", "first-service"),
-                 ("ping_service", "scale"), ("task_node_answer", None), ("self_healed", None),
-                 ("service_removed", None), ("root_ca", None), ("node_certificate", None), ("join_tokens", None),
+NEEDS_A_SWARM = [("leader_answer", None), ("workers_joined", None), ("worker_view_answer", None),
+                 ("ping_service", "first-service"), ("ping_service", "scale"), ("task_node_answer", None),
+                 ("manager_runs_tasks", None), ("scale_prediction", None), ("self_healed", None),
+                 ("self_heal_prediction", None), ("service_removed", None), ("cleanup_prediction", None),
+                 ("root_ca", None), ("node_certificate", None), ("cert_days", None), ("join_tokens", None),
                  ("raft_encrypted", None)]
 
 
@@ -653,15 +946,57 @@ def test_not_initialised(name, in_lab):
     assert result.evidence == ("manager1: Swarm: inactive",)
 
 
-@pytest.mark.parametrize("name", ["leader_answer", "workers_joined", "ping_service", "task_node_answer",
-                                  "self_healed", "service_removed"])
-def test_manager1_in_a_swarm_as_a_worker(name):
+@pytest.mark.parametrize(("name", "in_lab"), NEEDS_A_SWARM)
+def test_manager1_in_a_swarm_as_a_worker(name, in_lab):
     lab = FakeLab()
     foreign_swarm_on_worker1(lab)
     lab.join("manager1", lab["worker1"].engine.swarm)  # type: ignore[arg-type]
-    result = CHECKS[name](Context(lab.cluster, step_for(name, "first-service" if name == "ping_service" else None)))
-    assert not result.passed and not result.pending
-    assert "worker" in result.summary
+    result = CHECKS[name](Context(lab.cluster, step_for(name, in_lab), "an answer"))
+    failed(result, "manager1 is in a swarm, but as a worker: it cannot manage it.",
+           hint="On manager1 run `docker swarm leave --force` (and on any node that ran init instead), then "
+           "`docker swarm init` on manager1 and join the others to it.")
+    assert result.evidence == ("manager1: Swarm: active, worker",)
+
+
+def test_wrapped_checks_are_tested_on_the_step_that_runs_them():
+    """WRAPPED_BY stays true: each wrapped check is registered, and no step of its wrapper's lab names it
+    (else step_for would test it on that step instead)."""
+    for wrapped, wrapper in WRAPPED_BY.items():
+        step = step_for(wrapper)
+        assert wrapped in CHECKS and wrapper in CHECKS
+        assert [s.ref for s in steps() if s.lab == step.lab and s.check == wrapped] == []
+        assert step_for(wrapped, step.lab) == replace(step, check=wrapped)
+
+
+# --- answers in everyday words ---------------------------------------------------------------------
+
+
+def test_manager_runs_tasks_drained_no_it_cannot_is_not_told_manager1_is_active():
+    lab, _ = ping_lab(on=("worker1",))
+    lab.availability("manager1", "drain")
+    result = run_check("manager_runs_tasks", lab, "No, it cannot.")
+    assert "manager1 is Active" not in result.summary, result.summary
+
+
+def _active_manager() -> FakeLab:
+    return ping_lab(on=("worker2",))[0]
+
+
+def _removed_service() -> FakeLab:
+    lab, pinger = three_pingers()
+    lab.remove_service(pinger)
+    return lab
+
+
+@pytest.mark.parametrize(("name", "scene", "answer"), [
+    ("manager_runs_tasks", _active_manager, "Yes, it can."),
+    ("cleanup_prediction", _removed_service, "Yes, they are removed."),
+    ("self_heal_prediction", healed_pingers, "a new task ID"),
+    ("join_tokens", lambda: swarm_lab(joined=()), "second part"),
+    ("worker_view_answer", swarm_lab, "an error, not the list of nodes"),
+])
+def test_right_answers_in_natural_words_are_accepted(name, scene, answer):
+    passed(run_check(name, scene(), answer))
 
 
 def test_the_fake_engines_tell_labkit_their_swarm_state():
@@ -684,3 +1019,4 @@ def test_every_check_and_answer_is_driven_here():
     assert set(CHECKS) - driven == set()
     assert set(ANSWERS) - answered == set()
     assert {s.check for s in steps()} <= set(CHECKS)
+    assert set(CHECKS) - {s.check for s in steps()} <= set(WRAPPED_BY), "a check no step runs, nor wraps"

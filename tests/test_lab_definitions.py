@@ -6,6 +6,7 @@ Nothing here needs a Docker engine: checks are stand-ins and clusters are simple
 from __future__ import annotations
 
 import json
+import re
 import string
 from pathlib import Path
 from types import SimpleNamespace
@@ -714,3 +715,57 @@ def test_two_labs_with_the_same_id_are_refused(tmp_path: Path) -> None:
     write(tmp_path, lab_text(step_text()), "02-demo.toml")
     with pytest.raises(LabDefinitionError, match=r"02-demo\.toml: the lab id is also used by"):
         course(tmp_path)
+
+
+# --- predictions, explanations, commands meant to fail, what was learned ----------------------------
+
+
+def test_a_prediction_needs_a_question(tmp_path):
+    message = load_error(tmp_path, lab_text(step_text(predict="true")))
+    assert "'predict'" in message and "question" in message
+
+
+def test_explanations_need_a_question_and_text(tmp_path):
+    assert "'explain' needs a 'question'" in load_error(tmp_path, lab_text(step_text(explain='{ no = "why" }')))
+    bad = step_text(solution="", check='"swarm_state_answer"', question='"Active?"', explain='{ no = 3 }')
+    assert "'explain' must be a table" in load_error(tmp_path, lab_text(bad))
+
+
+def test_a_step_may_change_the_cluster_and_ask_a_prediction(tmp_path):
+    step = load_text(tmp_path, lab_text(step_text(question='"Which node leads?"', predict="true",
+                                                  explain='{ worker1 = "Workers never lead." }'))).steps[0]
+    assert step.predict and step.solution and step.explain == {"worker1": "Workers never lead."}
+
+
+def test_a_command_meant_to_fail_is_flagged(tmp_path):
+    commands = '[{ node = "worker1", run = "docker node ls", fails = true }, "docker info"]'
+    step = load_text(tmp_path, lab_text(step_text(commands=commands))).steps[0]
+    assert [(c.node, c.fails) for c in step.commands] == [("worker1", True), ("manager1", False)]
+
+
+def test_learned_must_be_a_list_of_text(tmp_path):
+    text = 'title = "Demo"\nlearned = "one"\n' + step_text()
+    assert "'learned' must be a list of text" in load_error(tmp_path, text)
+
+
+WHY = Path(__file__).resolve().parent.parent / "notebooks" / "00-why-orchestration.ipynb"
+
+
+def test_every_lab_ends_with_what_was_learned_linked_to_its_problem() -> None:
+    text = "".join("".join(cell["source"]) for cell in json.loads(WHY.read_text())["cells"])
+    anchors = set(re.findall(r'<a id="([a-z-]+)"></a>', text))
+    assert len(anchors) == 8, anchors
+    for lab in course():
+        assert 3 <= len(lab.learned) <= 5, f"{lab.id}: {len(lab.learned)} bullets"
+        for bullet in lab.learned:
+            links = re.findall(r"\]\(00-why-orchestration\.ipynb#([a-z-]+)\)", bullet)
+            assert links and set(links) <= anchors, f"{lab.id}: {bullet}"
+
+
+def test_every_lab_asks_for_a_prediction_before_the_commands_that_answer_it() -> None:
+    for lab in course():
+        predictions = [s for s in lab.steps if s.predict]
+        assert predictions, f"{lab.id} asks no prediction"
+        for step in predictions:
+            assert step.explain or step.check in {"scale_prediction", "cert_days"}, (
+                f"{step.ref}: a wrong prediction needs an explanation, not just 'no'")

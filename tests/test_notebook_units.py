@@ -89,3 +89,69 @@ def test_drawings_render_as_images_that_untrusted_notebooks_show() -> None:
     assert bundle["text/html"].startswith('<img alt="manager1') and "data:image/svg+xml,%3Csvg" in bundle["text/html"]
     assert "<svg" not in bundle["text/html"], "the SVG travels percent-encoded inside the img"
     assert bundle["text/plain"].splitlines()[0] == "manager1   manager, leader"
+
+
+def test_progress_lines_without_text_disappear() -> None:
+    raw = "1/3:  \n2/3:  \n1/3: running   [====>]\n2/3: \n2/3: running\n"
+    assert collapse_progress(raw) == "1/3: running   [====>]\n2/3: running\n"
+
+
+def lab_notebook(lab_id: str) -> list[tuple[str, str]]:
+    from labkit.notebook_build import build_all
+
+    nb = next(nb for name, nb in build_all().items() if name.endswith(f"-{lab_id}.ipynb"))
+    return [(c.cell_type, c.source) for c in nb.cells]
+
+
+def test_a_prediction_is_asked_before_the_commands_that_answer_it() -> None:
+    cells = lab_notebook("self-heal")
+    ask = next(i for i, (_, src) in enumerate(cells) if "**Predict first:**" in src)
+    box = next(i for i, (_, src) in enumerate(cells) if src == 'predict("self-heal:kill")')
+    kill = next(i for i, (_, src) in enumerate(cells) if "docker container rm -f" in src)
+    judged = next(i for i, (_, src) in enumerate(cells) if src == 'check("self-heal:kill")')
+    assert ask < box < kill < judged
+
+
+def test_the_live_map_comes_before_the_cells_that_move_tasks() -> None:
+    for lab_id, command in (("scale", "--replicas 3"), ("self-heal", "rm -f"), ("cleanup", "service rm")):
+        cells = lab_notebook(lab_id)
+        live = next(i for i, (_, src) in enumerate(cells) if src.startswith("cluster_map()"))
+        change = next(i for i, (_, src) in enumerate(cells) if command in src and src.startswith("%%node"))
+        assert live < change, lab_id
+
+
+def test_a_command_meant_to_be_refused_gets_a_cell_of_its_own() -> None:
+    cells = lab_notebook("nodes")
+    refused = [src for _, src in cells if src.startswith("%%node worker1 --expect-failure")]
+    assert refused == ["%%node worker1 --expect-failure\ndocker node ls"]
+
+
+def test_each_lab_notebook_ends_with_what_was_learned() -> None:
+    from labkit.runner import course
+
+    for lab in course():
+        kind, last = lab_notebook(lab.id)[-2]  # the very last cell says where to go next
+        assert kind == "markdown" and last.startswith("## What you learned\n"), lab.id
+        assert last.count("\n- ") == len(lab.learned)
+
+
+def test_a_saved_prediction_is_what_the_check_judges(tmp_path, monkeypatch) -> None:
+    from labkit.progress import Progress
+    from labkit.runner import course
+    from labkit.widgets import PredictWidget
+
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
+    step = next(s for lab in course() for s in lab.steps if s.ref == "self-heal:kill")
+    widget = PredictWidget("t", step)
+    widget.save()
+    assert Progress("t").answer(step.ref) is None and "Write a prediction" in widget.saved.value
+    widget.box.value = "a new one"
+    widget.save()
+    assert Progress("t").answer(step.ref) == "a new one"
+    assert "Saved" in widget.saved.value
+    assert PredictWidget("t", step).box.value == "a new one"  # shown again when the notebook reopens
+
+
+def test_the_learner_sees_the_container_names_before_the_cell_that_removes_one() -> None:
+    cells = [src for _, src in lab_notebook("self-heal") if src.startswith("%%node worker1")]
+    assert len(cells) == 2 and "container ls" in cells[0] and cells[1].endswith("rm -f {task_container}")

@@ -45,6 +45,12 @@ def test_every_step_fails_before_its_solution_and_passes_after(fresh: labkit.Clu
         after = apply_solution(fresh, step, quiet)
         assert after.passed, f"{step.ref} still fails after its solution: {after.summary} ({after.hint})"
         assert progress.passed(step.ref)
+        if step.question:  # each likely wrong answer, given on the live cluster, gets its own explanation
+            right = progress.answer(step.ref)
+            for wrong, why in step.explain.items():
+                judged = run_check(fresh, step, answer=wrong, wait=False)
+                assert not judged.passed and why in judged.summary, f"{step.ref} {wrong!r}: {judged.summary}"
+            assert run_check(fresh, step, answer=right, wait=False).passed
 
 
 def stage(cluster: labkit.Cluster, ref: str) -> None:
@@ -115,6 +121,19 @@ def test_scaled_to_two_instead_of_three(lab: labkit.Cluster) -> None:
     assert not result.passed and "You asked for 2 replicas" in result.hint
 
 
+def test_predicting_the_node_that_already_had_a_task_is_explained(lab: labkit.Cluster) -> None:
+    stage(lab, "scale:replicas")
+    manager = lab["manager1"]
+    hosts = {n["ID"]: n["Description"]["Hostname"] for n in manager.docker.api.nodes()}
+    first = hosts[manager.docker.api.tasks(filters={"service": "pinger"})[0]["NodeID"]]
+    others = sorted({"manager1", "worker1", "worker2"} - {first})
+    assert manager.run("docker service update -d pinger --replicas 3").ok
+    wrong = check(lab, "scale:replicas", answer=f"{first} and {others[0]}")
+    assert not wrong.passed and f"{first} already ran the first task" in wrong.summary, wrong.summary
+    right = check(lab, "scale:replicas", answer=" and ".join(others))
+    assert right.passed, right.summary
+
+
 def test_removing_the_service_instead_of_a_container(lab: labkit.Cluster) -> None:
     stage(lab, "self-heal:kill")
     assert lab["manager1"].run("docker service rm pinger").ok
@@ -127,8 +146,11 @@ def test_self_heal_reports_the_failed_task_and_the_healing_time(lab: labkit.Clus
     stage(lab, "self-heal:kill")
     victim = lab["worker2"].run("docker container ls -q --filter label=com.docker.swarm.service.name=pinger")
     assert victim.stdout.strip()
+    Progress(lab.lab).record("self-heal:kill", answer="the same one")  # the learner's prediction, made first
     assert lab["worker2"].run(f"docker container rm -f {victim.stdout.split()[0]}").ok
-    result = check(lab, "self-heal:kill")
+    wrong = check(lab, "self-heal:kill")  # judged once the slot has healed, with an explanation
+    assert not wrong.passed and "Swarm never restarts a task" in wrong.summary, wrong.summary
+    result = check(lab, "self-heal:kill", answer="a new one")
     assert result.passed, result.summary
     assert any("failed" in line and "worker2" in line for line in result.evidence)
     assert "s after the container was removed" in result.summary
@@ -144,7 +166,7 @@ def test_cli_check_solve_and_labs_from_a_terminal(lab: labkit.Cluster) -> None:
     assert solved.returncode == 0 and "PASS swarm-init:init" in solved.stdout, solved.stderr
     listed = labkit_cli("labs", lab=lab.lab)
     line = next(x for x in listed.stdout.splitlines() if x.startswith("│ swarm-init"))
-    assert "2/6" in line
+    assert "2/7" in line
     shown = labkit_cli("show", "nodes:join", lab=lab.lab)
     assert "worker1$ docker swarm join --token SWMTKN-1-" in shown.stdout
     # The same, as one JSON document each, for scripts and instructors' tools.

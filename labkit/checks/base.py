@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -96,16 +97,47 @@ def check(name: str, answer: Callable[[Context], str] | None = None) -> Callable
 
 
 def normalise(text: str) -> str:
-    return " ".join(text.split()).strip("`'\". ").lower()
+    """Lower case, words only: 'Yes, it can.' -> 'yes it can' (dashes and dots inside words stay)."""
+    words = re.sub(r"[,;:!?()`'\"]+", " ", text.lower()).split()
+    return " ".join(words).strip(".- ")
 
 
-def judge_answer(ctx: Context, accepted: Iterable[str], evidence: Iterable[str] = ()) -> Result:
-    """Compare the learner's answer with the truth. Evidence is shown only once it is right."""
+def matches(answer: str, accepted: Iterable[str]) -> bool:
+    """ANSWER says one of the ACCEPTED answers: exactly, or as its first words ('yes, it can' says 'yes')."""
+    given = normalise(answer)
+    return any(given == a or given.startswith(a + " ") for a in map(normalise, accepted) if a)
+
+
+def explanation(answer: str, explain: dict[str, str]) -> str | None:
+    """Why ANSWER is wrong, from the step's table of likely wrong answers (a key matches the whole
+    answer, or one of its words)."""
+    given = normalise(answer)
+    words = set(re.split(r"[^a-z0-9.-]+", given))
+    for key, why in explain.items():
+        k = normalise(key)
+        if k == given or (" " not in k and k in words):
+            return why
+    return None
+
+
+def judge_answer(ctx: Context, accepted: Iterable[str], evidence: Iterable[str] = (),
+                 explain: dict[str, str] | None = None) -> Result:
+    """Compare the learner's answer with the truth. Evidence is shown only once it is right; a likely
+    wrong answer (the step's ``explain`` table, or EXPLAIN from the check) gets its own explanation."""
     accepted = [a for a in accepted if a]
     question = ctx.step.question or "the question"
     hint = ctx.step.hints[0] if ctx.step.hints else None
     if ctx.answer is None or not ctx.answer.strip():
-        return Result(False, f"Run the command(s), then answer: {question}", hint=hint)
-    if normalise(ctx.answer) in {normalise(a) for a in accepted}:
+        verb = "Predict, run the command(s), then answer" if ctx.step.predict else "Run the command(s), then answer"
+        return Result(False, f"{verb}: {question}", hint=hint)
+    if matches(ctx.answer, accepted):
         return Result(True, f"Right: {ctx.answer.strip().rstrip('.')}.", tuple(evidence))
+    why = explanation(ctx.answer, {**ctx.step.explain, **(explain or {})})
+    if why:
+        return Result(False, f"'{ctx.answer.strip()}' is not what the cluster says: {why}", hint=hint)
     return Result(False, f"'{ctx.answer.strip()}' is not what the cluster says. Look again: {question}", hint=hint)
+
+
+def node_set(text: str) -> set[str]:
+    """The lab node names in a free-text answer ('worker1 and worker2' -> {'worker1', 'worker2'})."""
+    return set(re.findall(r"\b(?:manager|worker)[1-9][0-9]*\b", text.lower()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime
 
 from labkit.checks.base import Context, Result, check, judge_answer
 
@@ -96,24 +97,74 @@ def node_certificate(ctx: Context) -> Result:
     return judge_answer(ctx, [subject.get("OU", "")], evidence)
 
 
-@check("join_tokens", answer=lambda ctx: "SWMTKN-1")
+def _token_parts(ctx: Context) -> dict[str, re.Match[str] | None]:
+    tokens = ctx.manager.docker.swarm.attrs.get("JoinTokens", {})
+    return {role: TOKEN_RE.fullmatch(tokens.get(role, "")) for role in ("Worker", "Manager")}
+
+
+@check("join_tokens", answer=lambda ctx: "the digest")
 def join_tokens(ctx: Context) -> Result:
+    """Which part the two tokens share (the root CA's digest), and that it is the CA's digest for real."""
     if not ctx.swarm_active():
         return ctx.not_initialised()
-    tokens = ctx.manager.docker.swarm.attrs.get("JoinTokens", {})
+    parts = _token_parts(ctx)
     digest = ca_digest(ctx.manager.host.file(CA_CERT).content_string)
-    evidence = []
-    for role in ("Worker", "Manager"):
-        m = TOKEN_RE.fullmatch(tokens.get(role, ""))
+    for role, m in parts.items():
         if not m:
             return Result(False, f"The {role.lower()} join token is missing or malformed.", hint="Re-run init.")
         if m.group(1) != digest:
             return Result(False, f"The {role.lower()} token does not carry the root CA's digest.",
                           hint="The CA was rotated; print the tokens again.")
-        evidence.append(f"{role.lower()} token: SWMTKN-1-{m.group(1)[:8]}…-<secret>, carries the CA digest")
-    if tokens["Worker"] == tokens["Manager"]:
+    worker, manager = parts["Worker"], parts["Manager"]
+    assert worker is not None and manager is not None
+    if worker.group(2) == manager.group(2):
         return Result(False, "Worker and manager tokens are the same.", hint="Rotate them.")
-    return judge_answer(ctx, ["SWMTKN-1", "SWMTKN-1-"], evidence)
+    evidence = [f"both tokens: SWMTKN-1-{digest[:10]}…: the sha256 digest of the root CA, the same in both",
+                f"worker secret …{worker.group(2)[-6:]}, manager secret …{manager.group(2)[-6:]}: different",
+                "a joining node checks the digest against the CA it is shown (is this my swarm?); "
+                "the swarm checks the secret (may this node join, and as what?)"]
+    accepted = ["second", "the second", "the second part", "2", "2nd", "digest", "the digest", "ca digest",
+                "the ca digest", "the root ca digest", "the digest of the root ca", "ca hash", "the ca hash",
+                digest, digest[:8], f"SWMTKN-1-{digest}"]
+    return judge_answer(ctx, accepted, evidence)
+
+
+_DATES = re.compile(r"notBefore=(.+)\nnotAfter=(.+)")
+
+
+def _validity_days(text: str) -> int | None:
+    """Days between notBefore and notAfter in `openssl x509 -startdate -enddate` output."""
+    m = _DATES.search(text)
+    if not m:
+        return None
+    fmt = "%b %d %H:%M:%S %Y %Z"
+    start, end = (datetime.strptime(" ".join(v.split()), fmt) for v in m.groups())
+    return round((end - start).total_seconds() / 86400)
+
+
+def _lifetimes(ctx: Context) -> tuple[int | None, int | None]:
+    dates = "-noout -startdate -enddate 2>/dev/null"
+    sections = _read(ctx, f"echo '== node'; openssl x509 -in {NODE_CERT} {dates}; "
+                          f"echo '== ca'; openssl x509 -in {CA_CERT} {dates}")
+    return _validity_days(sections.get("node", "")), _validity_days(sections.get("ca", ""))
+
+
+@check("cert_days", answer=lambda ctx: str(_lifetimes(ctx)[0] or ""))
+def cert_days(ctx: Context) -> Result:
+    """How many days manager1's node certificate is valid (90 by default), next to the root CA's (20 years)."""
+    if not ctx.swarm_active():
+        return ctx.not_initialised()
+    node, ca = _lifetimes(ctx)
+    if node is None or ca is None:
+        return Result(False, f"Could not read the certificates' dates on {ctx.manager.name}.",
+                      hint="Run the openssl command: it prints notBefore and notAfter.")
+    evidence = [f"node certificate: valid {node} days, renewed automatically before it expires",
+                f"root CA: valid {ca} days (about {ca / 365:.0f} years)"]
+    explain = {str(ca): f"{ca} days is the root CA's lifetime. Node certificates are short-lived and "
+                        "renewed automatically, so a stolen one soon stops working; the CA that signs them "
+                        "lives long, because replacing it touches every node.",
+               f"{ca / 365:.0f} years": f"That is the root CA's lifetime; the node certificate's is {node} days."}
+    return judge_answer(ctx, [str(node), f"{node} days", f"{node}d"], evidence, explain)
 
 
 @check("raft_encrypted", answer=lambda ctx: "yes")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import docker
 import docker.errors
 
-from labkit.checks.base import Context, Result, check, judge_answer
+from labkit.checks.base import Context, Result, check, judge_answer, node_set
 from labkit.swarm import SERVICE_LABEL, ping_services
 
 
@@ -134,7 +135,8 @@ def self_healed(ctx: Context) -> Result:
     wanted = int(ctx.params.get("replicas", 3))
     if replacement is None or len(running) < wanted:
         return Result(False, "The orchestrator saw the task fail and is starting a replacement.", seen,
-                      hint="Swarm waits 5 s (its default restart delay) before it restarts a task.", pending=True)
+                      hint="Swarm waits 5 s (its default restart delay) before it starts a new task in the slot.",
+                      pending=True)
     healed = (_when(replacement) - _when(last)).total_seconds()
     return Result(True, f"Healed: a replacement task was running {healed:.1f} s after the container was removed.",
                   (*seen, f"replacement {replacement['ID'][:12]} running on {hosts.get(replacement['NodeID'], '?')}",
@@ -170,3 +172,87 @@ def service_removed(ctx: Context) -> Result:
                       hint="Give the nodes a few seconds.", pending=True)
     return Result(True, "No service is left, and no task container remains on any node.",
                   ("docker service ls: empty", f"checked {len(ctx.cluster.nodes)} nodes"))
+
+
+# --------------------------------------------------------------- predictions on the service's steps
+
+
+def _manager_availability(ctx: Context) -> str:
+    me = ctx.swarm_state(ctx.manager).get("NodeID")
+    return str(ctx.api.inspect_node(me)["Spec"].get("Availability", "active")) if me else "active"
+
+
+@check("manager_runs_tasks", answer=lambda ctx: "yes" if _manager_availability(ctx) == "active" else "no")
+def manager_runs_tasks(ctx: Context) -> Result:
+    """Can a manager run tasks? Yes, unless it was drained: judged on manager1's availability."""
+    service, failure = the_service(ctx)
+    if failure:
+        return failure
+    assert service is not None
+    nodes = _task_nodes(ctx)
+    if not nodes:
+        return Result(False, "The service has no running task yet.", pending=True, hint="Wait a moment.")
+    availability = _manager_availability(ctx)
+    evidence = [f"{service['Spec']['Name']} has a task on {', '.join(nodes)}",
+                f"{ctx.manager.name}: manager, availability {availability}"
+                + (": it runs tasks like any node" if availability == "active" else ": it runs no tasks")]
+    yes = availability == "active"
+    return judge_answer(ctx, ["yes", "y", "yes it can", "it can"] if yes else ["no", "n"], evidence)
+
+
+def _new_task_nodes(ctx: Context, service: dict[str, Any]) -> tuple[str, list[str]]:
+    """The node of the first slot's task, and the nodes of the tasks in the other slots."""
+    hosts = ctx.hostnames()
+    running = sorted((t for t in _tasks(ctx, service) if t["Status"]["State"] == "running"),
+                     key=lambda t: t.get("Slot", 0))
+    first = hosts.get(running[0]["NodeID"], "?") if running else ""
+    return first, sorted(hosts.get(t["NodeID"], "?") for t in running[1:])
+
+
+def _scale_answer(ctx: Context) -> str:
+    service, _ = the_service(ctx)
+    return " and ".join(_new_task_nodes(ctx, service)[1]) if service else ""
+
+
+@check("scale_prediction", answer=_scale_answer)
+def scale_prediction(ctx: Context) -> Result:
+    """Three replicas run, and the learner predicted where the two new ones would land."""
+    scaled = ping_service(ctx)
+    if not scaled.passed:
+        return scaled
+    service, _ = the_service(ctx)
+    assert service is not None
+    first, new = _new_task_nodes(ctx, service)
+    evidence = [*scaled.evidence[:1], f"slot 1 (the task you had) on {first}",
+                f"slots 2 and 3 (the new tasks) on {' and '.join(new)}"]
+    if not ctx.answer or not ctx.answer.strip():
+        return judge_answer(ctx, [], evidence)
+    guess = node_set(ctx.answer)
+    if guess == set(new):
+        return Result(True, f"Right: {' and '.join(new)}.", tuple(evidence))
+    why = (f"{first} already ran the first task: the scheduler spreads a service's tasks, preferring nodes "
+           "that run fewer of them, so the new ones went to the nodes that had none."
+           if first in guess else f"The new tasks landed on {' and '.join(new)}: look at `docker service ps`.")
+    return Result(False, f"'{ctx.answer.strip()}' is not where they landed. {why}", hint=ctx.step.hints[0])
+
+
+@check("self_heal_prediction", answer=lambda ctx: "a new one")
+def self_heal_prediction(ctx: Context) -> Result:
+    """The slot healed, and the learner predicted whether its task keeps its ID (it never does)."""
+    healed = self_healed(ctx)
+    if not healed.passed:
+        return healed
+    accepted = ["new", "a new one", "new one", "a new id", "new id", "a new task", "different", "a different one",
+                "another", "another one", "another id"]
+    judged = judge_answer(ctx, accepted, healed.evidence)
+    return replace(judged, summary=f"{judged.summary} {healed.summary}") if judged.passed else judged
+
+
+@check("cleanup_prediction", answer=lambda ctx: "yes")
+def cleanup_prediction(ctx: Context) -> Result:
+    """The service and its containers are gone, and the learner predicted the containers would go too."""
+    removed = service_removed(ctx)
+    if not removed.passed:
+        return removed
+    return judge_answer(ctx, ["yes", "y", "yes they are", "they are removed", "removed", "yes, removed"],
+                        removed.evidence)

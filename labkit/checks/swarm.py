@@ -110,3 +110,31 @@ def workers_joined(ctx: Context) -> Result:
         return Result(False, f"{', '.join(not_ready)} joined but {'is' if len(not_ready) == 1 else 'are'} "
                       "not Ready yet.", evidence, pending=True)
     return Result(True, f"{len(members)} nodes are Ready: {', '.join(wanted)} as workers.", evidence)
+
+
+def _worker_answer(ctx: Context, node: str) -> tuple[str, str]:
+    """What `docker node ls` gives on NODE: ('error', its message) or ('list', ...)."""
+    done = ctx.cluster[node].run("docker node ls")
+    return ("list", done.stdout) if done.ok else ("error", (done.stderr or done.stdout).strip())
+
+
+@check("worker_view_answer", answer=lambda ctx: "an error")
+def worker_view_answer(ctx: Context) -> Result:
+    """`docker node ls` on a worker: refused, since only managers serve the control API."""
+    if not ctx.swarm_active():
+        return ctx.not_initialised()
+    node = str(ctx.params.get("node", "worker1"))
+    state = ctx.swarm_state(ctx.cluster[node])
+    if state.get("LocalNodeState") != "active" or state.get("ControlAvailable"):
+        if state.get("ControlAvailable"):
+            return Result(False, f"{node} is a manager: this step looks at a worker.",
+                          hint=f"On {ctx.manager.name} run `docker node demote {node}`, then look again.")
+        return Result(False, f"{node} is not in the swarm: this step looks at a worker.",
+                      hint=f"Join {node} as a worker first (lab nodes, step join).")
+    kind, text = _worker_answer(ctx, node)
+    evidence = [f"{node}$ docker node ls: {text.splitlines()[0] if text else kind}",
+                f"{node} is in the swarm (Swarm: active) but is not a manager"]
+    accepted = ["error", "an error", "it fails", "fails", "it fails with an error", "failure", "refused",
+                "it is refused", "not a swarm manager", "this node is not a swarm manager",
+                "an error: this node is not a swarm manager"]
+    return judge_answer(ctx, accepted if kind == "error" else ["list", "the nodes"], evidence)
