@@ -19,7 +19,7 @@ from rich.table import Table
 
 from labkit import __version__, engine, images
 from labkit import doctor as doctor_mod
-from labkit.backends import BACKENDS, get_backend
+from labkit.backends import BACKENDS, Backend, get_backend
 from labkit.checks import Result
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError
@@ -165,7 +165,7 @@ def clean() -> None:
 
 @app.command()
 def status(lab: LabOpt = None, backend: BackendOpt = None, as_json: JsonOpt = False) -> None:
-    """Show each node: role, engine state, swarm state, address."""
+    """Show each node: role, engine state, swarm state, address, network (connected or disconnected)."""
 
     def go() -> None:
         c = _cluster(lab, backend)
@@ -182,12 +182,51 @@ def status(lab: LabOpt = None, backend: BackendOpt = None, as_json: JsonOpt = Fa
 
 def _print_status(c: Cluster) -> None:
     table = Table(title=f"lab '{c.lab}' ({c.backend.name})")
-    for col in ("node", "role", "engine", "swarm", "address"):
+    for col in ("node", "role", "engine", "swarm", "address", "network"):
         table.add_column(col)
     for s in c.status():
         colour = "green" if s.engine == "answering" else "yellow"
-        table.add_row(s.name, s.role, f"[{colour}]{s.engine}[/]", s.swarm, s.address)
+        network = s.network if s.network != "disconnected" else f"[yellow]{s.network}[/]"
+        table.add_row(s.name, s.role, f"[{colour}]{s.engine}[/]", s.swarm, s.address, network)
     out.print(table)
+
+
+NodeArg = Annotated[str, typer.Argument(help="Node name, e.g. worker2 (`labkit status` lists them).")]
+node_app = typer.Typer(
+    help="Fail a node on purpose and bring it back: power it off or on, cut it off the lab network or reconnect it.",
+    no_args_is_help=True,
+)
+app.add_typer(node_app, name="node")
+
+
+def _node_action(lab: str | None, backend: str | None, act: Callable[[Backend], str]) -> None:
+    """Run one node action and print its one line."""
+    line = _guard(lambda: act(_cluster(lab, backend).backend))
+    out.print(line, highlight=False)
+
+
+@node_app.command("stop")
+def node_stop(node: NodeArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Power NODE off abruptly, like pulling the plug (its engine stops with it)."""
+    _node_action(lab, backend, lambda b: b.power(node, False, _report))
+
+
+@node_app.command("start")
+def node_start(node: NodeArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Power NODE on again; returns when its engine answers."""
+    _node_action(lab, backend, lambda b: b.power(node, True, _report))
+
+
+@node_app.command("disconnect")
+def node_disconnect(node: NodeArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Cut NODE off the lab network (a partition): its engine keeps running, no other node reaches it."""
+    _node_action(lab, backend, lambda b: b.partition(node, False, _report))
+
+
+@node_app.command("connect")
+def node_connect(node: NodeArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Reconnect NODE to the lab network with the address it had."""
+    _node_action(lab, backend, lambda b: b.partition(node, True, _report))
 
 
 StepArg = Annotated[str, typer.Argument(help="LAB or LAB:STEP, e.g. scale or nodes:join (see `labkit labs`).")]

@@ -4,8 +4,9 @@
   other name at once. It never forwards, so no lookup leaves the machine, and
   an inner engine's attempt to reach a public registry fails in milliseconds.
 - Registry mirror (Debian's docker-registry): holds the lab images as
-  ``library/alpine`` and ``library/nginx``, so ``docker pull alpine`` and
-  ``docker service create alpine ...`` work on every node exactly as typed.
+  ``library/alpine`` and ``library/nginx`` (every tag in ``images.WORKLOADS``:
+  ``nginx:1.25`` is ``library/nginx:1.25``), so ``docker pull alpine`` and
+  ``docker service create nginx:1.25 ...`` work on every node exactly as typed.
 
 Its registry data lives in a cache volume named by the images' recipe hash, so
 it is filled once and kept across ``labkit down``.
@@ -74,23 +75,23 @@ def ensure_hub(
 
 
 def seed_registry(host: docker.DockerClient, client: docker.DockerClient, hub_address: str, report: Report) -> None:
-    """Publish the lab images on the hub's registry, through a node's engine (CLIENT), unless there already."""
+    """Publish every lab image tag on the hub's registry, through a node's engine (CLIENT), unless there already."""
     for workload in images.WORKLOADS:
-        repo = f"{hub_address}:{REGISTRY_PORT}/library/{workload.name}"
+        repo = f"{hub_address}:{REGISTRY_PORT}/{workload.repository}"
         try:
-            client.api.inspect_distribution(f"{repo}:latest")
+            client.api.inspect_distribution(f"{repo}:{workload.tag}")
             continue
         except docker.errors.APIError:
             pass
-        report(f"Publishing {workload.name} on the lab registry")
+        report(f"Publishing {workload.ref} on the lab registry")
         client.images.load(b"".join(host.images.get(workload.image).save(named=True)))
         loaded = client.images.get(workload.image)
-        loaded.tag(repo, "latest")
-        for line in client.api.push(repo, tag="latest", stream=True, decode=True):
+        loaded.tag(repo, workload.tag)
+        for line in client.api.push(repo, tag=workload.tag, stream=True, decode=True):
             if "error" in line:
                 raise BackendError(
-                    f"Could not publish {workload.name} on the lab registry: {line['error']}. "
+                    f"Could not publish {workload.ref} on the lab registry: {line['error']}. "
                     "Run `labkit down` and `labkit up`."
                 )
-        client.images.remove(f"{repo}:latest")
+        client.images.remove(f"{repo}:{workload.tag}")
         client.images.remove(workload.image)

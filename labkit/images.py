@@ -4,13 +4,19 @@
 - ``labkit/alpine`` and ``labkit/nginx``: small stand-ins for the images the
   slides use, assembled from files of the same Debian packages (busybox with
   iputils ping; nginx with its default page). The lab hub serves them to the
-  nodes as ``alpine`` and ``nginx``.
+  nodes as ``alpine`` and ``nginx`` under the tags learners type.
+- nginx comes in several tags, all the same Debian nginx binary: ``latest`` (its
+  own version), and ``1.24``, ``1.25``, ``1.26-broken`` that name their tag in
+  the page and, through Debian's headers-more module, in the ``Server`` header.
+  Every tag answers ``/whoami`` (container hostname and version) and
+  ``/health`` (200; 500 in ``1.26-broken``, for failing health checks).
 
 Every file that goes into an image lives under ``recipes/``: the scripts and
 lists that build the node root, and under ``recipes/workloads/`` one tree per
-workload image, laid over its root as it is (``common/`` first, then the
-workload's own, whose files replace common ones of the same path). Only
-``etc/os-release`` is written from the workload's name.
+workload image, laid over its root as it is: ``common/`` first, then the
+workload's own (``nginx/``), then its tag's (``nginx-1.25/``); later trees
+replace files of the same path. Only ``etc/os-release`` is written from the
+workload's name and tag.
 
 Each image carries the hash of its recipe (every file under ``recipes/`` but
 those in ``NOT_IN_IMAGES``, and this module's build parameters) in a label; a
@@ -40,7 +46,7 @@ RECIPES = Path(__file__).parent / "recipes"
 # Files under recipes/ (paths relative to it) that no image contains, so the recipe hash leaves them out:
 # form-swarm.sh runs on the Vagrant VMs only. Everything else there counts.
 NOT_IN_IMAGES = frozenset({"form-swarm.sh"})
-WORKLOAD_TREES = "workloads"  # recipes/workloads/{common,<name>}/...: laid over a workload image's root
+WORKLOAD_TREES = "workloads"  # recipes/workloads/{common,<name>,<name>-<tag>}/...: laid over a workload image's root
 NODE_IMAGE = "labkit/node:latest"
 ENTRYPOINT = "/usr/local/bin/labkit-entrypoint"
 NODE_CHANGES = (
@@ -61,14 +67,34 @@ class Workload:
     binaries: tuple[str, ...]  # copied with the shared libraries they load
     files: tuple[str, ...]  # copied as they are
     changes: tuple[str, ...]  # Dockerfile-style instructions for `docker import`
+    tag: str = "latest"  # what learners type after the colon: nginx:1.25
+
+    @property
+    def ref(self) -> str:
+        """NAME:TAG, as learners type it."""
+        return f"{self.name}:{self.tag}"
 
     @property
     def image(self) -> str:
-        return f"labkit/{self.name}:latest"
+        """The image on the host engine."""
+        return f"labkit/{self.ref}"
+
+    @property
+    def repository(self) -> str:
+        """The repository in the lab registry (the tag goes after it)."""
+        return f"library/{self.name}"
+
+    @property
+    def trees(self) -> tuple[str, ...]:
+        """Names of the recipe trees under recipes/workloads/ laid over its root, in order (later ones win)."""
+        return ("common", self.name) if self.tag == "latest" else ("common", self.name, f"{self.name}-{self.tag}")
 
 
 _WORKLOAD_DESCRIPTION = "labkit stand-in for {0}, built offline from Debian 12 packages"
-_OS_RELEASE = 'NAME="labkit {name}"\nID=labkit\nPRETTY_NAME="{description}"\n'
+_OS_RELEASE = 'NAME="labkit {name}"\nID=labkit\nVERSION_ID="{tag}"\nPRETTY_NAME="{description}"\n'
+# Every nginx tag is Debian's one nginx binary; the tags differ only in their recipe trees (page, version, /health).
+NGINX_MODULES = ("/usr/lib/nginx/modules/ngx_http_headers_more_filter_module.so",)  # more_set_headers: Server
+NGINX_TAGS = ("latest", "1.24", "1.25", "1.26-broken")
 WORKLOADS = (
     Workload(
         "alpine",
@@ -76,13 +102,26 @@ WORKLOADS = (
         files=("/etc/ssl/certs/ca-certificates.crt",),
         changes=('CMD ["/bin/sh"]',),
     ),
-    Workload(
-        "nginx",
-        binaries=("/bin/busybox", "/usr/sbin/nginx"),
-        files=("/etc/nginx/mime.types",),
-        changes=('CMD ["nginx", "-g", "daemon off;"]', "EXPOSE 80"),
+    *(
+        Workload(
+            "nginx",
+            binaries=("/bin/busybox", "/usr/sbin/nginx", *NGINX_MODULES),  # busybox wget: health checks
+            files=("/etc/nginx/mime.types",),
+            changes=('CMD ["nginx", "-g", "daemon off;"]', "EXPOSE 80"),
+            tag=tag,
+        )
+        for tag in NGINX_TAGS
     ),
 )
+
+
+def workload(ref: str) -> Workload:
+    """The workload learners call REF (``nginx``, ``nginx:1.25``)."""
+    name, _, tag = ref.partition(":")
+    for w in WORKLOADS:
+        if (w.name, w.tag) == (name, tag or "latest"):
+            return w
+    raise InvalidInput(f"No lab image {ref}; there are {', '.join(w.ref for w in WORKLOADS)}.")
 
 
 def image_recipe_files() -> list[Path]:
@@ -105,10 +144,10 @@ def recipe_hash() -> str:
     for path in image_recipe_files():
         add(f"recipes/{path.relative_to(RECIPES).as_posix()}", path.read_bytes())
     for w in WORKLOADS:
-        add(f"workload/{w.name}", repr(w).encode())
-        add(f"workload/{w.name}/description", _WORKLOAD_DESCRIPTION.format(w.name).encode())
-        for rel, content in sorted(generated_workload_files(w.name).items()):
-            add(f"workload/{w.name}/{rel}", content.encode())
+        add(f"workload/{w.ref}", repr(w).encode())
+        add(f"workload/{w.ref}/description", _description(w).encode())
+        for rel, content in sorted(generated_workload_files(w).items()):
+            add(f"workload/{w.ref}/{rel}", content.encode())
     return digest.hexdigest()[:16]
 
 
@@ -154,10 +193,10 @@ def ensure_images(client: docker.DockerClient, report: Report = print, force: bo
         )
     for workload in WORKLOADS:
         if force or not image_is_current(client, workload.image, recipe):
-            report(f"Assembling the {workload.name} image")
-            staging = build_dir / workload.name
+            report(f"Assembling the {workload.ref} image")
+            staging = build_dir / f"{workload.name}-{workload.tag}"
             assemble(rootfs, staging, workload)
-            description = _WORKLOAD_DESCRIPTION.format(workload.name)
+            description = _description(workload)
             _import(
                 client,
                 staging,
@@ -340,29 +379,36 @@ def assemble(rootfs: Path, staging: Path, workload: Workload) -> None:
         link = staging / "usr/bin" / applet
         if not link.exists() and not (staging / "usr/sbin" / applet).exists():
             link.symlink_to("busybox")
-    lay_workload_files(staging, workload.name)
+    lay_workload_files(staging, workload)
 
 
-def workload_trees(name: str) -> list[Path]:
-    """The recipe trees laid over workload NAME's root, in order: common, then its own (if it has one)."""
+def _description(w: Workload) -> str:
+    return _WORKLOAD_DESCRIPTION.format(w.name if w.tag == "latest" else w.ref)
+
+
+def workload_trees(w: Workload) -> list[Path]:
+    """The recipe trees laid over W's root, in order: common, its name's, its tag's (those that exist)."""
     base = RECIPES / WORKLOAD_TREES
-    return [tree for tree in (base / "common", base / name) if tree.is_dir()]
+    return [base / name for name in w.trees if (base / name).is_dir()]
 
 
-def generated_workload_files(name: str) -> dict[str, str]:
-    """The files written from the workload's name rather than copied from a recipe tree."""
-    return {"etc/os-release": _OS_RELEASE.format(name=name, description=_WORKLOAD_DESCRIPTION.format(name))}
+def generated_workload_files(w: Workload) -> dict[str, str]:
+    """The files written from the workload's name and tag rather than copied from a recipe tree."""
+    return {"etc/os-release": _OS_RELEASE.format(name=w.name, tag=w.tag, description=_description(w))}
 
 
-def lay_workload_files(staging: Path, name: str) -> None:
-    """Lay workload NAME's recipe trees over the STAGING root (later trees win), then its generated files.
+def lay_workload_files(staging: Path, w: Workload | str) -> None:
+    """Lay workload W's recipe trees over the STAGING root (later trees win), then its generated files.
 
-    Needs no chroot: it only reads RECIPES and writes under STAGING.
+    W may be given as learners type it (``nginx:1.25``). Needs no chroot: it only reads RECIPES and
+    writes under STAGING.
     """
+    if isinstance(w, str):
+        w = workload(w)
     files: dict[str, bytes] = {}
-    for tree in workload_trees(name):
+    for tree in workload_trees(w):
         files.update({p.relative_to(tree).as_posix(): p.read_bytes() for p in tree.rglob("*") if p.is_file()})
-    files.update({rel: content.encode() for rel, content in generated_workload_files(name).items()})
+    files.update({rel: content.encode() for rel, content in generated_workload_files(w).items()})
     for rel, data in sorted(files.items()):
         dest = staging / rel
         dest.parent.mkdir(parents=True, exist_ok=True)

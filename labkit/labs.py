@@ -26,6 +26,16 @@ if TYPE_CHECKING:
 
 _ID_RE = re.compile(r"[a-z][a-z0-9-]*")
 _FILE_RE = re.compile(r"(\d+)-([a-z][a-z0-9-]*)\.toml")
+HOST = "host"  # a command for labkit itself, not for a node: `labkit node stop worker2`
+_HOST_RE = re.compile(r"labkit node (stop|start|disconnect|connect) ((?:manager|worker)[1-9][0-9]*)")
+
+
+def host_action(run: str) -> tuple[str, str]:
+    """`labkit node stop worker2` -> ('stop', 'worker2'): the only commands a step may give labkit itself."""
+    m = _HOST_RE.fullmatch(run.strip())
+    if not m:
+        raise LabDefinitionError(f"a host command is `labkit node stop|start|disconnect|connect NODE`, not {run!r}")
+    return m.group(1), m.group(2)
 
 
 @dataclass(frozen=True)
@@ -184,7 +194,13 @@ def _commands(raw: Any, default_node: str, where: str, required: bool = False) -
             command = Command(default_node, item)
         elif (isinstance(item, dict) and set(item) <= {"node", "run", "varies", "fails", "own_cell"}
               and isinstance(item.get("run"), str)):
-            command = Command(_node(str(item.get("node", default_node)), where), item["run"],
+            node = str(item.get("node", default_node))
+            if node == HOST:
+                try:
+                    host_action(item["run"])
+                except LabDefinitionError as exc:
+                    raise LabDefinitionError(f"{where}: {exc}") from None
+            command = Command(node if node == HOST else _node(node, where), item["run"],
                               bool(item.get("varies", False)), bool(item.get("fails", False)),
                               bool(item.get("own_cell", False)))
         else:

@@ -28,7 +28,8 @@ from labkit.runner import course, run_check
 from labkit.settings import settings
 from labkit.widgets import CheckWidget, ClusterMap, PredictWidget, result_text
 
-__all__ = ["check", "cluster_map", "lab", "load_ipython_extension", "predict", "status", "topology"]
+__all__ = ["check", "cluster_map", "lab", "load_ipython_extension", "node_connect", "node_disconnect", "node_start",
+           "node_stop", "predict", "status", "topology"]
 STRICT_ENV = "LABKIT_STRICT"  # set by the regression run: a failing step fails its cell
 COMMAND_TIMEOUT = 180
 
@@ -116,11 +117,32 @@ def predict(ref: str) -> PredictWidget:
     return PredictWidget(lab().lab, step)
 
 
-def cluster_map(live_for: float = 600.0) -> ClusterMap:
-    """Nodes and their tasks, coloured by state; redraws every second for LIVE_FOR seconds."""
+def cluster_map(live_for: float = 600.0, controls: bool = True) -> ClusterMap:
+    """Nodes and their tasks, coloured by state; redraws every second for LIVE_FOR seconds.
+    CONTROLS: small buttons per node to stop/start it and disconnect/connect it."""
     if settings().strict:
         live_for = 0  # a headless run records one still picture
-    return ClusterMap(lab(), live_for=live_for)
+    return ClusterMap(lab(), live_for=live_for, controls=controls)
+
+
+def node_stop(name: str) -> None:
+    """Power node NAME off abruptly, like pulling the plug (`labkit node stop`)."""
+    print(lab().backend.power(name, False, lambda _: None))
+
+
+def node_start(name: str) -> None:
+    """Power node NAME on again; returns when its engine answers (`labkit node start`)."""
+    print(lab().backend.power(name, True, lambda _: None))
+
+
+def node_disconnect(name: str) -> None:
+    """Cut node NAME off the lab network; its engine keeps running (`labkit node disconnect`)."""
+    print(lab().backend.partition(name, False, lambda _: None))
+
+
+def node_connect(name: str) -> None:
+    """Reconnect node NAME to the lab network with its own address (`labkit node connect`)."""
+    print(lab().backend.partition(name, True, lambda _: None))
 
 
 def topology() -> diagrams.Drawing:
@@ -132,7 +154,8 @@ def topology() -> diagrams.Drawing:
 def status() -> None:
     """Print each node: role, engine, swarm state, address."""
     for s in lab().status():
-        print(f"{s.name:10} {s.role:8} engine {s.engine:10} swarm {s.swarm:9} {s.address}")
+        cut = "  (disconnected from the lab network)" if s.network == "disconnected" else ""
+        print(f"{s.name:10} {s.role:8} engine {s.engine:10} swarm {s.swarm:9} {s.address}{cut}")
 
 
 def _one_line_error(shell: Any, etype: type, evalue: BaseException, tb: Any, tb_offset: Any = None) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 from nbformat.notebooknode import NotebookNode
 
-from labkit.labs import Command, Lab, Step
+from labkit.labs import HOST, Command, Lab, Step, host_action
 from labkit.runner import course
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -26,7 +26,11 @@ IGNORE = "nbval-ignore-output"
 # Drawings: the architecture after the step that changes it; the live task map *before* the commands of a
 # step that moves tasks, so the learner watches the change happen (it redraws every second).
 AFTER = {"swarm-init:init": "topology()", "nodes:join": "topology()"}
-LIVE_BEFORE = {"first-service:create", "scale:replicas", "self-heal:kill", "cleanup:rm"}
+LIVE_BEFORE = {"first-service:create", "scale:replicas", "self-heal:kill", "cleanup:rm", "placement:labels",
+               "rolling-update:stop-first", "rolling-update:start-first", "rolling-update:rollback",
+               "node-failure:power-off", "node-failure:partition", "healthcheck:auto-rollback", "healthcheck:sick-task",
+               "rolling-update:blue-green", "placement:scale-in",
+               "placement:drain", "placement:rebalance", "placement:join-later"}
 WHY = "00-why-orchestration.ipynb"
 
 
@@ -49,8 +53,18 @@ def _node_cells(commands: tuple[Command, ...]) -> list[NotebookNode]:
         if any(c.fails for c in group) and len(group) > 1:
             i = groups.index(group)
             groups[i:i + 1] = [[c] for c in group]
-    return [_code(f"%%node {g[0].node}{' --expect-failure' if g[0].fails else ''}\n" + "\n".join(c.run for c in g),
+    return [_host_cell(g) if g[0].node == HOST else
+            _code(f"%%node {g[0].node}{' --expect-failure' if g[0].fails else ''}\n" + "\n".join(c.run for c in g),
                   any(c.varies for c in g)) for g in groups]
+
+
+def _host_cell(commands: list[Command]) -> NotebookNode:
+    """`labkit node stop worker2` in a notebook: node_stop("worker2") (the same thing, from Python)."""
+    lines = []
+    for c in commands:
+        action, node = host_action(c.run)
+        lines.append(f'node_{action}("{node}")  # in a terminal: {c.run}')
+    return _code("\n".join(lines), any(c.varies for c in commands))
 
 
 def _step_cells(index: int, step: Step) -> list[NotebookNode]:
@@ -85,7 +99,9 @@ def build(lab: Lab, following: Lab | None) -> NotebookNode:
               "Run the cells in order. A `%%node NAME` cell runs its commands on that node; "
               "`{...}` fields are filled in from your cluster. Each check tells you what labkit saw.")
     nb.cells = [nbformat.v4.new_markdown_cell(header),
-                _code("%load_ext labkit.nb\nfrom labkit.nb import check, cluster_map, predict, topology")]
+                _code("%load_ext labkit.nb\nfrom labkit.nb import check, cluster_map, predict, topology"
+                      + (", node_connect, node_disconnect, node_start, node_stop"
+                         if any(c.node == HOST for s in lab.steps for c in s.commands) else ""))]
     for i, step in enumerate(lab.steps, 1):
         nb.cells.extend(_step_cells(i, step))
     if lab.learned:

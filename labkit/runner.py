@@ -10,7 +10,7 @@ from labkit.checks import ANSWERS, CHECKS, Context, Result
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError, NodeDown, SolutionFailed
 from labkit.fields import render
-from labkit.labs import Command, Lab, Step, all_steps, load_labs
+from labkit.labs import HOST, Command, Lab, Step, all_steps, host_action, load_labs
 from labkit.progress import Progress, log_exception
 from labkit.report import Report
 from labkit.topology import Topology
@@ -60,7 +60,7 @@ def _one_check(cluster: Cluster, step: Step, answer: str | None) -> Result:
     except LabkitError as exc:
         return Result(False, str(exc), hint="`labkit status` shows whether the lab runs; `labkit up` starts it.")
     except Exception as exc:  # a check must never show a learner a traceback
-        fault = _first_fault(cluster)
+        fault = _first_fault(cluster, _expected_down(step))
         if fault is not None:
             return _node_down(cluster, fault)
         log = log_exception(f"check {step.ref}", exc)
@@ -69,15 +69,21 @@ def _one_check(cluster: Cluster, step: Step, answer: str | None) -> Result:
                       f"If it persists, `labkit reset {step.ref}` rewinds to the start of this step "
                       f"(details for a bug report: {log}).")
     if not result.passed:
-        fault = _first_fault(cluster)
+        fault = _first_fault(cluster, _expected_down(step))
         if fault is not None:
             return _node_down(cluster, fault)
     return result
 
 
-def _first_fault(cluster: Cluster) -> NodeDown | None:
+def _expected_down(step: Step) -> set[str]:
+    """Nodes a step takes down on purpose (its `nodes_down` param): their state is what it checks."""
+    return set(step.params.get("nodes_down", []))
+
+
+def _first_fault(cluster: Cluster, expected: set[str] = frozenset()) -> NodeDown | None:  # type: ignore[assignment]
     try:
-        return next((f for f in (n.fault() for n in cluster.nodes) if f is not None), None)
+        faults = (n.fault() for n in cluster.nodes if n.name not in expected)
+        return next((f for f in faults if f is not None), None)
     except Exception:  # the backend itself cannot list its nodes: nothing more to say than the check did
         return None
 
@@ -123,7 +129,21 @@ def _answer(cluster: Cluster, step: Step, progress: Progress) -> tuple[Result, s
         time.sleep(POLL)
 
 
+def host_command(cluster: Cluster, run: str, report: Report) -> None:
+    """Carry out `labkit node stop|start|disconnect|connect NODE` on CLUSTER's backend."""
+    action, node = host_action(run)
+    backend = cluster.backend
+    if action in ("stop", "start"):
+        backend.power(node, action == "start", report)
+    else:
+        backend.partition(node, action == "connect", report)
+
+
 def _run(cluster: Cluster, step: Step, command: Command, report: Report) -> None:
+    if command.node == HOST:
+        report(f"$ {command.run}")
+        host_command(cluster, command.run, report)
+        return
     text = render(command.run, cluster, command.node)
     report(f"{command.node}$ {text}")
     result = cluster[command.node].run(text)

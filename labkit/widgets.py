@@ -147,24 +147,94 @@ class PredictWidget(w.VBox):  # type: ignore[misc]
         return bundle
 
 
-class ClusterMap(w.HTML):  # type: ignore[misc]
-    """Nodes and the tasks on them, coloured by state, redrawn every second while it is live."""
+class ClusterMap(w.VBox):  # type: ignore[misc]
+    """Nodes and the tasks on them, coloured by state, redrawn every second while it is live.
 
-    def __init__(self, cluster: Cluster, live_for: float = 600.0, interval: float = 1.0) -> None:
-        super().__init__()
+    With CONTROLS, each node gets two small buttons under the map: stop/start (power) and
+    disconnect/connect (the lab network). They call the backend's own ``power``/``partition``, as
+    `labkit node ...` does; whatever they say, success or failure, is shown in the widget, never raised."""
+
+    def __init__(self, cluster: Cluster, live_for: float = 600.0, interval: float = 1.0,
+                 controls: bool = True) -> None:
         self.cluster = cluster
+        self.picture = w.HTML()
+        self.message = w.HTML()
+        self.buttons: dict[str, tuple[w.Button, w.Button]] = {}
         self._stop = threading.Event()
+        self.nodes: list[diagrams.NodeView] = []
         self.redraw()
+        rows: list[w.Widget] = [self.picture]
+        if controls:
+            rows += [self._controls(), self.message]
+        super().__init__(rows)
         if live_for > 0:
             threading.Thread(target=self._loop, args=(live_for, interval), daemon=True).start()
+
+    @property
+    def value(self) -> str:
+        """The map as drawn now (SVG, or a line saying why it cannot be read)."""
+        return str(self.picture.value)
 
     def redraw(self) -> None:
         try:
             self.nodes = diagrams.snapshot(self.cluster)
-            self.value = diagrams.tasks_svg(self.nodes)
+            self.picture.value = diagrams.tasks_svg(self.nodes)
         except Exception as exc:  # a map that cannot read the cluster says so and keeps trying
             self.nodes = []
-            self.value = f"<i>cluster map: cannot read the cluster ({escape(str(exc)[:120])})</i>"
+            self.picture.value = f"<i>cluster map: cannot read the cluster ({escape(str(exc)[:120])})</i>"
+
+    # ------------------------------------------------------------ per-node buttons
+
+    def _controls(self) -> w.Widget:
+        try:
+            names = [n.name for n in self.cluster.nodes]
+        except Exception as exc:
+            self.message.value = f"<span style='color:#d64541'>✘ {escape(str(exc))}</span>"
+            return w.HBox([])
+        small = {"layout": w.Layout(width="auto"), "style": {"font_size": "11px"}}
+        rows = []
+        for name in names:
+            power, network = w.Button(**small), w.Button(**small)
+            power.on_click(lambda _, n=name: self.act(n, "power"))
+            network.on_click(lambda _, n=name: self.act(n, "network"))
+            self.buttons[name] = (power, network)
+            self._label(name)
+            label = w.HTML(f"<code>{escape(name)}</code>", layout=w.Layout(width="80px"))
+            rows.append(w.HBox([label, power, network], layout=w.Layout(margin="0 18px 2px 0")))
+        return w.HBox(rows, layout=w.Layout(flex_flow="row wrap"))
+
+    def _label(self, name: str) -> None:
+        """Each button offers the opposite of the node's state now (start when it is off, ...)."""
+        power, network = self.buttons[name]
+        try:
+            node = self.cluster[name]
+            off = node.container_state() not in ("running", "paused", "restarting")
+            cut = node.network_state() == "disconnected"
+        except Exception:  # unknown state: offer the failure; the backend's answer is shown either way
+            off, cut = False, False
+        power.description, power.icon = ("start", "play") if off else ("stop", "power-off")
+        network.description, network.icon = ("connect", "plug") if cut else ("disconnect", "unlink")
+
+    def act(self, name: str, what: str) -> None:
+        """Press NAME's power or network button: one backend call, its line (or error) shown below the map."""
+        power, network = self.buttons[name]
+        button = power if what == "power" else network
+        verb = button.description
+        button.disabled = True
+        self.message.value = f"<i>{escape(verb)} {escape(name)}…</i>"
+        try:
+            backend = self.cluster.backend
+            if what == "power":
+                line = backend.power(name, verb == "start", lambda _: None)
+            else:
+                line = backend.partition(name, verb == "connect", lambda _: None)
+            self.message.value = f"<span>{inline_md(line)}</span>"
+        except Exception as exc:  # a button never raises into the void
+            self.message.value = f"<span style='color:#d64541'>✘ {inline_md(str(exc))}</span>"
+        finally:
+            button.disabled = False
+            self._label(name)
+        self.redraw()
 
     def _loop(self, live_for: float, interval: float) -> None:
         deadline = time.monotonic() + live_for

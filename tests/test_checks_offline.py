@@ -677,19 +677,19 @@ def test_self_heal_prediction_the_same_one_is_explained():
 
 
 def test_service_removed_not_initialised():
-    failed(run_check("service_removed", FakeLab()), "Swarm mode is not active on manager1 yet")
+    failed(run_check("service_removed", FakeLab(), in_lab="cleanup"), "Swarm mode is not active on manager1 yet")
 
 
 def test_service_removed_still_there():
     lab, _ = three_pingers()
-    failed(run_check("service_removed", lab), "Service pinger is still there.",
+    failed(run_check("service_removed", lab, in_lab="cleanup"), "Service pinger is still there.",
            hint="On manager1: `docker service rm pinger`.")
 
 
 def test_service_removed_containers_stopping_is_pending():
     lab, pinger = three_pingers()
     lab.remove_service(pinger, stopping=True)
-    result = run_check("service_removed", lab)
+    result = run_check("service_removed", lab, in_lab="cleanup")
     failed(result, "The service is gone; its containers are still stopping.", pending=True)
     assert len(result.evidence) == 3 and result.evidence[0].startswith("manager1: pinger.1.")
 
@@ -699,14 +699,14 @@ def test_service_removed_sees_stopped_task_containers_too():
     lab.remove_service(pinger, stopping=True)
     for container in lab["worker1"].engine.containers:
         container.status = "exited"
-    assert len(run_check("service_removed", lab).evidence) == 3
+    assert len(run_check("service_removed", lab, in_lab="cleanup").evidence) == 3
 
 
 def test_service_removed_passes():
     lab, pinger = three_pingers()
     lab.run_container("worker1", ["ping", "manager1"])  # not a task: the step does not care
     lab.remove_service(pinger)
-    result = run_check("service_removed", lab)
+    result = run_check("service_removed", lab, in_lab="cleanup")
     passed(result, "No service is left, and no task container remains on any node.")
     assert result.evidence == ("docker service ls: empty", "checked 3 nodes")
 
@@ -933,7 +933,7 @@ def test_raft_encrypted_tokens_in_clear_text():
 NEEDS_A_SWARM = [("leader_answer", None), ("workers_joined", None), ("worker_view_answer", None),
                  ("ping_service", "first-service"), ("ping_service", "scale"), ("task_node_answer", None),
                  ("manager_runs_tasks", None), ("scale_prediction", None), ("self_healed", None),
-                 ("self_heal_prediction", None), ("service_removed", None), ("cleanup_prediction", None),
+                 ("self_heal_prediction", None), ("service_removed", "cleanup"), ("cleanup_prediction", None),
                  ("root_ca", None), ("node_certificate", None), ("cert_days", None), ("join_tokens", None),
                  ("raft_encrypted", None)]
 
@@ -1010,9 +1010,11 @@ def test_the_fake_engines_tell_labkit_their_swarm_state():
 
 
 def test_every_check_and_answer_is_driven_here():
-    """Each registered check runs in a test above through `run_check("name", ...)`, each answer through
-    `answer_of("name", ...)` (read from this file, so it holds whatever tests are selected)."""
-    calls = [n for n in ast.walk(ast.parse(Path(__file__).read_text())) if isinstance(n, ast.Call)
+    """Each registered check runs in a test through `run_check("name", ...)`, each answer through
+    `answer_of("name", ...)`, in this file or another offline check file (tests/test_checks_*offline.py,
+    which import these helpers); read from the files, so it holds whatever tests are selected."""
+    files = sorted(Path(__file__).parent.glob("test_checks*offline.py"))
+    calls = [n for f in files for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.Call)
              and isinstance(n.func, ast.Name) and n.args and isinstance(n.args[0], ast.Constant)]
     driven = {c.args[0].value for c in calls if c.func.id == "run_check"}  # type: ignore[attr-defined]
     answered = {c.args[0].value for c in calls if c.func.id == "answer_of"}  # type: ignore[attr-defined]

@@ -19,18 +19,21 @@ from labkit.checks.base import judge_answer, normalise
 from labkit.errors import InvalidInput, LabkitError
 from labkit.fields import fields_in, problem, render
 from labkit.labs import (
+    HOST,
     Command,
     LabDefinitionError,
     Step,
     all_steps,
     find,
+    host_action,
     load_lab,
 )
 from labkit.progress import Progress
 from labkit.runner import course
 from labkit.topology import parse_node_name
 
-COURSE = ["swarm-init", "nodes", "first-service", "scale", "self-heal", "cleanup"]
+COURSE = ["swarm-init", "nodes", "first-service", "scale", "self-heal", "cleanup", "rolling-update", "healthcheck",
+          "placement", "networks", "node-failure"]
 
 STEP_OK = """
 [[steps]]
@@ -165,7 +168,17 @@ def test_real_template_fields_are_ones_the_loader_accepts(labs):
 def test_real_command_nodes_are_node_names(labs):
     for step in all_steps(labs):
         for command in (*step.commands, *step.solution):
-            assert parse_node_name(command.node).name == command.node
+            if command.node == HOST:  # labkit itself: only `labkit node stop|start|disconnect|connect NODE`
+                assert parse_node_name(host_action(command.run)[1])
+            else:
+                assert parse_node_name(command.node).name == command.node
+
+
+def test_a_host_command_is_only_a_node_failure_command(tmp_path):
+    ok = load_text(tmp_path, lab_text(step_text(commands='[{ node = "host", run = "labkit node stop worker2" }]')))
+    assert ok.steps[0].commands[0].node == HOST
+    message = load_error(tmp_path, lab_text(step_text(commands='[{ node = "host", run = "rm -rf /" }]')))
+    assert "a host command is `labkit node stop|start|disconnect|connect NODE`" in message
 
 
 # --- 2. malformed definitions ----------------------------------------------

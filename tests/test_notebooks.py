@@ -31,7 +31,7 @@ def nbval(paths: list[Path], state_dir: Path) -> subprocess.CompletedProcess[str
     env = {**os.environ, "LABKIT_LAB": NB_LAB, "LABKIT_STRICT": "1", "LABKIT_STATE_DIR": str(state_dir)}
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
             "--nbval-sanitize-with", str(SANITIZE), "-q", "--rootdir", str(paths[0].parent), *map(str, paths)]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=1200, env=env, cwd=paths[0].parent)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=2400, env=env, cwd=paths[0].parent)
 
 
 @pytest.fixture(scope="module")

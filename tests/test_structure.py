@@ -27,7 +27,8 @@ LAYERS: list[set[str]] = [
     {"backends", "backends.base", "backends.dind", "backends.vagrant"},
     {"cluster"},
     {"labs", "fields"},
-    {"checks", "checks.base", "checks.pki", "checks.services", "checks.swarm", "diagrams"},
+    {"checks", "checks.base", "checks.pki", "checks.placement", "checks.services", "checks.swarm",
+     "checks.updates", "checks.failures", "checks.networks", "checks.health", "diagrams"},
     {"runner"},
     {"cli", "nb", "widgets", "notebook_build", "doctor", "__main__", ""},
 ]

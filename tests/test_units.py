@@ -450,7 +450,16 @@ IMAGE_RECIPE_FILES = [
     "workloads/nginx/etc/passwd",
     "workloads/nginx/etc/group",
     "workloads/nginx/etc/nginx/nginx.conf",
+    "workloads/nginx/etc/nginx/labkit/version.conf",
+    "workloads/nginx/etc/nginx/labkit/health.conf",
     "workloads/nginx/usr/share/nginx/html/index.html",
+    "workloads/nginx-1.24/etc/nginx/labkit/version.conf",
+    "workloads/nginx-1.24/usr/share/nginx/html/index.html",
+    "workloads/nginx-1.25/etc/nginx/labkit/version.conf",
+    "workloads/nginx-1.25/usr/share/nginx/html/index.html",
+    "workloads/nginx-1.26-broken/etc/nginx/labkit/version.conf",
+    "workloads/nginx-1.26-broken/etc/nginx/labkit/health.conf",
+    "workloads/nginx-1.26-broken/usr/share/nginx/html/index.html",
 ]
 
 
@@ -499,7 +508,27 @@ def test_recipe_hash_ignores_files_that_are_not_part_of_the_images(recipes):
 
 def test_every_workload_tree_belongs_to_a_workload():
     trees = {p.name for p in (images.RECIPES / images.WORKLOAD_TREES).iterdir()}
-    assert trees <= {"common"} | {w.name for w in images.WORKLOADS}
+    assert trees <= {t for w in images.WORKLOADS for t in w.trees}
+
+
+def test_the_lab_images_are_published_under_the_tags_learners_type():
+    refs = [w.ref for w in images.WORKLOADS]
+    assert refs == ["alpine:latest", "nginx:latest", "nginx:1.24", "nginx:1.25", "nginx:1.26-broken"]
+    w = images.workload("nginx:1.25")
+    assert (w.image, w.repository, w.tag) == ("labkit/nginx:1.25", "library/nginx", "1.25")
+    assert images.workload("nginx") is images.workload("nginx:latest")
+    assert images.workload("nginx").image == "labkit/nginx:latest"
+    with pytest.raises(InvalidInput, match=r"nginx:1\.25"):
+        images.workload("nginx:9.9")
+
+
+def test_every_nginx_tag_runs_the_same_binary_with_the_headers_more_module():
+    nginx = [w for w in images.WORKLOADS if w.name == "nginx"]
+    assert {(w.binaries, w.files, w.changes) for w in nginx} == {(nginx[0].binaries, nginx[0].files, nginx[0].changes)}
+    module = "/usr/lib/nginx/modules/ngx_http_headers_more_filter_module.so"
+    assert module in nginx[0].binaries and "/bin/busybox" in nginx[0].binaries  # busybox wget: health checks
+    assert f"load_module {module};" in (images.RECIPES / "workloads/nginx/etc/nginx/nginx.conf").read_text()
+    assert "libnginx-mod-http-headers-more-filter" in images.node_packages()
 
 
 def _laid(root: Path) -> dict[str, str]:
@@ -516,6 +545,60 @@ def test_assemble_lays_the_nginx_page_and_config_where_nginx_reads_them(tmp_path
     assert "www-data:x:33:" in files["etc/group"] and "nogroup:x:65534:" in files["etc/group"]
     assert files["etc/nsswitch.conf"] == (images.RECIPES / "workloads/common/etc/nsswitch.conf").read_text()
     assert 'NAME="labkit nginx"' in files["etc/os-release"]
+    # latest names Debian's real version and keeps nginx's own Server header
+    assert 'set $labkit_version "nginx/$nginx_version";' in files["etc/nginx/labkit/version.conf"]
+    assert "more_set_headers" not in files["etc/nginx/labkit/version.conf"]
+
+
+def _nginx_conf(files: dict[str, str]) -> str:
+    """nginx.conf with its includes of etc/nginx/labkit/ inlined, as nginx reads it."""
+    conf = files["etc/nginx/nginx.conf"]
+    for rel in ("labkit/version.conf", "labkit/health.conf"):
+        assert f"include /etc/nginx/{rel};" in conf
+        conf = conf.replace(f"include /etc/nginx/{rel};", files[f"etc/nginx/{rel}"])
+    return conf
+
+
+@pytest.mark.parametrize("tag", ["latest", "1.24", "1.25", "1.26-broken"])
+def test_every_nginx_tag_answers_whoami_and_health(tmp_path, tag):
+    images.lay_workload_files(tmp_path, f"nginx:{tag}")
+    conf = _nginx_conf(_laid(tmp_path))
+    whoami = conf.split("location = /whoami {", 1)[1].split("}", 1)[0]
+    assert 'return 200 "$hostname $labkit_version\\n";' in whoami and "default_type text/plain;" in whoami
+    health = conf.split("location = /health {", 1)[1].split("}", 1)[0]
+    if tag.endswith("-broken"):
+        assert "return 500 " in health
+    else:
+        assert 'return 200 "ok\\n";' in health
+
+
+@pytest.mark.parametrize("tag", ["1.24", "1.25", "1.26-broken"])
+def test_versioned_nginx_tags_name_their_version_in_page_header_and_whoami(tmp_path, tag):
+    version = tag.removesuffix("-broken")
+    images.lay_workload_files(tmp_path, f"nginx:{tag}")
+    files = _laid(tmp_path)
+    page = files["usr/share/nginx/html/index.html"]
+    assert "<h1>Welcome to nginx!</h1>" in page and f"nginx {version}" in page
+    conf = _nginx_conf(files)
+    assert f'more_set_headers "Server: nginx/{version}";' in conf
+    assert f'set $labkit_version "nginx/{version}";' in conf
+    others = {"1.24", "1.25", "1.26"} - {version}
+    assert not any(f"nginx {v}" in page or f"nginx/{v}" in conf for v in others)
+    assert f'VERSION_ID="{tag}"' in files["etc/os-release"]
+    assert f"labkit stand-in for nginx:{tag}" in files["etc/os-release"]
+
+
+def test_only_the_broken_nginx_tag_fails_its_health_check(tmp_path):
+    laid = {}
+    for tag in ("1.25", "1.26-broken"):
+        images.lay_workload_files(tmp_path / tag, f"nginx:{tag}")
+        laid[tag] = _laid(tmp_path / tag)
+    assert "return 500" in laid["1.26-broken"]["etc/nginx/labkit/health.conf"]
+    assert "return 500" not in laid["1.25"]["etc/nginx/labkit/health.conf"]
+    # everything else 1.26-broken serves is 1.25's, with its own version number
+    same = {rel for rel in laid["1.25"] if rel not in ("etc/nginx/labkit/health.conf", "etc/os-release")}
+    for rel in same:
+        assert laid["1.26-broken"][rel].replace("1.26-broken", "1.26") == laid["1.25"][rel].replace("1.25", "1.26"), rel
 
 
 def test_assemble_gives_alpine_the_common_workload_files_only(tmp_path):

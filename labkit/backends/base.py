@@ -16,7 +16,7 @@ import docker
 import testinfra
 import testinfra.host
 
-from labkit.errors import NodeDown, NodeNotFound
+from labkit.errors import BackendError, NodeDown, NodeNotFound
 from labkit.report import Finding, Report
 from labkit.swarm import swarm_state
 from labkit.topology import Topology
@@ -46,6 +46,7 @@ class NodeStatus:
     engine: str  # answering | not answering | stopped | paused | missing | restarting
     swarm: str  # inactive | leader | manager | worker | pending | error | -
     address: str
+    network: str = "connected"  # connected | disconnected (cut off from the lab network) | - (no node)
 
 
 class Node(ABC):
@@ -99,16 +100,24 @@ class Node(ABC):
             return STATE_WORDS.get(state, state)
         return "running" if self.engine_answers() else "not answering"
 
+    def network_state(self) -> str:
+        """'connected', or 'disconnected' while the node is cut off from the lab network (a partition);
+        '-' when nothing hosts the node. A backend that cannot cut nodes off always says 'connected'."""
+        return "connected"
+
     def fault(self) -> NodeDown | None:
         """Why this node cannot take part right now, or None when its engine answers."""
         health = self.health()
         return None if health == "running" else NodeDown(self.name, health, self.lab)
 
     def status(self) -> NodeStatus:
+        """What `labkit status` shows. A disconnected node's engine still answers: a partition is a
+        state to observe, not a fault, so its swarm state is read as usual."""
         health = self.health()
+        network = self.network_state()
         if health != "running":
-            return NodeStatus(self.name, self.role, health, "-", self.address)
-        return NodeStatus(self.name, self.role, "answering", swarm_state(self.docker), self.address)
+            return NodeStatus(self.name, self.role, health, "-", self.address, network)
+        return NodeStatus(self.name, self.role, "answering", swarm_state(self.docker), self.address, network)
 
 
 class Backend(ABC):
@@ -146,6 +155,46 @@ class Backend(ABC):
     def findings(self) -> list[Finding]:
         """What `labkit doctor` should say about this backend on this machine."""
         return []
+
+    # Failing a node on purpose (the node-failure lab). Each returns one line saying the node's new state,
+    # and is idempotent: asking for the state a node is already in changes nothing and says so.
+    # REPORT is for progress of slow steps (a backend that has none need not call it).
+
+    def power(self, node: str, on: bool, report: Report) -> str:
+        """Power NODE off (abruptly, like pulling the plug) or on again (returning once its engine answers)."""
+        raise BackendError(
+            f"The {self.name} backend cannot power a node {'on' if on else 'off'} yet: "
+            "only the default backend (dind) can so far."
+        )
+
+    def partition(self, node: str, connected: bool, report: Report) -> str:
+        """Cut NODE off the lab network (its engine keeps running), or reconnect it with its own address."""
+        raise BackendError(
+            f"The {self.name} backend cannot {'reconnect' if connected else 'disconnect'} a node yet: "
+            "only the default backend (dind) can so far."
+        )
+
+
+def failure_line(node: str, action: str, changed: bool, lab: str = "lab", address: str = "") -> str:
+    """The one line `labkit node ACTION NODE` (and the notebook's buttons) say: what NODE is now,
+    and the command that undoes it. ACTION: stop, start, disconnect or connect."""
+    flag = "" if lab == "lab" else f" --lab {lab}"
+    lines = {
+        ("stop", True): f"{node} is off: its container was killed, like pulling the plug. "
+                        f"`labkit node start {node}{flag}` powers it on.",
+        ("stop", False): f"{node} was already off. `labkit node start {node}{flag}` powers it on.",
+        ("start", True): f"{node} is on again and its engine answers.",
+        ("start", False): f"{node} was already on and its engine answers.",
+        ("disconnect", True): f"{node} is cut off from the lab network; its engine keeps running. "
+                              f"`labkit node connect {node}{flag}` reconnects it.",
+        ("disconnect", False): f"{node} was already cut off from the lab network. "
+                               f"`labkit node connect {node}{flag}` reconnects it.",
+        ("connect", True): f"{node} is back on the lab network at {address}.",
+        ("connect", False): f"{node} was already on the lab network, at {address}.",
+    }
+    if (action, changed) not in lines:
+        raise ValueError(f"unknown node action {action!r}")
+    return lines[action, changed]
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

@@ -22,7 +22,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from labkit import engine, hub, images
-from labkit.backends.base import STATE_WORDS, Backend, Node, RunResult, sorted_nodes, wait_for
+from labkit.backends.base import STATE_WORDS, Backend, Node, RunResult, failure_line, sorted_nodes, wait_for
 from labkit.errors import BackendError, InvalidInput, LabkitError, NodeDown, NotPermitted
 from labkit.kernel import kernel_findings
 from labkit.report import Finding, Report
@@ -114,6 +114,13 @@ class DindNode(Node):
             return str(self._host.containers.get(self.container_name).status)
         except docker.errors.NotFound:
             return "missing"
+
+    def network_state(self) -> str:
+        try:
+            container = self._host.containers.get(self.container_name)
+        except docker.errors.NotFound:
+            return "-"
+        return "connected" if _attached(container, Names(self.lab).network) else "disconnected"
 
 
 class DindBackend(Backend):
@@ -213,7 +220,7 @@ class DindBackend(Backend):
             Finding(
                 "images",
                 "ok" if current else "warn",
-                "node, alpine and nginx images are current"
+                "node, alpine and nginx (latest, 1.24, 1.25, 1.26-broken) images are current"
                 if current
                 else "not built yet (or their recipe changed): `labkit up` builds them (about a minute)",
             )
@@ -235,6 +242,78 @@ class DindBackend(Backend):
                 )
             )
         return found
+
+    # ----------------------------------------------------------------- failing nodes on purpose
+
+    def _node_container(self, name: str) -> tuple[DindNode, Container]:
+        node = self.node(name)  # an unknown name is a clear error
+        assert isinstance(node, DindNode)
+        try:
+            return node, self.host.containers.get(node.container_name)
+        except docker.errors.NotFound:
+            raise NodeDown(name, "missing", self.lab) from None
+
+    def power(self, node: str, on: bool, report: Report) -> str:
+        """Off: the node's container is killed (SIGKILL, no stop timeout), like pulling a machine's plug:
+        its dockerd gets no chance to shut down cleanly, so the swarm learns of it only when heartbeats
+        stop. On: the container is started (or unpaused) and this returns once its engine answers."""
+        target, container = self._node_container(node)
+        if on:
+            changed = container.status != "running"
+            if container.status == "paused":
+                container.unpause()
+            elif container.status != "running":
+                if not _attached(container, self.names.network):
+                    flag = "" if self.lab == "lab" else f" --lab {self.lab}"
+                    raise BackendError(
+                        f"{node} is also cut off from the lab network, and a swarm node's engine cannot start "
+                        f"without one. Reconnect it first: `labkit node connect {node}{flag}` (or `labkit up{flag}`)."
+                    )
+                container.start()
+            self._wait_engine(target, container)
+            return failure_line(node, "start", changed, self.lab)
+        changed = container.status in ("running", "paused", "restarting")
+        if changed:
+            if container.status == "paused":
+                container.unpause()  # a frozen process cannot die until it is thawed
+            try:
+                container.kill()
+            except docker.errors.APIError:
+                container.reload()
+                if container.status == "running":
+                    raise
+            wait_for(lambda: _reloaded(container).status != "running", 10, 0.05)
+        return failure_line(node, "stop", changed, self.lab)
+
+    def _wait_engine(self, node: DindNode, container: Container) -> None:
+        """Until NODE's engine answers; an engine that exits instead is said at once, with its last words."""
+        wait_for(lambda: node.engine_answers() or _reloaded(container).status != "running", ENGINE_TIMEOUT, 0.05)
+        if not node.engine_answers():
+            logs = container.logs(tail=3).decode(errors="replace")
+            raise BackendError(
+                f"The engine of {node.name} did not come up ({STATE_WORDS.get(container.status, container.status)}). "
+                f"Last lines of its log:\n{logs}Run `labkit doctor`, then `labkit up`."
+            )
+
+    def partition(self, node: str, connected: bool, report: Report) -> str:
+        """Disconnect: the node's container leaves the lab network (its engine keeps running, reachable by
+        labkit through its socket, but no other node reaches it). Connect: it rejoins with the address and
+        name it had (the lab's address plan), as `labkit up` does for every disconnected node."""
+        _, container = self._node_container(node)
+        network, plan = self._network(), self._plan()
+        if network is None or plan is None:
+            raise BackendError(f"Lab '{self.lab}' has no lab network. `labkit up` recreates it.")
+        address = plan.node(parse_node_name(node))
+        attached = _attached(container, network.name)
+        if connected and not attached:
+            self._reconnect(network, container, plan)
+        elif not connected and attached:
+            network.disconnect(container)
+        return failure_line(node, "connect" if connected else "disconnect", attached != connected, self.lab, address)
+
+    def _reconnect(self, network: docker.models.networks.Network, container: Container, plan: AddressPlan) -> None:
+        spec = parse_node_name(container.labels[LABEL_NODE])
+        network.connect(container, ipv4_address=plan.node(spec), aliases=[spec.name])
 
     # ----------------------------------------------------------------- up
 
@@ -267,6 +346,12 @@ class DindBackend(Backend):
             report(f"Creating {', '.join(s.name for s in missing)} ({mode} mode)")
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda s: self._create_node(s, plan, hosts, mode), missing))
+            network = self._network()
+            cut = [c for c in self._containers("node") if network is not None and not _attached(c, network.name)]
+            if cut and network is not None:
+                report(f"Reconnecting {', '.join(sorted(c.labels[LABEL_NODE] for c in cut))} to the lab network")
+                for c in cut:
+                    self._reconnect(network, c, plan)
             stopped = [c for c in self._containers("node") if c.status not in ("running", "paused")]
             paused = [c for c in self._containers("node") if c.status == "paused"]
             if stopped or paused:
@@ -435,6 +520,16 @@ def _mounted_socket(c: Container) -> Path | None:
         if mount.get("Destination") == "/labkit" and mount.get("Source"):
             return Path(mount["Source"]) / "docker.sock"
     return None
+
+
+def _attached(c: Container, network: str) -> bool:
+    """Whether container C is on the network named NETWORK (kept while C is stopped, too)."""
+    return network in ((c.attrs.get("NetworkSettings") or {}).get("Networks") or {})
+
+
+def _reloaded(c: Container) -> Container:
+    c.reload()
+    return c
 
 
 def _remove_container(c: Container) -> None:

@@ -173,6 +173,9 @@ class VagrantNode(Node):
 
 
 class VagrantBackend(Backend):
+    """VMs from the project's Vagrantfile. Failing a node on purpose (`power`, `partition`: `labkit node
+    stop/start/disconnect/connect`) is not done here yet: the base's BackendError says so."""
+
     name = "vagrant"
 
     def __init__(self, lab: str, project: Path | None = None) -> None:

@@ -12,6 +12,6 @@ from __future__ import annotations
 from labkit.checks.base import ANSWERS, CHECKS, Context, Result
 
 # Importing the modules registers their checks.
-from labkit.checks import pki, services, swarm  # noqa: F401  isort: skip
+from labkit.checks import failures, health, networks, pki, placement, services, swarm, updates  # noqa: F401  isort: skip
 
 __all__ = ["ANSWERS", "CHECKS", "Context", "Result"]
