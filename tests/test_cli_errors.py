@@ -52,7 +52,7 @@ def test_a_clashing_container_is_reported_and_left_alone(host) -> None:
         stranger.reload()  # still there: labkit never removes what it did not create
         assert stranger.name == "ciclash-worker1"
     finally:
-        stranger.remove(force=True)
+        stranger.remove(force=True, v=True)  # its image declares a volume: no leftover
         labkit_cli("down", lab="ciclash")
 
 
