@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -74,6 +75,22 @@ class Context:
                       (f"{name}: Swarm: {state.get('LocalNodeState')}",),
                       hint=f"Run `docker swarm init` on {name} first (lab swarm-init, step init).")
 
+    def service(self, name: str) -> dict[str, Any] | None:
+        """The swarm service called NAME, as the first manager lists it (None when there is none)."""
+        return next((s for s in self.api.services() if s["Spec"]["Name"] == name), None)
+
+    def running_tasks(self, service: dict[str, Any]) -> list[dict[str, Any]]:
+        """SERVICE's tasks that are meant to run and do."""
+        tasks = self.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
+        return [t for t in tasks if t["Status"]["State"] == "running"]
+
+    def nodes_by_hostname(self) -> dict[str, dict[str, Any]]:
+        """Swarm nodes by hostname; where a host left and joined again, its newest entry."""
+        found: dict[str, dict[str, Any]] = {}
+        for n in sorted(self.api.nodes(), key=lambda n: timestamp(n.get("CreatedAt", "1970-01-01T00:00:00Z"))):
+            found[n["Description"]["Hostname"]] = n
+        return found
+
     def hostnames(self) -> dict[str, str]:
         """Swarm node id -> hostname, as the manager sees them."""
         return {n["ID"]: n["Description"]["Hostname"] for n in self.api.nodes()}
@@ -141,3 +158,13 @@ def judge_answer(ctx: Context, accepted: Iterable[str], evidence: Iterable[str] 
 def node_set(text: str) -> set[str]:
     """The lab node names in a free-text answer ('worker1 and worker2' -> {'worker1', 'worker2'})."""
     return set(re.findall(r"\b(?:manager|worker)[1-9][0-9]*\b", text.lower()))
+
+
+def timestamp(stamp: str) -> datetime:
+    """An engine timestamp ('2026-11-25T13:45:01.123456789Z') as a datetime."""
+    return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
+
+
+def image_of(spec: dict[str, Any]) -> str:
+    """A container spec's image as typed ('nginx:1.25'), without the digest Swarm pinned."""
+    return str(spec.get("Image", "")).split("@")[0]

@@ -3,30 +3,20 @@ the node back without its task, a partitioned node still running its old task be
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from labkit.checks.base import Context, Result, check, judge_answer
+from labkit.checks.base import Context, Result, check, judge_answer, timestamp
 from labkit.swarm import SERVICE_LABEL
 
 PINGER = "pinger"
 
 
-def _when(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
 
 
-def _service(ctx: Context) -> dict[str, Any] | None:
-    return next((s for s in ctx.api.services() if s["Spec"]["Name"] == PINGER), None)
 
 
-def _nodes(ctx: Context) -> dict[str, dict[str, Any]]:
-    return {n["Description"]["Hostname"]: n for n in ctx.api.nodes()}
 
 
-def _running(ctx: Context, service: dict[str, Any]) -> list[dict[str, Any]]:
-    tasks = ctx.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
-    return [t for t in tasks if t["Status"]["State"] == "running"]
 
 
 def _where(ctx: Context, tasks: list[dict[str, Any]]) -> list[str]:
@@ -37,7 +27,7 @@ def _where(ctx: Context, tasks: list[dict[str, Any]]) -> list[str]:
 def _pinger(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
     if not ctx.swarm_active():
         return None, ctx.not_initialised()
-    service = _service(ctx)
+    service = ctx.service(PINGER)
     if service is None:
         return None, Result(False, "There is no service called pinger yet.", hint=ctx.step.hints[0])
     return service, None
@@ -58,7 +48,7 @@ def spread_service(ctx: Context) -> Result:
     if replicas != 3:
         return Result(False, f"pinger asks for {replicas} replica(s); this lab uses 3.",
                       hint="`docker service update --replicas 3 pinger`.")
-    where = _where(ctx, _running(ctx, service))
+    where = _where(ctx, ctx.running_tasks(service))
     evidence = (f"pinger tasks on: {', '.join(where) or 'none'}",)
     if len(where) < 3 or len(set(where)) < 3:
         return Result(False, "pinger's tasks are starting.", evidence, pending=True, hint="Wait a moment.")
@@ -71,8 +61,8 @@ def _down_and_replaced(ctx: Context, node: str) -> tuple[Result, dict[str, Any] 
     if failure:
         return failure, None
     assert service is not None
-    nodes = _nodes(ctx)
-    running = _running(ctx, service)
+    nodes = ctx.nodes_by_hostname()
+    running = ctx.running_tasks(service)
     where = _where(ctx, running)
     evidence = [f"nodes: {_states(nodes)}", f"pinger tasks running on: {', '.join(where) or 'none'}"]
     state = nodes.get(node, {}).get("Status", {}).get("State")
@@ -88,9 +78,9 @@ def _down_and_replaced(ctx: Context, node: str) -> tuple[Result, dict[str, Any] 
     if len(running) < 3 or node in where:
         return Result(False, f"{node} is Down; the orchestrator is re-creating its task elsewhere.",
                       tuple(evidence), pending=True, hint="Watch the map."), None
-    down_at = _when(nodes[node]["UpdatedAt"])
-    replacement = max(running, key=lambda t: _when(t["Status"]["Timestamp"]))
-    started = _when(replacement["Status"]["Timestamp"])
+    down_at = timestamp(nodes[node]["UpdatedAt"])
+    replacement = max(running, key=lambda t: timestamp(t["Status"]["Timestamp"]))
+    started = timestamp(replacement["Status"]["Timestamp"])
     evidence.append(f"{node} marked Down at {down_at:%H:%M:%S}; its task re-created on "
                     f"{ctx.hostnames().get(replacement['NodeID'], '?')}, running at {started:%H:%M:%S} "
                     f"({max(0.0, (started - down_at).total_seconds()):.1f} s after)")
@@ -114,8 +104,8 @@ def node_back(ctx: Context) -> Result:
         return failure
     assert service is not None
     node = str(ctx.params.get("node", "worker2"))
-    nodes = _nodes(ctx)
-    where = _where(ctx, _running(ctx, service))
+    nodes = ctx.nodes_by_hostname()
+    where = _where(ctx, ctx.running_tasks(service))
     evidence = (f"nodes: {_states(nodes)}", f"pinger tasks running on: {', '.join(where)}",
                 "Swarm does not move running tasks to a node that comes back")
     if nodes.get(node, {}).get("Status", {}).get("State") != "ready":
@@ -158,7 +148,7 @@ def partition_healed(ctx: Context) -> Result:
     if failure:
         return failure
     node = str(ctx.params.get("node", "worker1"))
-    nodes = _nodes(ctx)
+    nodes = ctx.nodes_by_hostname()
     copies = _copies(ctx)
     evidence = (f"nodes: {_states(nodes)}",
                 "containers of pinger: " + ", ".join(f"{n} {c}" for n, c in sorted(copies.items())))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labkit.checks.base import Context, Result, check, judge_answer
+from labkit.checks.base import Context, Result, check, image_of, judge_answer
 from labkit.swarm import SERVICE_LABEL
 
 WEB = "web"
@@ -14,14 +14,12 @@ WEB = "web"
 def _web(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
     if not ctx.swarm_active():
         return None, ctx.not_initialised()
-    service = next((s for s in ctx.api.services() if s["Spec"]["Name"] == WEB), None)
+    service = ctx.service(WEB)
     if service is None:
         return None, Result(False, "There is no service called web yet.", hint=ctx.step.hints[0])
     return service, None
 
 
-def _image(spec: dict[str, Any]) -> str:
-    return str(spec.get("Image", "")).split("@")[0]
 
 
 def _tasks(ctx: Context, service: dict[str, Any], desired: str | None = None) -> list[dict[str, Any]]:
@@ -67,7 +65,7 @@ def health_checked(ctx: Context) -> Result:
 
 def _current_version(ctx: Context) -> str:
     service, _ = _web(ctx)
-    return _image(service["Spec"]["TaskTemplate"]["ContainerSpec"]).partition(":")[2] if service else ""
+    return image_of(service["Spec"]["TaskTemplate"]["ContainerSpec"]).partition(":")[2] if service else ""
 
 
 @check("auto_rollback", answer=_current_version)
@@ -80,10 +78,10 @@ def auto_rollback(ctx: Context) -> Result:
     status = service.get("UpdateStatus") or {}
     state = status.get("State", "")
     config = service["Spec"].get("UpdateConfig") or {}
-    previous = _image((service.get("PreviousSpec") or {}).get("TaskTemplate", {}).get("ContainerSpec", {}))
-    broken = [t for t in _tasks(ctx, service) if _image(t["Spec"]["ContainerSpec"]) == "nginx:1.26-broken"]
+    previous = image_of((service.get("PreviousSpec") or {}).get("TaskTemplate", {}).get("ContainerSpec", {}))
+    broken = [t for t in _tasks(ctx, service) if image_of(t["Spec"]["ContainerSpec"]) == "nginx:1.26-broken"]
     evidence = [f"update state: {state or 'none'}",
-                f"web: {_image(service['Spec']['TaskTemplate']['ContainerSpec'])} (previous spec: {previous or '-'})",
+                f"web: {image_of(service['Spec']['TaskTemplate']['ContainerSpec'])} (previous spec: {previous or '-'})",
                 f"tasks of nginx:1.26-broken: {len(broken)}"
                 + "".join(f"; {t['Status']['State']}: {t['Status'].get('Err', '')}" for t in broken[:2])]
     if not broken:
@@ -103,7 +101,7 @@ def auto_rollback(ctx: Context) -> Result:
     if state != "rollback_completed":
         return Result(False, "The update is rolling, or rolling back.", tuple(evidence), pending=True,
                       hint="Watch `docker service ps web`: the new task never turns healthy.")
-    image = _image(service["Spec"]["TaskTemplate"]["ContainerSpec"])
+    image = image_of(service["Spec"]["TaskTemplate"]["ContainerSpec"])
     evidence.append("Swarm rolled back by itself: " + (status.get("Message") or "rollback completed"))
     return judge_answer(ctx, [image.partition(":")[2], image, f"nginx/{image.partition(':')[2]}"], evidence)
 
@@ -115,11 +113,11 @@ def unhealthy_replaced(ctx: Context) -> Result:
     if failure:
         return failure
     assert service is not None
-    image = _image(service["Spec"]["TaskTemplate"]["ContainerSpec"])
+    image = image_of(service["Spec"]["TaskTemplate"]["ContainerSpec"])
     # A task of the current image that ended (its container stopped by Swarm once unhealthy), not one of the
     # tasks an update or rollback replaced on purpose (those are `shutdown`, or of another image).
     unhealthy = [t for t in _tasks(ctx, service)
-                 if _image(t["Spec"]["ContainerSpec"]) == image
+                 if image_of(t["Spec"]["ContainerSpec"]) == image
                  and (t["Status"]["State"] in ("complete", "failed") or "unhealthy" in (t["Status"].get("Err") or ""))]
     running = [t for t in _tasks(ctx, service, "running") if t["Status"]["State"] == "running"]
     evidence = [f"{len(running)}/3 tasks running",

@@ -15,14 +15,11 @@ NETWORK, WEB, CLIENT, PORT = "backend", "web", "client", 8080
 WHOAMI = re.compile(r"^(\S+) nginx/(\S+)$")
 
 
-def _service(ctx: Context, name: str) -> dict[str, Any] | None:
-    return next((s for s in ctx.api.services() if s["Spec"]["Name"] == name), None)
 
 
 def _running(ctx: Context, service: dict[str, Any]) -> list[str]:
     hosts = ctx.hostnames()
-    tasks = ctx.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
-    return sorted(hosts.get(t["NodeID"], "?") for t in tasks if t["Status"]["State"] == "running")
+    return sorted(hosts.get(t["NodeID"], "?") for t in ctx.running_tasks(service))
 
 
 def has_ipvs(node: Node) -> bool:
@@ -81,7 +78,7 @@ def ask_web(ctx: Context, path: str = "/whoami", times: int = 6, target: str = W
 def _discovery(ctx: Context) -> tuple[Result, list[str]]:
     if not ctx.swarm_active():
         return ctx.not_initialised(), []
-    web, client = _service(ctx, WEB), _service(ctx, CLIENT)
+    web, client = ctx.service(WEB), ctx.service(CLIENT)
     if web is None or client is None:
         missing = " and ".join(n for n, s in ((WEB, web), (CLIENT, client)) if s is None)
         return Result(False, f"There is no service called {missing} yet.", hint=ctx.step.hints[0]), []
@@ -118,7 +115,7 @@ def virtual_ip(ctx: Context) -> Result:
     """A service with a virtual IP: DNS answers one address; traffic to it needs IPVS in the kernel."""
     if not ctx.swarm_active():
         return ctx.not_initialised()
-    service = _service(ctx, "webvip")
+    service = ctx.service("webvip")
     if service is None:
         return Result(False, "There is no service called webvip yet.", hint=ctx.step.hints[0])
     vips = [v.get("Addr", "") for v in (service.get("Endpoint") or {}).get("VirtualIPs") or []]
@@ -153,7 +150,7 @@ def published_port(ctx: Context) -> Result:
     (ingress, where the kernel has IPVS) answers on every node."""
     if not ctx.swarm_active():
         return ctx.not_initialised()
-    service = _service(ctx, WEB)
+    service = ctx.service(WEB)
     if service is None:
         return Result(False, "There is no service called web.", hint=ctx.step.hints[0])
     ports = (service["Spec"].get("EndpointSpec") or {}).get("Ports") or []

@@ -3,16 +3,13 @@ rebalancing, global services and a node that joins later."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from labkit.checks.base import Context, Result, check, judge_answer
+from labkit.checks.base import Context, Result, check, judge_answer, timestamp
 
 PINGER = "pinger"
 
 
-def _service(ctx: Context, name: str) -> dict[str, Any] | None:
-    return next((s for s in ctx.api.services() if s["Spec"]["Name"] == name), None)
 
 
 def _constraints(service: dict[str, Any]) -> list[str]:
@@ -23,21 +20,11 @@ def _constraints(service: dict[str, Any]) -> list[str]:
 def _running(ctx: Context, service: dict[str, Any]) -> list[str]:
     """The node of every running task of SERVICE (one entry per task)."""
     hosts = ctx.hostnames()
-    tasks = ctx.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
-    return sorted(hosts.get(t["NodeID"], "?") for t in tasks if t["Status"]["State"] == "running")
+    return sorted(hosts.get(t["NodeID"], "?") for t in ctx.running_tasks(service))
 
 
-def _nodes(ctx: Context) -> dict[str, dict[str, Any]]:
-    """Swarm nodes by hostname; where a host left and joined again, its newest entry."""
-    found: dict[str, dict[str, Any]] = {}
-    for n in sorted(ctx.api.nodes(), key=lambda n: _when(n.get("CreatedAt", "1970-01-01T00:00:00Z"))):
-        found[n["Description"]["Hostname"]] = n
-    return found
 
 
-def _when(stamp: str) -> datetime:
-    """An engine timestamp ('2026-11-25T13:45:01.123456789Z') as a datetime."""
-    return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
 
 
 def _spread(nodes: list[str]) -> str:
@@ -51,7 +38,7 @@ def _missing(name: str, hint: str) -> Result:
 def _pinger(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
     if not ctx.swarm_active():
         return None, ctx.not_initialised()
-    service = _service(ctx, PINGER)
+    service = ctx.service(PINGER)
     if service is None:
         return None, _missing(PINGER, ctx.step.hints[0])
     return service, None
@@ -96,7 +83,7 @@ def label_constraint(ctx: Context) -> Result:
     if failure:
         return failure
     assert service is not None
-    nodes = _nodes(ctx)
+    nodes = ctx.nodes_by_hostname()
     labelled = sorted(n for n, node in nodes.items() if node["Spec"].get("Labels", {}).get("disk") == "ssd")
     constraints = _constraints(service)
     running = _running(ctx, service)
@@ -123,7 +110,7 @@ def label_constraint(ctx: Context) -> Result:
 def _nowhere(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
     if not ctx.swarm_active():
         return None, ctx.not_initialised()
-    service = _service(ctx, "nowhere")
+    service = ctx.service("nowhere")
     if service is None:
         return None, _missing("nowhere", ctx.step.hints[0])
     return service, None
@@ -131,7 +118,7 @@ def _nowhere(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
 
 def _nowhere_task(ctx: Context, service: dict[str, Any]) -> dict[str, Any] | None:
     tasks = ctx.api.tasks(filters={"service": service["ID"]})
-    return max(tasks, key=lambda t: _when(t["CreatedAt"])) if tasks else None
+    return max(tasks, key=lambda t: timestamp(t["CreatedAt"])) if tasks else None
 
 
 @check("unsatisfiable", answer=lambda ctx: "pending")
@@ -162,12 +149,12 @@ def drained(ctx: Context) -> Result:
     if failure:
         return failure
     assert service is not None
-    nodes = _nodes(ctx)
+    nodes = ctx.nodes_by_hostname()
     availability = {n: node["Spec"].get("Availability") for n, node in nodes.items()}
     running = _running(ctx, service)
     evidence = (f"availability: {', '.join(f'{n} {a}' for n, a in sorted(availability.items()))}",
                 f"tasks: {_spread(running)}")
-    if _service(ctx, "nowhere") is not None:
+    if ctx.service("nowhere") is not None:
         return Result(False, "The service nowhere is still there.", evidence,
                       hint="Remove it first: `docker service rm nowhere`.")
     if "node.labels.disk==ssd" in _constraints(service):
@@ -192,7 +179,7 @@ def no_rebalance(ctx: Context) -> Result:
     if failure:
         return failure
     assert service is not None
-    availability = _nodes(ctx)["worker2"]["Spec"].get("Availability")
+    availability = ctx.nodes_by_hostname()["worker2"]["Spec"].get("Availability")
     running = _running(ctx, service)
     evidence = (f"worker2: {availability}", f"tasks: {_spread(running)}",
                 "Swarm does not move running tasks to a node that becomes available: it only places new ones")
@@ -222,7 +209,7 @@ def rebalanced(ctx: Context) -> Result:
 def _agent(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
     if not ctx.swarm_active():
         return None, ctx.not_initialised()
-    service = _service(ctx, "agent")
+    service = ctx.service("agent")
     if service is None:
         return None, _missing("agent", ctx.step.hints[0])
     if "Global" not in service["Spec"].get("Mode", {}):
@@ -232,7 +219,7 @@ def _agent(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
 
 
 def _eligible(ctx: Context) -> list[str]:
-    return sorted(n for n, node in _nodes(ctx).items()
+    return sorted(n for n, node in ctx.nodes_by_hostname().items()
                   if node["Status"]["State"] == "ready" and node["Spec"].get("Availability") == "active")
 
 
@@ -258,12 +245,12 @@ def global_join_later(ctx: Context) -> Result:
     if failure:
         return failure
     assert service is not None
-    nodes = _nodes(ctx)
+    nodes = ctx.nodes_by_hostname()
     worker2 = nodes.get("worker2")
     if worker2 is None or worker2["Status"]["State"] != "ready":
         return Result(False, "worker2 is not a Ready member of the swarm.", hint=ctx.step.hints[0],
                       pending=worker2 is not None)
-    if _when(worker2["CreatedAt"]) <= _when(service["CreatedAt"]):
+    if timestamp(worker2["CreatedAt"]) <= timestamp(service["CreatedAt"]):
         return Result(False, "worker2 joined before agent was created: it is not a node that joined later.",
                       (f"worker2 joined {worker2['CreatedAt'][:19]}", f"agent created {service['CreatedAt'][:19]}"),
                       hint=ctx.step.hints[0])

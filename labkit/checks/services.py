@@ -9,7 +9,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from labkit.checks.base import Context, Result, check, judge_answer, node_set
+from labkit.checks.base import Context, Result, check, judge_answer, node_set, timestamp
 from labkit.swarm import SERVICE_LABEL, ping_services
 
 
@@ -98,7 +98,7 @@ def task_node_answer(ctx: Context) -> Result:
 
 
 def _when(task: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(task["Status"]["Timestamp"][:26].rstrip("Z") + "+00:00")
+    return timestamp(task["Status"]["Timestamp"])
 
 
 @check("self_healed")

@@ -10,29 +10,20 @@ from typing import Any
 
 import docker.errors
 
-from labkit.checks.base import Context, Result, check, judge_answer
+from labkit.checks.base import Context, Result, check, image_of, judge_answer, timestamp
 
 WEB, PROBE, NETWORK = "web", "probe", "front"
 VERSION = re.compile(r"nginx/(\d+\.\d+)")
 
 
-def _when(stamp: str) -> datetime:
-    """An engine timestamp ('2026-11-25T13:45:01.123456789Z') as a datetime."""
-    return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
 
 
-def _service(ctx: Context, name: str) -> dict[str, Any] | None:
-    return next((s for s in ctx.api.services() if s["Spec"]["Name"] == name), None)
 
 
 def _image(service: dict[str, Any]) -> str:
-    """The image as typed ('nginx:1.25'), without the digest Swarm pinned."""
-    return str(service["Spec"]["TaskTemplate"]["ContainerSpec"].get("Image", "")).split("@")[0]
+    return image_of(service["Spec"]["TaskTemplate"]["ContainerSpec"])
 
 
-def _running(ctx: Context, service: dict[str, Any]) -> list[dict[str, Any]]:
-    tasks = ctx.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
-    return [t for t in tasks if t["Status"]["State"] == "running"]
 
 
 def _task_images(tasks: list[dict[str, Any]]) -> list[str]:
@@ -42,7 +33,7 @@ def _task_images(tasks: list[dict[str, Any]]) -> list[str]:
 def _web(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
     if not ctx.swarm_active():
         return None, ctx.not_initialised()
-    service = _service(ctx, WEB)
+    service = ctx.service(WEB)
     if service is None:
         return None, Result(False, "There is no service called web yet.", hint=ctx.step.hints[0])
     return service, None
@@ -68,7 +59,7 @@ def web_service(ctx: Context) -> Result:
     if replicas != 3:
         return Result(False, f"web asks for {replicas} replica(s); this lab uses 3.",
                       hint="`docker service update --replicas 3 web`.")
-    running = _running(ctx, service)
+    running = ctx.running_tasks(service)
     evidence = (f"web: {_image(service)}, endpoint mode {mode}, network front",
                 f"{len(running)}/3 tasks running")
     if _image(service) != "nginx:1.24":
@@ -113,7 +104,7 @@ def parse_probe(lines: list[str]) -> Probe:
     for line in lines:
         stamp, _, rest = line.partition(" ")
         try:
-            when = _when(stamp)
+            when = timestamp(stamp)
         except ValueError:
             continue
         text = rest.rpartition("|")[2].strip() if "|" in rest else rest.strip()
@@ -126,7 +117,7 @@ def parse_probe(lines: list[str]) -> Probe:
 
 def read_probe(ctx: Context, since: datetime | None = None) -> Probe | None:
     """The probe's requests, from its service logs (None when there is no probe)."""
-    service = _service(ctx, PROBE)
+    service = ctx.service(PROBE)
     if service is None:
         return None
     kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "timestamps": True}
@@ -163,8 +154,8 @@ def _update_window(service: dict[str, Any]) -> tuple[datetime, datetime] | None:
     status = service.get("UpdateStatus") or {}
     if "StartedAt" not in status:
         return None
-    end = _when(status["CompletedAt"]) if status.get("CompletedAt") else datetime.now().astimezone()
-    return _when(status["StartedAt"]), end + timedelta(seconds=2)
+    end = timestamp(status["CompletedAt"]) if status.get("CompletedAt") else datetime.now().astimezone()
+    return timestamp(status["StartedAt"]), end + timedelta(seconds=2)
 
 
 def _measured_update(ctx: Context, image: str, order: str) -> tuple[Result, Probe | None]:
@@ -175,7 +166,7 @@ def _measured_update(ctx: Context, image: str, order: str) -> tuple[Result, Prob
     assert service is not None
     config = service["Spec"].get("UpdateConfig") or {}
     actual_order = config.get("Order", "stop-first")
-    running = _running(ctx, service)
+    running = ctx.running_tasks(service)
     state = (service.get("UpdateStatus") or {}).get("State", "")
     evidence = [f"web: {_image(service)}, update order {actual_order}, parallelism {config.get('Parallelism', 1)}",
                 f"update: {state or 'none yet'}; running: {', '.join(_task_images(running)) or 'none'}"]
@@ -233,7 +224,7 @@ def start_first_update(ctx: Context) -> Result:
 
 
 def _current_version(ctx: Context) -> str:
-    service = _service(ctx, WEB)
+    service = ctx.service(WEB)
     return _image(service).partition(":")[2] if service else ""
 
 
@@ -245,7 +236,7 @@ def rolled_back(ctx: Context) -> Result:
         return failure
     assert service is not None
     state = (service.get("UpdateStatus") or {}).get("State", "")
-    running = _running(ctx, service)
+    running = ctx.running_tasks(service)
     evidence = (f"web: {_image(service)}, update state {state or 'none'}",
                 f"running: {', '.join(_task_images(running)) or 'none'}")
     if not state.startswith("rollback"):
@@ -263,7 +254,7 @@ def blue_green(ctx: Context) -> Result:
     if failure:
         return failure
     assert service is not None
-    green = _service(ctx, "green")
+    green = ctx.service("green")
     if green is None:
         return Result(False, "There is no service called green yet.", hint=ctx.step.hints[0])
     front = next((n for n in ctx.api.networks(names=[NETWORK]) if n["Name"] == NETWORK), None)
@@ -274,7 +265,7 @@ def blue_green(ctx: Context) -> Result:
                       hint="Create green with `--network name=front,alias=web`.")
     replicas = {name: s["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
                 for name, s in ((WEB, service), ("green", green))}
-    running = {WEB: _running(ctx, service), "green": _running(ctx, green)}
+    running = {WEB: ctx.running_tasks(service), "green": ctx.running_tasks(green)}
     evidence = [f"web (blue, {_image(service)}): {replicas[WEB]} replicas, {len(running[WEB])} running",
                 f"green ({_image(green)}): {replicas['green']} replicas, {len(running['green'])} running"]
     if replicas["green"] != 3 or replicas[WEB] != 0:
