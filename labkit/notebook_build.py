@@ -29,7 +29,7 @@ AFTER = {"swarm-init:init": "topology()", "nodes:join": "topology()"}
 LIVE_BEFORE = {"first-service:create", "scale:replicas", "self-heal:kill", "cleanup:rm", "placement:labels",
                "rolling-update:stop-first", "rolling-update:start-first", "rolling-update:rollback",
                "node-failure:power-off", "node-failure:partition", "healthcheck:auto-rollback", "healthcheck:sick-task",
-               "rolling-update:blue-green", "placement:scale-in",
+               "rolling-update:blue-green", "placement:scale-in", "placement:spread",
                "placement:drain", "placement:rebalance", "placement:join-later"}
 WHY = "00-why-orchestration.ipynb"
 

@@ -24,7 +24,7 @@ from tests.test_checks_offline import (  # noqa: F401 (no_real_engine: autouse, 
 )
 
 PLACEMENT_CHECKS = ["workers_only", "label_constraint", "unsatisfiable", "drained", "no_rebalance", "rebalanced",
-                    "global_service", "global_join_later", "scaled_in"]
+                    "spread_pref", "global_service", "global_join_later", "scaled_in"]
 WORKERS = "node.role==worker"
 SSD = "node.labels.disk==ssd"
 MARS = "node.labels.zone==mars"
@@ -729,3 +729,54 @@ def test_scaled_in_the_last_task_not_running_is_pending():
     result = run_check("scaled_in", lab)
     failed(result, "pinger's extra tasks are stopping.", pending=True)
     assert result.evidence == ("pinger asks for 1 replica(s); running: none",)
+
+
+# --- spread --------------------------------------------------------------------------------------
+
+
+def spread_lab(zones: tuple[str | None, str | None] = ("east", "west"), pref: bool = True, replicas: int = 4,
+               on: tuple[str, ...] = ("worker1", "worker2", "worker1", "worker2")) -> tuple[FakeLab, Json]:
+    """spread: worker1 and worker2 labelled with ZONES, pinger with a spread preference on node.labels.zone
+    (when PREF), REPLICAS replicas, its tasks running on ON."""
+    lab, pinger = rebalanced_lab()
+    for node, zone in zip(("worker1", "worker2"), zones, strict=True):
+        if zone:
+            lab.label(node, "zone", zone)
+    if pref:
+        pinger["Spec"]["TaskTemplate"]["Placement"]["Preferences"] = [
+            {"Spread": {"SpreadDescriptor": "node.labels.zone"}}]
+    lab.scale(pinger, replicas, at=60)
+    lab.move(pinger, list(on), at=61)
+    return lab, pinger
+
+
+def test_spread_pref_passes_with_two_tasks_in_each_zone():
+    lab, _ = spread_lab()
+    result = run_check("spread_pref", lab)
+    passed(result, "pinger's 4 tasks are spread evenly over the two zones: 2 in each.")
+    assert result.evidence == ("zones: worker1 east, worker2 west", "placement preferences: spread node.labels.zone",
+                               "tasks: 2 on worker1, 2 on worker2")
+
+
+@pytest.mark.parametrize("zones", [(None, None), ("east", None), ("east", "east")])
+def test_spread_pref_needs_two_different_zones(zones):
+    lab, _ = spread_lab(zones=zones)
+    failed(run_check("spread_pref", lab), "worker1 and worker2 are not in two different zones.",
+           hint="`docker node update --label-add zone=east worker1`")
+
+
+def test_spread_pref_without_the_preference():
+    lab, _ = spread_lab(pref=False, replicas=3, on=("worker1", "worker2", "worker1"))
+    failed(run_check("spread_pref", lab), "pinger has no preference to spread its tasks over the zones.",
+           hint="--placement-pref-add spread=node.labels.zone")
+
+
+def test_spread_pref_with_another_replica_count():
+    lab, _ = spread_lab(replicas=3, on=("worker1", "worker2", "worker1"))
+    failed(run_check("spread_pref", lab), "pinger asks for 3 replica(s); this step uses 4.",
+           hint="`docker service update --replicas 4 pinger`.")
+
+
+def test_spread_pref_uneven_while_tasks_move_is_pending():
+    lab, _ = spread_lab(on=("worker1", "worker1", "worker1", "worker2"))
+    failed(run_check("spread_pref", lab), "pinger's tasks are being spread over the zones.", pending=True)

@@ -278,3 +278,34 @@ def scaled_in(ctx: Context) -> Result:
     if len(running) != 1:
         return Result(False, "pinger's extra tasks are stopping.", evidence, pending=True, hint="Wait a moment.")
     return Result(True, "pinger scaled in to one task.", evidence)
+
+
+@check("spread_pref")
+def spread_pref(ctx: Context) -> Result:
+    """Workers in two zones (node labels) and pinger spread evenly over them: 4 replicas, 2 in each zone."""
+    service, failure = _pinger(ctx)
+    if failure:
+        return failure
+    assert service is not None
+    zones = {n: node["Spec"].get("Labels", {}).get("zone") for n, node in ctx.nodes_by_hostname().items()}
+    placement = service["Spec"]["TaskTemplate"].get("Placement") or {}
+    prefs = [p.get("Spread", {}).get("SpreadDescriptor", "") for p in placement.get("Preferences") or []]
+    replicas = service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+    running = _running(ctx, service)
+    evidence = ("zones: " + (", ".join(f"{n} {z}" for n, z in sorted(zones.items()) if z) or "none"),
+                f"placement preferences: {', '.join(f'spread {p}' for p in prefs) or 'none'}",
+                f"tasks: {_spread(running)}")
+    if not zones.get("worker1") or not zones.get("worker2") or zones["worker1"] == zones["worker2"]:
+        return Result(False, "worker1 and worker2 are not in two different zones.", evidence,
+                      hint="`docker node update --label-add zone=east worker1`, and `zone=west` for worker2.")
+    if "node.labels.zone" not in prefs:
+        return Result(False, "pinger has no preference to spread its tasks over the zones.", evidence,
+                      hint="`docker service update --placement-pref-add spread=node.labels.zone --replicas 4 pinger`.")
+    if replicas != 4:
+        return Result(False, f"pinger asks for {replicas} replica(s); this step uses 4.", evidence,
+                      hint="`docker service update --replicas 4 pinger`.")
+    per_zone = sorted(sum(1 for n in running if zones.get(n) == z) for z in {zones["worker1"], zones["worker2"]})
+    if len(running) < 4 or per_zone != [2, 2]:
+        return Result(False, "pinger's tasks are being spread over the zones.", evidence, pending=True,
+                      hint="The update replaces the tasks one by one: watch the map.")
+    return Result(True, "pinger's 4 tasks are spread evenly over the two zones: 2 in each.", evidence)
