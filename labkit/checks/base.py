@@ -79,6 +79,16 @@ class Context:
         """The swarm service called NAME, as the first manager lists it (None when there is none)."""
         return next((s for s in self.api.services() if s["Spec"]["Name"] == name), None)
 
+    def required_service(self, name: str) -> tuple[dict[str, Any] | None, Result | None]:
+        """The service NAME, or the failure that says why there is none: no swarm yet, or not created
+        (with the step's first hint)."""
+        if not self.swarm_active():
+            return None, self.not_initialised()
+        service = self.service(name)
+        if service is None:
+            return None, Result(False, f"There is no service called {name} yet.", hint=self.step.hints[0])
+        return service, None
+
     def running_tasks(self, service: dict[str, Any]) -> list[dict[str, Any]]:
         """SERVICE's tasks that are meant to run and do."""
         tasks = self.api.tasks(filters={"service": service["ID"], "desired-state": "running"})

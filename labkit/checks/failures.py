@@ -25,12 +25,7 @@ def _where(ctx: Context, tasks: list[dict[str, Any]]) -> list[str]:
 
 
 def _pinger(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
-    if not ctx.swarm_active():
-        return None, ctx.not_initialised()
-    service = ctx.service(PINGER)
-    if service is None:
-        return None, Result(False, "There is no service called pinger yet.", hint=ctx.step.hints[0])
-    return service, None
+    return ctx.required_service(PINGER)
 
 
 def _states(nodes: dict[str, dict[str, Any]]) -> str:

@@ -12,12 +12,7 @@ WEB = "web"
 
 
 def _web(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
-    if not ctx.swarm_active():
-        return None, ctx.not_initialised()
-    service = ctx.service(WEB)
-    if service is None:
-        return None, Result(False, "There is no service called web yet.", hint=ctx.step.hints[0])
-    return service, None
+    return ctx.required_service(WEB)
 
 
 

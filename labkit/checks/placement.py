@@ -31,17 +31,9 @@ def _spread(nodes: list[str]) -> str:
     return ", ".join(f"{nodes.count(n)} on {n}" for n in sorted(set(nodes))) or "none"
 
 
-def _missing(name: str, hint: str) -> Result:
-    return Result(False, f"There is no service called {name} yet.", hint=hint)
-
 
 def _pinger(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
-    if not ctx.swarm_active():
-        return None, ctx.not_initialised()
-    service = ctx.service(PINGER)
-    if service is None:
-        return None, _missing(PINGER, ctx.step.hints[0])
-    return service, None
+    return ctx.required_service(PINGER)
 
 
 def _workers_only(ctx: Context) -> tuple[Result, list[str]]:
@@ -108,12 +100,7 @@ def label_constraint(ctx: Context) -> Result:
 
 
 def _nowhere(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
-    if not ctx.swarm_active():
-        return None, ctx.not_initialised()
-    service = ctx.service("nowhere")
-    if service is None:
-        return None, _missing("nowhere", ctx.step.hints[0])
-    return service, None
+    return ctx.required_service("nowhere")
 
 
 def _nowhere_task(ctx: Context, service: dict[str, Any]) -> dict[str, Any] | None:
@@ -207,11 +194,9 @@ def rebalanced(ctx: Context) -> Result:
 
 
 def _agent(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
-    if not ctx.swarm_active():
-        return None, ctx.not_initialised()
-    service = ctx.service("agent")
+    service, failure = ctx.required_service("agent")
     if service is None:
-        return None, _missing("agent", ctx.step.hints[0])
+        return None, failure
     if "Global" not in service["Spec"].get("Mode", {}):
         return None, Result(False, "agent is a replicated service, not a global one.",
                             hint="Remove it and create it with `--mode global`.")
