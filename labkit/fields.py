@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from labkit.errors import InvalidInput
-from labkit.swarm import SERVICE_LABEL, ping_services
+from labkit.swarm import ping_services, task_containers
 from labkit.topology import parse_node_name
 
 if TYPE_CHECKING:
@@ -97,5 +97,5 @@ def _task_container(cluster: Cluster, node: str | None) -> str | None:
     service = _service(cluster)
     if service is None or node is None:
         return None
-    found = cluster[node].docker.containers.list(filters={"label": f"{SERVICE_LABEL}={service}"})
+    found = task_containers(cluster[node].docker, service)
     return found[0].name if found else None

@@ -213,7 +213,7 @@ def ensure_images(client: docker.DockerClient, report: Report = print, force: bo
 
 def remove_caches(client: docker.DockerClient) -> int:
     """Remove labkit's images, registry data and build directories; return how many went."""
-    in_use = client.containers.list(all=True, filters={"label": LABEL_LAB})
+    in_use = client.containers.list(all=True, filters={"label": LABEL_LAB}, ignore_removed=True)
     if in_use:
         raise InvalidInput("A lab still runs on these images. Run `labkit down` (for each --lab) first.")
     removed = 0

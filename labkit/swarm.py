@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 
 from labkit.errors import BackendError, LabNotRunning
 from labkit.report import Report
@@ -47,6 +48,14 @@ def swarm_state(client: docker.DockerClient) -> str:
         return "leader" if node.get("ManagerStatus", {}).get("Leader") else "manager"
     except docker.errors.DockerException:
         return "error"
+
+
+def task_containers(client: docker.DockerClient, service: str | None = None,
+                    stopped: bool = False) -> list[Container]:
+    """This engine's task containers (of SERVICE, or of every service; STOPPED: exited ones too).
+    A container removed while the list is read is left out: tasks come and go as Swarm converges."""
+    label = SERVICE_LABEL if service is None else f"{SERVICE_LABEL}={service}"
+    return client.containers.list(all=stopped, filters={"label": label}, ignore_removed=True)
 
 
 def leader_hostname(api: docker.APIClient) -> str:

@@ -129,7 +129,8 @@ class FakeContainer:
     labels: dict[str, str] = field(default_factory=dict)
     status: str = "running"
     health: str | None = None  # with a health check: starting | healthy | unhealthy (State.Health.Status)
-    execs: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # a command's distinctive part -> what it gives
+    # a command's distinctive part -> what it gives (a list: one answer per call, the last one repeats)
+    execs: dict[str, tuple[int, bytes] | list[tuple[int, bytes]]] = field(default_factory=dict)
     exec_log: list[list[str]] = field(default_factory=list)  # the commands exec_run ran, in order
 
     @property
@@ -150,7 +151,10 @@ class FakeContainer:
         self.exec_log.append([cmd] if isinstance(cmd, str) else list(cmd))
         for key in sorted(self.execs, key=len, reverse=True):
             if key in command:
-                return ExecResult(*self.execs[key])
+                canned = self.execs[key]
+                if isinstance(canned, list):  # a queue: one answer per call, the last one repeats
+                    canned = canned.pop(0) if len(canned) > 1 else canned[0]
+                return ExecResult(*canned)
         raise AssertionError(f"the fake container {self.name} has no canned output for: {command}")
 
 
@@ -169,6 +173,7 @@ class FakeEngine:
     containers: list[FakeContainer] = field(default_factory=list)
     answers: bool = True  # False: the engine does not answer (its machine is stopped)
     local_networks: list[Json] = field(default_factory=list)  # made with `docker network create` on this node
+    vanishing: set[str] = field(default_factory=set)  # container ids removed between listing and inspecting
 
     def reach(self) -> None:
         """What a client meets when the engine does not answer."""
@@ -296,9 +301,15 @@ class FakeContainers:
     def __init__(self, engine: FakeEngine) -> None:
         self.engine = engine
 
-    def list(self, all: bool = False, filters: Json | None = None) -> list[FakeContainer]:
+    def list(self, all: bool = False, filters: Json | None = None, ignore_removed: bool = False) -> list[FakeContainer]:
+        """Like the SDK's: it lists, then inspects each container; one removed meanwhile raises NotFound
+        unless IGNORE_REMOVED."""
         self.engine.reach()
         found = [c for c in self.engine.containers if all or c.status == "running"]
+        for c in [c for c in found if c.id in self.engine.vanishing]:
+            if not ignore_removed:
+                raise docker.errors.NotFound(f"No such container: {c.id}")
+            found.remove(c)
         for key, values in (filters or {}).items():
             assert key == "label", f"the fake engine does not filter containers by {key}"
             for want in _as_list(values):

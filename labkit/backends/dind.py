@@ -147,7 +147,7 @@ class DindBackend(Backend):
 
     def _containers(self, kind: str | None = None) -> list[Container]:
         filters = [f"{LABEL_LAB}={self.lab}"] + ([f"{LABEL_KIND}={kind}"] if kind else [])
-        return self.host.containers.list(all=True, filters={"label": filters})
+        return self.host.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
 
     def _network(self) -> docker.models.networks.Network | None:
         found = self.host.networks.list(filters={"label": [f"{LABEL_LAB}={self.lab}"]})

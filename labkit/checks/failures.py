@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from labkit.checks.base import Context, Result, check, judge_answer, timestamp
-from labkit.swarm import SERVICE_LABEL
+from labkit.swarm import task_containers
 
 PINGER = "pinger"
 
@@ -113,7 +113,7 @@ def _copies(ctx: Context) -> dict[str, int]:
     """pinger's containers running on each node, as each node's own engine says (managers' view aside)."""
     found = {}
     for node in ctx.cluster.nodes:
-        found[node.name] = len(node.docker.containers.list(filters={"label": f"{SERVICE_LABEL}={PINGER}"}))
+        found[node.name] = len(task_containers(node.docker, PINGER))
     return found
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from labkit.checks.base import Context, Result, check, image_of, judge_answer
-from labkit.swarm import SERVICE_LABEL
+from labkit.swarm import task_containers
 
 WEB = "web"
 
@@ -28,7 +28,7 @@ def _health(ctx: Context) -> dict[str, str]:
     """Each running web container's health, as its node's engine reports it ('node/abc123': healthy)."""
     found = {}
     for node in ctx.cluster.nodes:
-        for c in node.docker.containers.list(filters={"label": f"{SERVICE_LABEL}={WEB}"}):
+        for c in task_containers(node.docker, WEB):
             found[f"{node.name}/{c.id[:12]}"] = (c.attrs.get("State", {}).get("Health") or {}).get("Status", "none")
     return found
 

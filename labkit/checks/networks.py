@@ -9,12 +9,11 @@ from typing import Any
 
 from labkit.backends.base import Node
 from labkit.checks.base import Context, Result, check, judge_answer
-from labkit.swarm import SERVICE_LABEL
+from labkit.swarm import task_containers
 
 NETWORK, WEB, CLIENT, PORT = "backend", "web", "client", 8080
 WHOAMI = re.compile(r"^(\S+) nginx/(\S+)$")
-
-
+ROUNDS = 4  # rounds of six requests the discovery check asks at most, until every web task has answered
 
 
 def _running(ctx: Context, service: dict[str, Any]) -> list[str]:
@@ -58,7 +57,7 @@ def overlay_lazy(ctx: Context) -> Result:
 
 def _client_container(ctx: Context) -> tuple[Node, Any] | None:
     for node in ctx.cluster.nodes:
-        found = node.docker.containers.list(filters={"label": f"{SERVICE_LABEL}={CLIENT}"})
+        found = task_containers(node.docker, CLIENT)
         if found:
             return node, found[0]
     return None
@@ -89,8 +88,12 @@ def _discovery(ctx: Context) -> tuple[Result, list[str]]:
     if set(client_nodes) & set(web_nodes):
         return Result(False, "client runs on a node that also runs web: this step wants them on different nodes.",
                       tuple(evidence), hint=ctx.step.hints[0]), []
-    answers = ask_web(ctx)
-    tasks = sorted({m.group(1) for a in answers if (m := WHOAMI.match(a))})
+    answers: list[str] = []
+    for _ in range(ROUNDS):  # DNS round robin is random: six requests all reach one task 1 time in 32
+        answers += ask_web(ctx)
+        tasks = sorted({m.group(1) for a in answers if (m := WHOAMI.match(a))})
+        if "FAIL" in answers or not answers or len(tasks) >= len(web_nodes):
+            break
     evidence.append(f"client asked http://web/whoami {len(answers)} times: "
                     f"{sum(a == 'FAIL' for a in answers)} failed, answered by {len(tasks)} task(s): {', '.join(tasks)}")
     if not answers or "FAIL" in answers or not tasks:

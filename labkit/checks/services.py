@@ -10,7 +10,7 @@ import docker
 import docker.errors
 
 from labkit.checks.base import Context, Result, check, judge_answer, node_set, timestamp
-from labkit.swarm import SERVICE_LABEL, ping_services
+from labkit.swarm import SERVICE_LABEL, ping_services, task_containers
 
 
 def the_service(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
@@ -25,7 +25,7 @@ def the_service(ctx: Context) -> tuple[dict[str, Any] | None, Result | None]:
     if not services:
         plain = [n.name for n in ctx.cluster.nodes
                  if any((c.attrs["Config"].get("Cmd") or [])[:1] == ["ping"] and SERVICE_LABEL not in c.labels
-                        for c in n.docker.containers.list())]
+                        for c in n.docker.containers.list(ignore_removed=True))]
         if plain:
             return None, Result(False, "No service runs alpine ping, but a plain container does.",
                                 tuple(f"{n}: a container from `docker run`" for n in plain),
@@ -165,8 +165,7 @@ def service_removed(ctx: Context) -> Result:
         name = services[0]["Spec"]["Name"]
         return Result(False, f"Service {name} is still there.",
                       hint=f"On manager1: `docker service rm {name}`.")
-    leftovers = [f"{n.name}: {c.name}" for n in ctx.cluster.nodes
-                 for c in n.docker.containers.list(all=True) if SERVICE_LABEL in c.labels]
+    leftovers = [f"{n.name}: {c.name}" for n in ctx.cluster.nodes for c in task_containers(n.docker, stopped=True)]
     if leftovers:
         return Result(False, "The service is gone; its containers are still stopping.", tuple(leftovers),
                       hint="Give the nodes a few seconds.", pending=True)
