@@ -193,7 +193,8 @@ def _print_status(c: Cluster) -> None:
 
 NodeArg = Annotated[str, typer.Argument(help="Node name, e.g. worker2 (`labkit status` lists them).")]
 node_app = typer.Typer(
-    help="Fail a node on purpose and bring it back: power it off or on, cut it off the lab network or reconnect it.",
+    help="Fail a node on purpose and bring it back: power it off or on, restart it, cut it off the lab network or "
+    "reconnect it.",
     no_args_is_help=True,
 )
 app.add_typer(node_app, name="node")
@@ -215,6 +216,12 @@ def node_stop(node: NodeArg, lab: LabOpt = None, backend: BackendOpt = None) -> 
 def node_start(node: NodeArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
     """Power NODE on again; returns when its engine answers."""
     _node_action(lab, backend, lambda b: b.power(node, True, _report))
+
+
+@node_app.command("restart")
+def node_restart(node: NodeArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
+    """Reboot NODE: its engine shuts down cleanly and starts again (a manager with autolock comes back locked)."""
+    _node_action(lab, backend, lambda b: b.restart(node, _report))
 
 
 @node_app.command("disconnect")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from labkit.errors import InvalidInput, LabDefinitionError, LabkitError
 from labkit.fields import fields_in, problem
 from labkit.settings import settings
-from labkit.topology import parse_node_name
+from labkit.topology import Topology, parse_node_name
 
 if TYPE_CHECKING:
     from labkit.progress import Progress
@@ -27,14 +27,16 @@ if TYPE_CHECKING:
 _ID_RE = re.compile(r"[a-z][a-z0-9-]*")
 _FILE_RE = re.compile(r"(\d+)-([a-z][a-z0-9-]*)\.toml")
 HOST = "host"  # a command for labkit itself, not for a node: `labkit node stop worker2`
-_HOST_RE = re.compile(r"labkit node (stop|start|disconnect|connect) ((?:manager|worker)[1-9][0-9]*)")
+_HOST_RE = re.compile(r"labkit node (stop|start|restart|disconnect|connect) ((?:manager|worker)[1-9][0-9]*)")
+STARTS = ("previous", "swarm")  # a lab begins where the previous one ended, or on a fresh swarm of its nodes
 
 
 def host_action(run: str) -> tuple[str, str]:
     """`labkit node stop worker2` -> ('stop', 'worker2'): the only commands a step may give labkit itself."""
     m = _HOST_RE.fullmatch(run.strip())
     if not m:
-        raise LabDefinitionError(f"a host command is `labkit node stop|start|disconnect|connect NODE`, not {run!r}")
+        raise LabDefinitionError(
+            f"a host command is `labkit node stop|start|restart|disconnect|connect NODE`, not {run!r}")
     return m.group(1), m.group(2)
 
 
@@ -79,6 +81,13 @@ class Lab:
     steps: tuple[Step, ...]
     path: Path
     learned: tuple[str, ...] = ()  # "What you learned": one bullet each, linking back to its problem
+    topology: Topology = field(default_factory=Topology)  # the nodes it needs (`nodes = { managers = 3, workers = 2 }`)
+    start: str = "previous"  # "swarm": it begins on a fresh lab of its nodes, swarm formed (`labkit up --swarm`)
+
+    @property
+    def fresh(self) -> bool:
+        """Whether the lab begins on a fresh swarm rather than where the previous lab ended."""
+        return self.start == "swarm"
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -99,7 +108,15 @@ def load_lab(path: Path, known_checks: set[str] | None = None) -> Lab:
         raise LabDefinitionError(f"{path}: not valid TOML: {exc}") from None
     lab_id = m.group(2)
     where = f"{path}"
-    _only(data, {"title", "slides", "intro", "steps", "learned"}, where)
+    _only(data, {"title", "slides", "intro", "steps", "learned", "nodes", "start"}, where)
+    topology = _topology(data.get("nodes", {}), where)
+    start = data.get("start", "previous")
+    if start not in STARTS:
+        raise LabDefinitionError(f"{where}: 'start' is \"previous\" (where the lab before ended) or \"swarm\" "
+                                 f"(a fresh swarm of its nodes), not {start!r}")
+    if topology != Topology() and start != "swarm":
+        raise LabDefinitionError(f"{where}: a lab with its own 'nodes' begins on a fresh swarm of them: "
+                                 "add start = \"swarm\"")
     learned = data.get("learned", [])
     if not isinstance(learned, list) or not all(isinstance(b, str) and b.strip() for b in learned):
         raise LabDefinitionError(f"{where}: 'learned' must be a list of text (3 to 5 bullets)")
@@ -113,8 +130,26 @@ def load_lab(path: Path, known_checks: set[str] | None = None) -> Lab:
         if any(s.id == step.id for s in steps):
             raise LabDefinitionError(f"{path}: step '{step.id}': the id is used twice")
         steps.append(step)
+    names = {spec.name for spec in topology.nodes}
+    for step in steps:
+        for command in (*step.commands, *step.solution):
+            node = host_action(command.run)[1] if command.node == HOST else command.node
+            if node not in names or step.node not in names:
+                missing = node if node not in names else step.node
+                raise LabDefinitionError(f"{path}: step '{step.id}': the lab has no node {missing} (its nodes: "
+                                         f"{', '.join(sorted(names))}; a lab may declare more with 'nodes')")
     return Lab(lab_id, int(m.group(1)), title, str(data.get("slides", "")), str(data.get("intro", "")).strip(),
-               tuple(steps), path, tuple(b.strip() for b in learned))
+               tuple(steps), path, tuple(b.strip() for b in learned), topology, str(start))
+
+
+def _topology(raw: Any, where: str) -> Topology:
+    if not isinstance(raw, dict) or set(raw) - {"managers", "workers"} or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in raw.values()):
+        raise LabDefinitionError(f"{where}: 'nodes' is a table like {{ managers = 3, workers = 2 }}")
+    try:
+        return Topology(raw.get("managers", Topology().managers), raw.get("workers", Topology().workers))
+    except LabkitError as exc:
+        raise LabDefinitionError(f"{where}: 'nodes': {exc}") from None
 
 
 def _step(lab_id: str, raw: Any, where: str, known_checks: set[str] | None) -> Step:

@@ -24,12 +24,13 @@ from labkit.cluster import Cluster, cluster
 from labkit.errors import CommandFailed, LabkitError, StepNotDone
 from labkit.fields import render
 from labkit.labs import find
+from labkit.runner import begin as runner_begin
 from labkit.runner import course, run_check
 from labkit.settings import settings
 from labkit.widgets import CheckWidget, ClusterMap, PredictWidget, result_text
 
-__all__ = ["check", "cluster_map", "lab", "load_ipython_extension", "node_connect", "node_disconnect", "node_start",
-           "node_stop", "predict", "status", "topology"]
+__all__ = ["begin", "check", "cluster_map", "lab", "load_ipython_extension", "node_connect", "node_disconnect",
+           "node_restart", "node_start", "node_stop", "predict", "status", "topology"]
 STRICT_ENV = "LABKIT_STRICT"  # set by the regression run: a failing step fails its cell
 COMMAND_TIMEOUT = 180
 
@@ -117,6 +118,17 @@ def predict(ref: str) -> PredictWidget:
     return PredictWidget(lab().lab, step)
 
 
+def begin(lab_id: str) -> None:
+    """Open a lab that begins on a fresh swarm of its own nodes: make it (about a minute), unless a step of
+    the lab has passed already (`labkit reset LAB` in a terminal starts it over)."""
+    labs = course()
+    item, _ = find(lab_id, labs)
+    if not item.fresh:
+        raise LabkitError(f"Lab {lab_id} carries on where the previous lab ended: there is nothing to begin.")
+    if runner_begin(lab(), labs, item, lambda line: print(line, flush=True)):
+        print(f"Ready: a fresh swarm of {item.topology.managers} manager(s) and {item.topology.workers} worker(s).")
+
+
 def cluster_map(live_for: float = 600.0, controls: bool = True) -> ClusterMap:
     """Nodes and their tasks, coloured by state; redraws every second for LIVE_FOR seconds.
     CONTROLS: small buttons per node to stop/start it and disconnect/connect it."""
@@ -133,6 +145,11 @@ def node_stop(name: str) -> None:
 def node_start(name: str) -> None:
     """Power node NAME on again; returns when its engine answers (`labkit node start`)."""
     print(lab().backend.power(name, True, lambda _: None))
+
+
+def node_restart(name: str) -> None:
+    """Reboot node NAME: its engine shuts down cleanly and starts again (`labkit node restart`)."""
+    print(lab().backend.restart(name, lambda _: None))
 
 
 def node_disconnect(name: str) -> None:

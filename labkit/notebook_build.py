@@ -98,10 +98,15 @@ def build(lab: Lab, following: Lab | None) -> NotebookNode:
     header = (f"# {lab.order:02d}. {lab.title}\n\n{lab.intro}\n\n*Slides: {lab.slides}.* "
               "Run the cells in order. A `%%node NAME` cell runs its commands on that node; "
               "`{...}` fields are filled in from your cluster. Each check tells you what labkit saw.")
-    nb.cells = [nbformat.v4.new_markdown_cell(header),
-                _code("%load_ext labkit.nb\nfrom labkit.nb import check, cluster_map, predict, topology"
-                      + (", node_connect, node_disconnect, node_start, node_stop"
-                         if any(c.node == HOST for s in lab.steps for c in s.commands) else ""))]
+    actions = sorted({f"node_{host_action(c.run)[0]}" for s in lab.steps for c in s.commands if c.node == HOST})
+    names = ", ".join(["begin"] * lab.fresh + ["check", "cluster_map", "predict", "topology", *actions])
+    nb.cells = [nbformat.v4.new_markdown_cell(header), _code(f"%load_ext labkit.nb\nfrom labkit.nb import {names}")]
+    if lab.fresh:
+        size = f"{lab.topology.managers} manager(s) and {lab.topology.workers} worker(s)"
+        nb.cells += [nbformat.v4.new_markdown_cell(
+            f"This lab begins on a fresh swarm of {size}, whatever the labs before left. The cell below makes "
+            f"it (about a minute) unless you have started this lab already; `labkit reset {lab.id}` in a "
+            "terminal does the same."), _code(f'begin("{lab.id}")', ignore_output=True)]
     for i, step in enumerate(lab.steps, 1):
         nb.cells.extend(_step_cells(i, step))
     if lab.learned:

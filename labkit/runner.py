@@ -13,7 +13,7 @@ from labkit.fields import render
 from labkit.labs import HOST, Command, Lab, Step, all_steps, host_action, load_labs
 from labkit.progress import Progress, log_exception
 from labkit.report import Report
-from labkit.topology import Topology
+from labkit.swarm import form_swarm
 
 
 def course(directory: Path | None = None) -> list[Lab]:
@@ -130,10 +130,12 @@ def _answer(cluster: Cluster, step: Step, progress: Progress) -> tuple[Result, s
 
 
 def host_command(cluster: Cluster, run: str, report: Report) -> None:
-    """Carry out `labkit node stop|start|disconnect|connect NODE` on CLUSTER's backend."""
+    """Carry out `labkit node stop|start|restart|disconnect|connect NODE` on CLUSTER's backend."""
     action, node = host_action(run)
     backend = cluster.backend
-    if action in ("stop", "start"):
+    if action == "restart":
+        backend.restart(node, report)
+    elif action in ("stop", "start"):
         backend.power(node, action == "start", report)
     else:
         backend.partition(node, action == "connect", report)
@@ -166,17 +168,28 @@ def solve(cluster: Cluster, lab: Lab, upto: Step | None, report: Report) -> list
     return results
 
 
+def starting_lab(labs: list[Lab], target: Step) -> Lab:
+    """The lab whose start TARGET's state grows from: the nearest lab at or before TARGET's that begins on
+    a fresh swarm (`start = "swarm"`), else the first lab (bare engines)."""
+    index = next(i for i, lab in enumerate(labs) if lab.id == target.lab)
+    return next((lab for lab in reversed(labs[:index + 1]) if lab.fresh), labs[0])
+
+
 def reset(cluster: Cluster, labs: list[Lab], target: Step, report: Report) -> None:
-    """A fresh cluster, then the solutions of every step before TARGET, in course order."""
+    """A fresh cluster, then the solutions of every step before TARGET since the lab it grows from: the
+    first lab (bare engines of the default size) or a lab that begins on a fresh swarm of its own nodes."""
     backend = cluster.backend
-    topology = Topology(max(1, len(cluster.managers)), len(cluster.workers)) if cluster.nodes else None
+    origin = starting_lab(labs, target)
     report("Fresh cluster: removing the lab")
     backend.down(report)
-    backend.up(topology, report)
+    nodes = backend.up(origin.topology, report)
+    if origin.fresh:
+        form_swarm(nodes, report)
     progress = Progress(cluster.lab)
-    steps = all_steps(labs)
+    steps = all_steps(labs[labs.index(origin):])
     index = next(i for i, s in enumerate(steps) if s.ref == target.ref)
-    progress.forget([s.ref for s in steps[index:]])
+    every = all_steps(labs)
+    progress.forget([s.ref for s in every[every.index(target):]])  # earlier labs' progress stays
     for step in steps[:index]:
         if step.question and not step.solution:  # looking changes nothing on the cluster: count it as done
             progress.record(step.ref, passed=True)
@@ -190,3 +203,14 @@ def reset(cluster: Cluster, labs: list[Lab], target: Step, report: Report) -> No
         if not result.passed:
             raise SolutionFailed(f"Reset stopped at {step.ref}: {result.summary}")
     report(f"Ready at the start of {target.ref}: {target.title}")
+
+
+def begin(cluster: Cluster, labs: list[Lab], lab: Lab, report: Report) -> bool:
+    """Open LAB (one that begins on a fresh swarm of its nodes): make that swarm, unless the learner has
+    started the lab already (a step of it passed), which is kept. Whether a fresh swarm was made."""
+    progress = Progress(cluster.lab)
+    if any(progress.passed(step.ref) for step in lab.steps):
+        report(f"You have started {lab.id} already: carrying on. `labkit reset {lab.id}` starts it over.")
+        return False
+    reset(cluster, labs, lab.steps[0], report)
+    return True

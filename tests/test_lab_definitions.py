@@ -178,7 +178,35 @@ def test_a_host_command_is_only_a_node_failure_command(tmp_path):
     ok = load_text(tmp_path, lab_text(step_text(commands='[{ node = "host", run = "labkit node stop worker2" }]')))
     assert ok.steps[0].commands[0].node == HOST
     message = load_error(tmp_path, lab_text(step_text(commands='[{ node = "host", run = "rm -rf /" }]')))
-    assert "a host command is `labkit node stop|start|disconnect|connect NODE`" in message
+    assert "a host command is `labkit node stop|start|restart|disconnect|connect NODE`" in message
+
+
+def test_a_lab_declares_its_nodes_and_begins_on_a_fresh_swarm_of_them(tmp_path):
+    lab = load_text(tmp_path, 'nodes = { managers = 3, workers = 2 }\nstart = "swarm"\n' + lab_text(
+        step_text(commands='[{ node = "host", run = "labkit node restart manager3" }]')))
+    assert (lab.topology.managers, lab.topology.workers, lab.fresh) == (3, 2, True)
+    assert [s.name for s in lab.topology.nodes] == ["manager1", "manager2", "manager3", "worker1", "worker2"]
+    plain = load_text(tmp_path, lab_text(step_text()))
+    assert (plain.topology.managers, plain.topology.workers, plain.fresh) == (1, 2, False)
+
+
+@pytest.mark.parametrize(("head", "expected"), [
+    ('nodes = { managers = 3 }\n', "a lab with its own 'nodes' begins on a fresh swarm of them"),
+    ('nodes = { managers = 0 }\nstart = "swarm"\n', "'nodes': A swarm needs between 1 and 9 managers, not 0"),
+    ('nodes = { servers = 3 }\nstart = "swarm"\n', "'nodes' is a table like { managers = 3, workers = 2 }"),
+    ('nodes = 3\nstart = "swarm"\n', "'nodes' is a table like"),
+    ('start = "fresh"\n', "'start' is \"previous\" (where the lab before ended) or \"swarm\""),
+])
+def test_bad_nodes_or_start_is_reported(tmp_path, head, expected):
+    assert expected in load_error(tmp_path, head + lab_text(step_text()))
+
+
+def test_a_step_on_a_node_the_lab_lacks_is_reported(tmp_path):
+    message = load_error(tmp_path, lab_text(step_text(node='"manager2"')))
+    assert "step 'init': the lab has no node manager2 (its nodes: manager1, worker1, worker2" in message
+    message = load_error(tmp_path, lab_text(step_text(
+        commands='[{ node = "host", run = "labkit node stop worker3" }]')))
+    assert "the lab has no node worker3" in message
 
 
 # --- 2. malformed definitions ----------------------------------------------

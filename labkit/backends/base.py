@@ -167,6 +167,11 @@ class Backend(ABC):
             "only the default backend (dind) can so far."
         )
 
+    def restart(self, node: str, report: Report) -> str:
+        """Reboot NODE: its engine shuts down cleanly and starts again; returns once the engine answers."""
+        raise BackendError(f"The {self.name} backend cannot restart a node yet: only the default backend "
+                           "(dind) can so far.")
+
     def partition(self, node: str, connected: bool, report: Report) -> str:
         """Cut NODE off the lab network (its engine keeps running), or reconnect it with its own address."""
         raise BackendError(
@@ -177,7 +182,7 @@ class Backend(ABC):
 
 def failure_line(node: str, action: str, changed: bool, lab: str = "lab", address: str = "") -> str:
     """The one line `labkit node ACTION NODE` (and the notebook's buttons) say: what NODE is now,
-    and the command that undoes it. ACTION: stop, start, disconnect or connect."""
+    and the command that undoes it. ACTION: stop, start, restart, disconnect or connect."""
     flag = "" if lab == "lab" else f" --lab {lab}"
     lines = {
         ("stop", True): f"{node} is off: its container was killed, like pulling the plug. "
@@ -185,6 +190,8 @@ def failure_line(node: str, action: str, changed: bool, lab: str = "lab", addres
         ("stop", False): f"{node} was already off. `labkit node start {node}{flag}` powers it on.",
         ("start", True): f"{node} is on again and its engine answers.",
         ("start", False): f"{node} was already on and its engine answers.",
+        ("restart", True): f"{node} restarted: its engine shut down cleanly, started again and answers.",
+        ("restart", False): f"{node} was off; it is on again and its engine answers.",
         ("disconnect", True): f"{node} is cut off from the lab network; its engine keeps running. "
                               f"`labkit node connect {node}{flag}` reconnects it.",
         ("disconnect", False): f"{node} was already cut off from the lab network. "

@@ -285,6 +285,17 @@ class DindBackend(Backend):
             wait_for(lambda: _reloaded(container).status != "running", 10, 0.05)
         return failure_line(node, "stop", changed, self.lab)
 
+    def restart(self, node: str, report: Report) -> str:
+        """The node's container is stopped (SIGTERM: dockerd shuts down cleanly) and started again, like a
+        reboot; this returns once its engine answers (a locked manager's engine answers too)."""
+        target, container = self._node_container(node)
+        if container.status != "running":
+            self.power(node, True, report)
+            return failure_line(node, "restart", False, self.lab)
+        container.restart(timeout=20)
+        self._wait_engine(target, container)
+        return failure_line(node, "restart", True, self.lab)
+
     def _wait_engine(self, node: DindNode, container: Container) -> None:
         """Until NODE's engine answers; an engine that exits instead is said at once, with its last words."""
         wait_for(lambda: node.engine_answers() or _reloaded(container).status != "running", ENGINE_TIMEOUT, 0.05)
