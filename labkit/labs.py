@@ -277,6 +277,17 @@ def find(ref: str, labs: list[Lab]) -> tuple[Lab, Step | None]:
     raise InvalidInput(f"There is no lab '{lab_id}'. Labs: {', '.join(lab.id for lab in labs)} (`labkit labs`).")
 
 
+def segments(labs: list[Lab]) -> list[list[Lab]]:
+    """The course cut where a lab begins on a fresh swarm: each part can be set up, run and tested on its
+    own (the first begins on bare engines)."""
+    parts: list[list[Lab]] = []
+    for lab in labs:
+        if lab.fresh or not parts:
+            parts.append([])
+        parts[-1].append(lab)
+    return parts
+
+
 def all_steps(labs: list[Lab]) -> list[Step]:
     return [step for lab in labs for step in lab.steps]
 

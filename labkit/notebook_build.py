@@ -2,6 +2,7 @@
 
     python -m labkit.notebook_build            # write notebooks/NN-LAB.ipynb (sources only)
     python -m labkit.notebook_build --execute  # and run them on a fresh lab to record outputs
+    python -m labkit.notebook_build --execute 12-managers.ipynb  # record only these
 
 Each lab notebook: the lab's introduction; per step, its text, a `%%node` cell per
 node with the step's commands (as in labs/), and a check; diagrams drawn from the
@@ -139,13 +140,13 @@ def execute(names: list[str], lab: str) -> None:
 
     from labkit.backends import get_backend
     from labkit.cluster import Cluster
-    from labkit.labs import all_steps
     from labkit.runner import reset
 
     os.environ["LABKIT_LAB"] = lab
     os.environ["LABKIT_STRICT"] = "1"
     labs = course()
-    reset(Cluster(get_backend(None, lab)), labs, all_steps(labs)[0], print)
+    first = next((item for item in labs if notebook_name(item) == names[0]), labs[0])  # start.ipynb: the first
+    reset(Cluster(get_backend(None, lab)), labs, first.steps[0], print)
     for name in names:
         path = NOTEBOOKS / name
         nb = nbformat.read(path, as_version=4)
@@ -159,6 +160,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--execute", action="store_true", help="run them on a fresh lab to record outputs")
     parser.add_argument("--lab", default="nbbuild", help="lab to run them on (default: nbbuild)")
+    parser.add_argument("names", nargs="*", help="with --execute: only these notebooks, in this order (a lab that "
+                        "carries on from the one before starts from a reset to its first step)")
     args = parser.parse_args()
     built = build_all()
     for name, nb in built.items():
@@ -168,7 +171,7 @@ def main() -> None:
         nbformat.write(nb, path)
         print(f"wrote {path}")
     if args.execute:
-        order = ["start.ipynb", *sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))]
+        order = args.names or ["start.ipynb", *sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))]
         execute(order, args.lab)
 
 

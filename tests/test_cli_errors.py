@@ -68,7 +68,8 @@ def test_down_while_a_lab_is_half_started(host) -> None:
     label = {"label": f"{LABEL_LAB}={lab}"}
     try:
         wait_until(
-            lambda: host.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={lab}", "labkit.kind=node"]}),
+            lambda: host.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={lab}", "labkit.kind=node"]},
+                                         ignore_removed=True),  # up replaces containers as it goes
             60,
             "the first node container",
         )

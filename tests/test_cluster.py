@@ -12,6 +12,7 @@ import pytest
 import testinfra
 
 import labkit
+from labkit.swarm import task_containers
 from labkit.topology import LABEL_LAB, Names
 from tests.conftest import TEST_LAB, labkit_cli, wait_until
 
@@ -104,7 +105,7 @@ def test_a_killed_task_container_is_replaced_by_the_orchestrator(swarm: labkit.C
         manager.run("docker service create -d --name pinger --replicas 3 alpine ping manager1")
         wait_until(lambda: len(running_tasks(manager, "pinger")) == 3, 60, "3 running tasks")
     victim = wait_until(
-        lambda: worker.docker.containers.list(filters={"label": "com.docker.swarm.service.name=pinger"}),
+        lambda: task_containers(worker.docker, "pinger"),
         30,
         "a pinger container on worker2",
     )[0]
@@ -134,7 +135,7 @@ def test_tasks_on_an_overlay_network_reach_each_other_across_nodes(swarm: labkit
         assert done.ok, done.stderr
     for name in ("left", "right"):
         wait_until(lambda n=name: running_tasks(manager, n), 60, f"service {name} running")
-    left = manager.docker.containers.list(filters={"label": "com.docker.swarm.service.name=left"})[0]
+    left = task_containers(manager.docker, "left")[0]
     right_task = running_tasks(manager, "right")[0]
     right_ip = right_task["NetworksAttachments"][0]["Addresses"][0].split("/")[0]
     assert ipaddress.ip_address(right_ip) in ipaddress.ip_network("10.0.0.0/8")

@@ -14,11 +14,12 @@ import pytest
 
 from labkit.backends import get_backend
 from labkit.cluster import Cluster
-from labkit.labs import all_steps
-from labkit.notebook_build import NOTEBOOKS, build_all, sources
+from labkit.labs import all_steps, segments
+from labkit.notebook_build import NOTEBOOKS, build_all, notebook_name, sources
 from labkit.runner import course, reset
 
 NB_LAB = "cinb"
+FRESH_LAB = "cinb-fresh"  # the notebooks of the labs that begin on a fresh swarm, beside the chained ones
 SANITIZE = NOTEBOOKS / "sanitize.cfg"
 
 
@@ -27,17 +28,32 @@ def fresh_lab() -> None:
     reset(Cluster(get_backend(None, NB_LAB)), labs, all_steps(labs)[0], lambda _: None)
 
 
-def nbval(paths: list[Path], state_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LABKIT_LAB": NB_LAB, "LABKIT_STRICT": "1", "LABKIT_STATE_DIR": str(state_dir)}
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
+def nbval_argv(paths: list[Path]) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
             "--nbval-sanitize-with", str(SANITIZE), "-q", "--rootdir", str(paths[0].parent), *map(str, paths)]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=2400, env=env, cwd=paths[0].parent)
+
+
+def nbval_env(lab: str, state_dir: Path) -> dict[str, str]:
+    return {**os.environ, "LABKIT_LAB": lab, "LABKIT_STRICT": "1", "LABKIT_STATE_DIR": str(state_dir)}
+
+
+def nbval(paths: list[Path], state_dir: Path, lab: str = NB_LAB) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(nbval_argv(paths), capture_output=True, text=True, timeout=2400,
+                          env=nbval_env(lab, state_dir), cwd=paths[0].parent)
+
+
+def notebook_parts() -> list[list[Path]]:
+    """The notebooks cut like the course: start and the chained labs, then the labs that begin on a fresh
+    swarm (their notebooks make it themselves with begin())."""
+    return [[NOTEBOOKS / "start.ipynb"] * (not part[0].fresh) + [NOTEBOOKS / notebook_name(lab) for lab in part]
+            for part in segments(course())]
 
 
 @pytest.fixture(scope="module")
 def nb_lab():
     yield NB_LAB
-    get_backend(None, NB_LAB).down(lambda _: None)
+    for lab in (NB_LAB, FRESH_LAB):
+        get_backend(None, lab).down(lambda _: None)
 
 
 def test_lab_notebooks_are_built_from_the_lab_definitions() -> None:
@@ -58,11 +74,18 @@ def test_every_notebook_has_recorded_outputs_without_errors() -> None:
 @pytest.mark.cluster
 @pytest.mark.notebooks
 def test_every_notebook_passes_nbval_top_to_bottom_on_a_fresh_cluster(nb_lab, tmp_path: Path) -> None:
+    """The chained part (start, then 01 onwards on bare engines) in one lab; beside it, in a second lab,
+    the notebooks of the labs that begin on a fresh swarm, one after another (each makes its own)."""
     fresh_lab()
-    order = [NOTEBOOKS / "start.ipynb", *sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))]  # start: bare engines
-    done = nbval(order, tmp_path)
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
-    assert " passed" in done.stdout
+    first, *fresh = notebook_parts()
+    runs = [subprocess.Popen(nbval_argv(paths), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=nbval_env(lab, tmp_path / lab), cwd=NOTEBOOKS)
+            for lab, paths in ((NB_LAB, first), (FRESH_LAB, [p for part in fresh for p in part])) if paths]
+    outputs = [run.communicate(timeout=2400)[0] for run in runs]
+    for run, out in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, out[-8000:]
+        assert " passed" in out
+    assert len(runs) == 1 + bool(fresh)
 
 
 @pytest.mark.cluster

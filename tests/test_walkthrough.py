@@ -9,7 +9,7 @@ import pytest
 
 import labkit
 from labkit.checks import Result
-from labkit.labs import all_steps, find
+from labkit.labs import Lab, all_steps, find, segments
 from labkit.progress import Progress
 from labkit.runner import apply_solution, course, reset, run_check
 from tests.conftest import labkit_cli
@@ -23,34 +23,31 @@ def lab(own_lab: labkit.Cluster) -> labkit.Cluster:
     return own_lab
 LABS = course()
 STEPS = all_steps(LABS)
+PARTS = segments(LABS)  # the chained labs from swarm-init, then each lab that begins on a fresh swarm
 
 
 def quiet(_: str) -> None:
     pass
 
 
-@pytest.fixture(scope="module")
-def fresh(lab: labkit.Cluster) -> labkit.Cluster:
-    """The test lab rewound to the very first step."""
-    reset(lab, LABS, STEPS[0], quiet)
-    return lab
-
-
-def test_every_step_fails_before_its_solution_and_passes_after(fresh: labkit.Cluster) -> None:
-    progress = Progress(fresh.lab)
-    for step in STEPS:
-        before = run_check(fresh, step, wait=False)
+@pytest.mark.parametrize("part", PARTS, ids=[part[0].id for part in PARTS])
+def test_every_step_fails_before_its_solution_and_passes_after(lab: labkit.Cluster, part: list[Lab]) -> None:
+    """PART from its start (bare engines, or a fresh swarm of its first lab's nodes), step by step."""
+    reset(lab, LABS, part[0].steps[0], quiet)
+    progress = Progress(lab.lab)
+    for step in all_steps(part):
+        before = run_check(lab, step, wait=False)
         assert not before.passed, f"{step.ref} passed before its solution: {before.summary}"
         assert before.hint, f"{step.ref} failed without a hint"
-        after = apply_solution(fresh, step, quiet)
+        after = apply_solution(lab, step, quiet)
         assert after.passed, f"{step.ref} still fails after its solution: {after.summary} ({after.hint})"
         assert progress.passed(step.ref)
         if step.question:  # each likely wrong answer, given on the live cluster, gets its own explanation
             right = progress.answer(step.ref)
             for wrong, why in step.explain.items():
-                judged = run_check(fresh, step, answer=wrong, wait=False)
+                judged = run_check(lab, step, answer=wrong, wait=False)
                 assert not judged.passed and why in judged.summary, f"{step.ref} {wrong!r}: {judged.summary}"
-            assert run_check(fresh, step, answer=right, wait=False).passed
+            assert run_check(lab, step, answer=right, wait=False).passed
 
 
 def stage(cluster: labkit.Cluster, ref: str) -> None:

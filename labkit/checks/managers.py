@@ -1,0 +1,243 @@
+"""Checks of Raft among managers: how many managers a swarm may lose (quorum), an even number that adds
+nothing, a leader elected when the leader goes off (and how long that took), changes refused without
+quorum while tasks keep running, and a new cluster forced from the last manager."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import docker.errors
+
+from labkit.backends.base import Node
+from labkit.checks.base import Context, Result, check, judge_answer, timestamp
+from labkit.swarm import task_containers
+
+PINGER = "pinger"
+NO_LEADER = ("does not have a leader", "lost leader status", "DeadlineExceeded", "context deadline exceeded")
+
+
+def tolerance(managers: int) -> int:
+    """How many managers a swarm of MANAGERS may lose and still have a quorum (a majority of all of them)."""
+    return (managers - 1) // 2
+
+
+def _managers(ctx: Context) -> dict[str, dict[str, Any]]:
+    """The swarm's managers by hostname, as the managers see them: the nodes in Raft (with a MANAGER STATUS).
+    After `--force-new-cluster` the lost managers keep their role in the node list, but not their seat."""
+    return {h: n for h, n in ctx.nodes_by_hostname().items() if n.get("ManagerStatus")}
+
+
+def _status(nodes: dict[str, dict[str, Any]]) -> str:
+    """'manager1 Leader, manager2 Reachable, ...' as `docker node ls` shows MANAGER STATUS."""
+    def word(node: dict[str, Any]) -> str:
+        status = node.get("ManagerStatus") or {}
+        return "Leader" if status.get("Leader") else str(status.get("Reachability", "?")).capitalize()
+    return ", ".join(f"{h} {word(n)}" for h, n in sorted(nodes.items()))
+
+
+def _leader(nodes: dict[str, dict[str, Any]]) -> str:
+    return next((h for h, n in nodes.items() if (n.get("ManagerStatus") or {}).get("Leader")), "")
+
+
+def _answer_count(ctx: Context) -> str:
+    return str(tolerance(len(_managers(ctx))))
+
+
+@check("manager_quorum", answer=_answer_count)
+def manager_quorum(ctx: Context) -> Result:
+    """The swarm has the step's number of managers (params.managers), all reachable; the learner says how
+    many of them it may lose. An even number is named as the mistake it is."""
+    if not ctx.swarm_active():
+        return ctx.not_initialised()
+    managers = _managers(ctx)
+    wanted = int(ctx.params.get("managers", 3))
+    count = len(managers)
+    evidence = (f"managers: {_status(managers)}",
+                f"{count} manager{'' if count == 1 else 's'}: a quorum is {count // 2 + 1}, so {tolerance(count)} "
+                "may be lost")
+    joining = sorted(h for h, n in ctx.nodes_by_hostname().items()
+                     if n["Spec"].get("Role") == "manager" and not n.get("ManagerStatus"))
+    if count < wanted and joining:
+        return Result(False, f"{', '.join(joining)}: manager by role, not yet back in Raft.", evidence,
+                      pending=True, hint="A manager that comes back waits for a seat in Raft: watch `docker node "
+                      "ls` until it is Reachable (up to a minute).")
+    if count != wanted:
+        even = (f" An even number adds no tolerance: {count} managers may lose {tolerance(count)}, like "
+                f"{count - 1}." if count % 2 == 0 else "")
+        return Result(False, f"The swarm has {count} manager{'' if count == 1 else 's'}; this step wants "
+                      f"{wanted}.{even}", evidence,
+                      hint=ctx.step.hints[0])
+    unreachable = sorted(h for h, n in managers.items()
+                         if (n.get("ManagerStatus") or {}).get("Reachability") != "reachable")
+    if unreachable:
+        return Result(False, f"{', '.join(unreachable)} {'is' if len(unreachable) == 1 else 'are'} not reachable "
+                      "yet.", evidence, pending=True,
+                      hint="A new manager needs a few seconds to join Raft: watch `docker node ls`.")
+    if not ctx.step.question:
+        return Result(True, f"{count} managers, all reachable: the swarm may lose {tolerance(count)}.", evidence)
+    return judge_answer(ctx, [str(tolerance(count)), ["none", "one", "two", "three"][min(tolerance(count), 3)]],
+                        evidence)
+
+
+@check("pinger_on_workers")
+def pinger_on_workers(ctx: Context) -> Result:
+    """pinger: params.replicas tasks (2), on the workers only, so stopping managers stops none of them."""
+    service, failure = ctx.required_service(PINGER)
+    if failure:
+        return failure
+    assert service is not None
+    constraints = service["Spec"]["TaskTemplate"].get("Placement", {}).get("Constraints") or []
+    hosts = ctx.hostnames()
+    where = sorted(hosts.get(t["NodeID"], "?") for t in ctx.running_tasks(service))
+    evidence = (f"constraints: {', '.join(constraints) or 'none'}", f"pinger tasks on: {', '.join(where) or 'none'}")
+    if "node.role==worker" not in [c.replace(" ", "") for c in constraints]:
+        return Result(False, "pinger may run on managers; this lab keeps its tasks on the workers.", evidence,
+                      hint="`docker service update --constraint-add node.role==worker pinger`, or create it "
+                      "as shown.")
+    wanted = int(ctx.params.get("replicas", 2))
+    replicas = service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+    if replicas != wanted:
+        return Result(False, f"pinger asks for {replicas} replica(s); this step wants {wanted}.", evidence,
+                      hint=ctx.step.hints[0])
+    if len(where) < wanted:
+        return Result(False, "pinger's tasks are starting.", evidence, pending=True, hint="Wait a moment.")
+    return Result(True, f"pinger runs {wanted} tasks, on the workers only.", evidence)
+
+
+def _running_on_workers(ctx: Context) -> dict[str, int]:
+    """pinger's containers running on each worker, as the worker's own engine says (no manager needed)."""
+    found = {}
+    for node in ctx.cluster.workers:
+        found[node.name] = len(task_containers(node.docker, PINGER)) if node.engine_answers() else 0
+    return found
+
+
+def _election(ctx: Context, api: Any, old: Node) -> str:
+    """How long after OLD went off a new leader took office: a new leader's dispatcher marks every node
+    unknown until it hears their heartbeats (engine node events), so the first such event after the
+    stop is when it started to lead."""
+    stopped = old.stopped_at()
+    if not stopped:
+        return "when the new leader took office: unknown (labkit cannot tell when the old one stopped)"
+    since = timestamp(stopped)
+    until = min(since + timedelta(minutes=5), datetime.now(UTC))  # a later one streams live events until then
+    events = api.events(since=int(since.timestamp()), until=int(until.timestamp()),
+                        filters={"type": "node", "event": "update"}, decode=True)
+    for event in events:
+        attrs = event.get("Actor", {}).get("Attributes", {})
+        at = timestamp_ns(event.get("timeNano", 0))
+        if at > since and attrs.get("state.old") == "ready" and attrs.get("state.new") == "unknown":
+            return (f"a new leader took office {(at - since).total_seconds():.1f} s after {old.name} went off "
+                    "(its dispatcher marked every node unknown until their heartbeats came)")
+    return "when the new leader took office: not in the engine's events"
+
+
+def timestamp_ns(nanos: int) -> datetime:
+    """An engine event's timeNano as a datetime (UTC)."""
+    return datetime.fromtimestamp(nanos / 1e9, UTC)
+
+
+def _elected_answer(ctx: Context) -> str:
+    return str(len(_managers(ctx)) // 2 + 1)
+
+
+@check("leader_elected", answer=_elected_answer)
+def leader_elected(ctx: Context) -> Result:
+    """params.node (the leader) off: the other managers elected a leader among themselves, pinger kept its
+    tasks; the learner predicted how many managers must agree (a majority of all, the stopped one counts)."""
+    gone = str(ctx.params.get("node", "manager1"))
+    if ctx.cluster[gone].health() == "running":
+        return Result(False, f"{gone} is still running.", hint=ctx.step.hints[0])
+    if ctx.manager.name == gone:
+        return Result(False, "No other manager answers with the control API yet.", pending=True,
+                      hint="The managers wait for missed heartbeats before they elect: watch `docker node ls` "
+                      "on manager2.")
+    try:
+        managers = _managers(ctx)
+    except docker.errors.APIError as exc:
+        return Result(False, "The managers are electing a new leader.", (str(exc.explanation),), pending=True,
+                      hint="An election starts after a few missed heartbeats: give it 10 to 20 s.")
+    leader = _leader(managers)
+    evidence = [f"managers: {_status(managers)}",
+                "pinger containers running on: " + ", ".join(f"{n} {c}" for n, c in _running_on_workers(ctx).items())]
+    if not leader or leader == gone:
+        return Result(False, "The managers have not elected a new leader yet.", tuple(evidence), pending=True,
+                      hint="An election starts after a few missed heartbeats: give it 10 to 20 s.")
+    evidence.append(_election(ctx, ctx.api, ctx.cluster[gone]))
+    majority = len(managers) // 2 + 1
+    return judge_answer(ctx, [str(majority), ["", "one", "two", "three", "four"][min(majority, 4)]], tuple(evidence))
+
+
+def _no_leader(ctx: Context) -> tuple[Node | None, str]:
+    """A manager whose engine answers but whose swarm has no leader (quorum lost), and what it said."""
+    for node in ctx.cluster.managers:
+        if node.health() != "running":
+            continue
+        try:
+            node.docker.api.nodes()
+        except docker.errors.APIError as exc:
+            said = str(exc.explanation or exc)
+            if any(s in said for s in NO_LEADER):
+                return node, said
+    return None, ""
+
+
+@check("quorum_lost", answer=lambda ctx: "yes" if sum(_running_on_workers(ctx).values()) else "no")
+def quorum_lost(ctx: Context) -> Result:
+    """Two of three managers off: the last one answers but refuses changes (no leader), while pinger's
+    tasks keep running on the workers; the learner predicted that they keep running."""
+    off = [n.name for n in ctx.cluster.managers if n.health() != "running"]
+    node, said = _no_leader(ctx)
+    running = _running_on_workers(ctx)
+    evidence = (f"managers off: {', '.join(off) or 'none'}",
+                f"{node.name if node else 'the managers'}: {said or 'a leader answers'}",
+                "pinger containers running on: " + ", ".join(f"{n} {c}" for n, c in running.items()))
+    if node is None:
+        if len(off) < 2:
+            return Result(False, f"Only {len(off)} manager(s) off: the others still make a majority.", evidence,
+                          hint=ctx.step.hints[0])
+        return Result(False, "The last manager has not noticed yet that it lost its quorum.", evidence,
+                      pending=True, hint="Wait a few seconds and run `docker node ls` on it again.")
+    return judge_answer(ctx, ["yes", "y", "they keep running"] if sum(running.values()) else ["no", "n"], evidence)
+
+
+@check("leader_back")
+def leader_back(ctx: Context) -> Result:
+    """A manager is back: with 2 of 3 reachable the swarm has a leader again and accepts changes."""
+    node, said = _no_leader(ctx)
+    if node is not None:
+        off = [n.name for n in ctx.cluster.managers if n.health() != "running"]
+        pending = len(off) < 2
+        return Result(False, "The swarm still has no leader: too few managers are on.",
+                      (f"{node.name}: {said}", f"managers off: {', '.join(off)}"), pending=pending,
+                      hint=ctx.step.hints[0])
+    try:
+        managers = _managers(ctx)
+    except docker.errors.APIError as exc:
+        return Result(False, "The managers are electing a leader.", (str(exc.explanation),), pending=True,
+                      hint="Give it a few seconds.")
+    leader = _leader(managers)
+    evidence = (f"managers: {_status(managers)}",)
+    if not leader:
+        return Result(False, "The managers are electing a leader.", evidence, pending=True, hint="Wait a moment.")
+    return Result(True, "The swarm has a leader again: a majority of its managers is on.", evidence)
+
+
+@check("new_cluster", answer=lambda ctx: "yes" if ctx.service(PINGER) else "no")
+def new_cluster(ctx: Context) -> Result:
+    """`docker swarm init --force-new-cluster` on params.node: it is the only manager and leads; the
+    services are still there (rebuilt from its copy of the Raft log)."""
+    node = str(ctx.params.get("node", "manager3"))
+    try:
+        managers = _managers(ctx) if ctx.manager.name == node else {}
+    except docker.errors.APIError as exc:
+        said = str(exc.explanation or exc)
+        return Result(False, f"{node} has no quorum: it cannot lead alone.", (f"{node}: {said}",),
+                      hint=ctx.step.hints[0])
+    if not managers:
+        return Result(False, f"{node} does not manage the swarm on its own yet.", hint=ctx.step.hints[0])
+    evidence = (f"managers: {_status(managers)}", f"pinger: {'there' if ctx.service(PINGER) else 'gone'}")
+    if list(managers) != [node]:
+        return Result(False, f"{node} is not the only manager yet.", evidence, hint=ctx.step.hints[0])
+    return judge_answer(ctx, ["yes", "y", "it is"] if ctx.service(PINGER) else ["no", "n"], evidence)
