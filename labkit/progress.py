@@ -12,6 +12,8 @@ from typing import Any
 
 from labkit.settings import settings
 
+KEPT = "_kept"  # in the progress file: values a lab keeps for the learner (never a step ref: those hold ':')
+
 
 class Progress:
     def __init__(self, lab: str, directory: Path | None = None) -> None:
@@ -51,6 +53,18 @@ class Progress:
 
     def passed(self, ref: str) -> bool:
         return bool(self.get(ref).get("passed"))
+
+    def keep(self, name: str, value: Any) -> None:
+        """Keep VALUE (JSON) under NAME for this lab, on this computer, outside every node: e.g. a swarm's
+        unlock key, which must not sit on the manager it unlocks (the autolock lab)."""
+        data = self._load()
+        data[KEPT] = {**(data.get(KEPT) if isinstance(data.get(KEPT), dict) else {}), name: value}
+        self._save(data)
+
+    def kept(self, name: str) -> Any:
+        """What was kept under NAME (None if nothing was)."""
+        kept = self._load().get(KEPT)
+        return kept.get(name) if isinstance(kept, dict) else None
 
     def forget(self, refs: list[str]) -> None:
         data = self._load()
