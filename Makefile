@@ -20,6 +20,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml $(VENV)/.python
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; } || \
 		{ echo "$(PYTHON) cannot make a virtualenv: install python3-venv (Debian/Ubuntu)"; exit 1; }
 	$(PYTHON) -m venv --clear $(VENV)
+	echo '$(PYTHON)' > $(VENV)/.python  # --clear removed it: without it every make would build the venv again
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .

@@ -39,8 +39,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# emoji=False: "autolock:unlock:" is a step reference, not rich's :unlock: emoji
+console = Console(stderr=True, soft_wrap=True, emoji=False)
+out = Console(soft_wrap=True, emoji=False)
 
 LabOpt = Annotated[str | None, typer.Option("--lab", help="Lab name (default: $LABKIT_LAB or 'lab').")]
 BackendOpt = Annotated[

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from labkit.errors import InvalidInput
+from labkit.progress import Progress
 from labkit.swarm import ping_services, task_containers
 from labkit.topology import parse_node_name
 
@@ -24,7 +25,9 @@ NAMED = {
     "manager_token": "the manager join token",
     "service": "the name of your ping service",
     "task_container": "a container of your service on the node the command runs on",
+    "unlock_key": "the unlock key autolock printed",
 }
+UNLOCK_KEYS = "unlock_keys"  # kept by labkit (labkit/progress.py) for the autolock lab: each key seen, newest last
 NODE_ATTRS = ("address", "name")
 
 
@@ -66,6 +69,7 @@ def _value(name: str, cluster: Cluster, node: str | None) -> str:
         "manager_token": lambda: _token(cluster, "Manager"),
         "service": lambda: _service(cluster),
         "task_container": lambda: _task_container(cluster, node),
+        "unlock_key": lambda: _unlock_key(cluster),
     }
     if name in getters:
         try:
@@ -99,3 +103,18 @@ def _task_container(cluster: Cluster, node: str | None) -> str | None:
         return None
     found = task_containers(cluster[node].docker, service)
     return found[0].name if found else None
+
+
+def _unlock_key(cluster: Cluster) -> str | None:
+    """The swarm's unlock key: from the first manager while it is unlocked, else the one labkit kept on this
+    computer (a locked manager cannot tell it, and the key must not sit on its disk)."""
+    managers = cluster.managers
+    if managers:
+        try:
+            key = managers[0].docker.api.get_unlock_key().get("UnlockKey")
+            if key:
+                return str(key)
+        except Exception:  # locked, or no swarm: the kept key, if any
+            pass
+    keys = Progress(cluster.lab).kept(UNLOCK_KEYS)
+    return str(keys[-1]) if isinstance(keys, list) and keys else None

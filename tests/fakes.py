@@ -21,8 +21,10 @@ its swarm (a table on a manager, the CLI's error elsewhere).
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
+import json
 import re
 import shlex
 from collections import namedtuple
@@ -106,6 +108,9 @@ class FakeSwarm:
     tasks: list[Json] = field(default_factory=list)
     networks: list[Json] = field(default_factory=list)  # the swarm-scoped (overlay) networks
     logs: dict[str, list[tuple[float, str]]] = field(default_factory=dict)  # service id -> (at, line) as logged
+    trust: Json = field(default_factory=dict)  # lab trust: Spec.CAConfig, TLSInfo, ... as `swarm inspect` adds them
+    secrets: list[Json] = field(default_factory=list)  # lab secrets: as stored, with their Spec.Data (base64)
+    configs: list[Json] = field(default_factory=list)  # lab configs: as stored, with their Spec.Data (base64)
 
     def node(self, hostname: str) -> Json:
         return next(n for n in self.nodes if n["Description"]["Hostname"] == hostname)
@@ -252,6 +257,28 @@ class FakeAPI:
         assert not filters, "the fake engine filters networks by names and ids only"
         return self.engine.list_networks(names, ids)
 
+    # lab secrets (labs/15-secrets.toml): `GET /secrets`, `GET /secrets/ID`; like the engine, never the Data
+
+    def secrets(self, filters: Json | None = None) -> list[Json]:
+        """Secrets, filtered as the engine does: `name` matches the start of a name."""
+        swarm = self.engine.manager_swarm()
+        wanted = {key: _as_list(value) for key, value in (filters or {}).items()}
+        assert set(wanted) <= {"name"}, f"the fake engine does not filter secrets by {sorted(wanted)}"
+        return [_without_data(s) for s in swarm.secrets
+                if not wanted.get("name") or any(s["Spec"]["Name"].startswith(n) for n in wanted["name"])]
+
+    def inspect_secret(self, secret_id: str) -> Json:
+        for s in self.engine.manager_swarm().secrets:
+            if secret_id in (s["ID"], s["Spec"]["Name"]) or s["ID"].startswith(secret_id):
+                return _without_data(s)
+        raise docker.errors.NotFound(f"404 Client Error: secret {secret_id} not found")
+
+    # lab configs (labs/16-configs.toml): `GET /configs`; configs are not secret: the engine gives their Data
+
+    def configs(self, filters: Json | None = None) -> list[Json]:
+        assert not filters, "the fake engine does not filter configs"
+        return copy.deepcopy(self.engine.manager_swarm().configs)
+
     def service_logs(self, service: str, details: bool = False, follow: bool = False, stdout: bool = False,
                      stderr: bool = False, since: int | float | datetime | None = None, timestamps: bool = False,
                      tail: str = "all", is_tty: bool | None = None) -> Iterator[bytes]:
@@ -359,7 +386,8 @@ class FakeSwarmModel:
     def attrs(self) -> Json:
         if not self.engine.is_manager or self.engine.swarm is None:
             return {}
-        return {"ID": self.engine.swarm.id, "JoinTokens": dict(self.engine.swarm.tokens)}
+        return {"ID": self.engine.swarm.id, "JoinTokens": dict(self.engine.swarm.tokens),
+                **copy.deepcopy(self.engine.swarm.trust)}
 
     def reload(self) -> None:
         pass
@@ -865,6 +893,110 @@ class FakeLab:
         return container
 
 
+    # secrets (lab secrets, labs/15-secrets.toml)
+
+    def secret(self, name: str, value: str, at: float = 0.0) -> Json:
+        """`printf VALUE | docker secret create NAME -` on manager1 at AT; `docker secret inspect NAME` there
+        shows it as the engine does, without the value."""
+        secret: Json = {"ID": self.new_id(), "Version": {"Index": 1}, "CreatedAt": stamp(at), "UpdatedAt": stamp(at),
+                        "Spec": {"Name": name, "Labels": {},
+                                 "Data": base64.b64encode(value.encode()).decode()}}
+        self.swarm.secrets.append(secret)
+        self["manager1"].outputs[f"docker secret inspect {name}"] = json.dumps([_without_data(secret)], indent=4)
+        return secret
+
+    def remove_secret(self, name: str) -> None:
+        """`docker secret rm NAME` (that the engine refuses while a service uses it is the checks' business)."""
+        self.swarm.secrets = [s for s in self.swarm.secrets if s["Spec"]["Name"] != name]
+
+    def grant(self, service: Json, secret: str, target: str | None = None, remove: Sequence[str] = ()) -> None:
+        """`docker service update --secret-rm R ... --secret-add source=SECRET,target=TARGET SERVICE`: its spec
+        only (the engine replaces its tasks: `move` them, then `mount_secrets`); a service made with `service()`
+        and granted at once (`--secret` at create) is `grant`ed before `mount_secrets`."""
+        found = next(s for s in self.swarm.secrets if s["Spec"]["Name"] == secret)
+        spec = service["Spec"]["TaskTemplate"]["ContainerSpec"]
+        refs = [r for r in spec.get("Secrets", []) if r["SecretName"] not in remove]
+        refs.append({"File": {"Name": target or secret, "UID": "0", "GID": "0", "Mode": 292},
+                     "SecretID": found["ID"], "SecretName": secret})
+        spec["Secrets"] = refs
+        service["Version"]["Index"] += 1
+
+    def mount_secrets(self, service: Json, created: bool = False) -> None:
+        """What the engine mounts in each running task container of SERVICE: each secret its task was granted,
+        a file in a tmpfs at /run/secrets/TARGET (`cat` reads it; /proc/mounts lists it). CREATED: the
+        service was granted its secrets at create, so its tasks' specs hold them too."""
+        for task in self.tasks(service):
+            if created:
+                task["Spec"] = copy.deepcopy(service["Spec"]["TaskTemplate"])
+            cid = task["Status"]["ContainerStatus"].get("ContainerID")
+            if task["DesiredState"] != "running" or not cid:
+                continue
+            container = self.container_of(task)
+            mounts = ["overlay / overlay rw,relatime 0 0", "proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0"]
+            for ref in task["Spec"]["ContainerSpec"].get("Secrets", []):
+                path = f"/run/secrets/{ref['File']['Name']}"
+                data = next(s for s in self.swarm.secrets if s["ID"] == ref["SecretID"])["Spec"]["Data"]
+                container.execs[f"cat {path}"] = (0, base64.b64decode(data))
+                mounts.append(f"tmpfs {path} tmpfs ro,relatime 0 0")
+            container.execs["cat /proc/mounts"] = (0, ("\n".join(mounts) + "\n").encode())
+
+    # configs (lab configs, labs/16-configs.toml)
+
+    def config(self, name: str, text: str, at: float = 0.0) -> Json:
+        """`docker config create NAME -` on manager1 at AT, with TEXT on standard input."""
+        config: Json = {"ID": self.new_id(), "Version": {"Index": 1}, "CreatedAt": stamp(at), "UpdatedAt": stamp(at),
+                        "Spec": {"Name": name, "Labels": {}, "Data": base64.b64encode(text.encode()).decode()}}
+        self.swarm.configs.append(config)
+        return config
+
+    def remove_config(self, name: str) -> None:
+        """`docker config rm NAME` (that the engine refuses while a service uses it is the checks' business)."""
+        self.swarm.configs = [c for c in self.swarm.configs if c["Spec"]["Name"] != name]
+
+    def use_config(self, service: Json, config: str, target: str | None = None, remove: Sequence[str] = ()) -> None:
+        """`docker service update --config-rm R ... --config-add source=CONFIG,target=TARGET SERVICE` (no TARGET:
+        the engine keeps the bare name, mounted at /CONFIG): its spec only (the engine replaces the tasks:
+        `move` them, then `serve_nginx`); at create (`--config`), `use_config` before `serve_nginx(created=True)`."""
+        found = next(c for c in self.swarm.configs if c["Spec"]["Name"] == config)
+        spec = service["Spec"]["TaskTemplate"]["ContainerSpec"]
+        refs = [r for r in spec.get("Configs", []) if r["ConfigName"] not in remove]
+        refs.append({"File": {"Name": target or config, "UID": "0", "GID": "0", "Mode": 292},
+                     "ConfigID": found["ID"], "ConfigName": config})
+        spec["Configs"] = refs
+        service["Version"]["Index"] += 1
+
+    def serve_nginx(self, service: Json, created: bool = False, whoami: bool = True) -> None:
+        """What nginx answers in each running task container of SERVICE, asked from inside (`wget -O-
+        http://127.0.0.1/...`): at / the config its task mounts at /usr/share/nginx/html/index.html (else the
+        image's own page); at /whoami the container's hostname, unless WHOAMI is False (a server config that
+        left it out: 404). CREATED: the service used its configs at create, so its tasks' specs hold them too."""
+        for task in self.tasks(service):
+            if created:
+                task["Spec"] = copy.deepcopy(service["Spec"]["TaskTemplate"])
+            cid = task["Status"]["ContainerStatus"].get("ContainerID")
+            if task["DesiredState"] != "running" or not cid:
+                continue
+            page = NGINX_DEFAULT_PAGE
+            for ref in task["Spec"]["ContainerSpec"].get("Configs", []):
+                if ref["File"]["Name"] == "/usr/share/nginx/html/index.html":
+                    found = next(c for c in self.swarm.configs if c["ID"] == ref["ConfigID"])
+                    page = base64.b64decode(found["Spec"]["Data"]).decode()
+            container = self.container_of(task)
+            container.execs["http://127.0.0.1/"] = (0, page.encode())
+            container.execs["http://127.0.0.1/whoami"] = (0, f"{cid[:12]} nginx/1.22.1\n".encode()) if whoami else \
+                (1, b"wget: server returned error: HTTP/1.1 404 Not Found\n")
+
+
+NGINX_DEFAULT_PAGE = "<!DOCTYPE html>\n<html>\n<head><title>Welcome to nginx!</title></head>\n</html>\n"  # lab configs
+
+
+def _without_data(secret: Json) -> Json:
+    """A secret as the engine gives it: its Spec without Data."""
+    shown = copy.deepcopy(secret)
+    shown["Spec"].pop("Data", None)
+    return shown
+
+
 def pinned(image: str) -> str:
     """IMAGE as the engine keeps it in a service's spec: pinned by its digest."""
     return image if "@" in image else f"{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
@@ -883,3 +1015,294 @@ def ping_lab(replicas: int = 1, on: Sequence[str] = ("manager1",), state: str = 
     """A full swarm running the ping service `pinger` (of manager1) with REPLICAS, tasks on ON in STATE."""
     lab = swarm_lab()
     return lab, lab.service(replicas=replicas, on=on, state=state)
+
+
+# --- lab autolock (labs/14-autolock.toml): autolock, the unlock key, a locked manager -------------
+# The swarm's autolock setting and key live on the FakeSwarm (as `autolock`); only a manager's engine
+# answers inspect_swarm and get_unlock_key, as the engine does (a locked one answers neither).
+
+SWARM_KEY_FILE = f"{CERTS}/swarm-node.key"
+SWARM_STATE_FILE = "/var/lib/docker/swarm/docker-state.json"
+PLAIN_KEY, SEALED_KEY = "-----BEGIN PRIVATE KEY-----\n", "-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
+NOW = 1_800_000_000  # the nodes' clock (date +%s) in autolock scenes
+
+
+def _autolock_of(swarm: FakeSwarm) -> Json:
+    return swarm.__dict__.setdefault("autolock", {"on": False, "key": ""})
+
+
+def _inspect_swarm(self: FakeAPI) -> Json:
+    """`GET /swarm` (only a manager answers): its id and spec, with EncryptionConfig."""
+    swarm = self.engine.manager_swarm()
+    return {"ID": swarm.id, "Spec": {"Name": "default",
+                                     "EncryptionConfig": {"AutoLockManagers": _autolock_of(swarm)["on"]}}}
+
+
+def _get_unlock_key(self: FakeAPI) -> Json:
+    """`GET /swarm/unlockkey` (only a manager answers): the key, '' while autolock is off."""
+    return {"UnlockKey": _autolock_of(self.engine.manager_swarm())["key"]}
+
+
+FakeAPI.inspect_swarm = _inspect_swarm  # type: ignore[attr-defined]
+FakeAPI.get_unlock_key = _get_unlock_key  # type: ignore[attr-defined]
+
+
+def set_autolock(lab: FakeLab, on: bool, key: str = "SWMKEY-1-first0key0printed0by0autolock0on0abcdef") -> None:
+    """`docker swarm update --autolock=ON` (or `docker swarm unlock-key --rotate` with a new KEY): the managers'
+    key files sealed with KEY, or back in the clear."""
+    _autolock_of(lab.swarm).update(on=on, key=key if on else "")
+    for node in lab.nodes.values():
+        if node.role == "manager":
+            node.outputs[f"head -n 1 {SWARM_KEY_FILE}"] = SEALED_KEY if on else PLAIN_KEY
+
+
+def lock(lab: FakeLab, name: str = "manager1", up: int = 40, refused_ago: int | None = None) -> None:
+    """NAME restarted UP seconds ago with autolock on: its engine answers, its swarm is locked. REFUSED_AGO:
+    an unlock with a wrong key was tried that many seconds ago (it rewrote the swarm state file)."""
+    node = lab[name]
+    node.engine.local_state = "locked"
+    started, written = NOW - up, NOW - (refused_ago if refused_ago is not None else up - 0.4)
+    node.outputs |= {f"stat -c %.3Y /var/run/docker.pid {SWARM_STATE_FILE}": f"{started:.3f}\n{written:.3f}\n",
+                     "date +%s.%3N": f"{NOW:.3f}\n"}
+
+
+def unlock(lab: FakeLab, name: str = "manager1") -> None:
+    """`docker swarm unlock` with the right key on NAME."""
+    lab[name].engine.local_state = "active"
+
+
+# --- lab trust (labs/13-trust.toml): node certificates on every disk, saved tokens, rotations ---------------
+
+HOUR_NS = 3_600_000_000_000  # CAConfig.NodeCertExpiry is in nanoseconds
+NODE_CERT_READ = f"openssl x509 -in {NODE_CERT} -noout -subject -serial -startdate -enddate"  # + -nameopt RFC2253
+NODE_CERT_VERIFY = f"openssl verify -CAfile {CA_CERT} {NODE_CERT}"
+
+
+def trust_lab() -> FakeLab:
+    """A full swarm as `swarm inspect` shows it to the trust checks: CAConfig (90 days), TLSInfo of its root
+    CA, no rotation in progress; every node holds a certificate of that CA on its disk."""
+    lab = swarm_lab()
+    lab.swarm.trust = {"Spec": {"CAConfig": {"NodeCertExpiry": NODE_CERT_DAYS * 24 * HOUR_NS}},
+                       "TLSInfo": _tls_info(lab.swarm.ca_pem), "RootRotationInProgress": False}
+    for name in lab.nodes:
+        issue_cert(lab, name)
+    return lab
+
+
+def _tls_info(pem: str) -> Json:
+    key = hashlib.sha256(f"key of {pem}".encode()).hexdigest()
+    return {"TrustRoot": pem, "CertIssuerSubject": "MBMxETAPBgNVBAMTCHN3YXJtLWNh", "CertIssuerPublicKey": key}
+
+
+def issue_cert(lab: FakeLab, name: str, at: float = 0.0, role: str | None = None) -> str:
+    """The swarm's CA issues NAME a certificate at AT (OU from ROLE, else from its role in the swarm), valid for
+    the swarm's NodeCertExpiry: on its disk, and in its node entry's TLSInfo. Its serial."""
+    node, swarm = lab[name], lab.swarm
+    entry = next(n for n in swarm.nodes if n["ID"] == node.engine.node_id)
+    role = role or entry["Spec"]["Role"]
+    serial = hashlib.sha1(f"{name}/{lab.new_id()}".encode()).hexdigest().upper()
+    days = swarm.trust["Spec"]["CAConfig"]["NodeCertExpiry"] / HOUR_NS / 24
+    node.files[CA_CERT] = swarm.ca_pem
+    node.files[NODE_CERT] = fake_pem(serial)
+    node.outputs[NODE_CERT_READ] = (f"subject=CN={node.engine.node_id},OU=swarm-{role},O={swarm.id}\n"
+                                    f"serial={serial}\n" + openssl_dates(days, ISSUED + timedelta(seconds=at)))
+    node.outputs[NODE_CERT_VERIFY] = f"{NODE_CERT}: OK\n"
+    entry["Description"]["TLSInfo"] = copy.deepcopy(swarm.trust["TLSInfo"])
+    return serial
+
+
+def save_file(lab: FakeLab, name: str, path: str, text: str, at: float = 0.0) -> None:
+    """`echo ... > PATH` on NAME at AT: the file, and its time as `stat -c %Y` tells."""
+    lab[name].files[path] = text
+    lab[name].outputs[f"stat -c %Y {path}"] = f"{int((T0 + timedelta(seconds=at)).timestamp())}\n"
+
+
+def rotate_token(lab: FakeLab, role: str = "Worker") -> str:
+    """`docker swarm join-token --rotate ROLE`: same CA digest, a new secret. The new token."""
+    lab.swarm.tokens[role] = f"SWMTKN-1-{ca_digest(lab.swarm.ca_pem)}-{lab.new_id()}"
+    return lab.swarm.tokens[role]
+
+
+def leave_swarm(lab: FakeLab, name: str) -> None:
+    """`docker swarm leave` on NAME: as FakeLab.leave, and its certificates are gone from its disk."""
+    lab.leave(name)
+    node = lab[name]
+    for path in (NODE_CERT, CA_CERT):
+        node.files.pop(path, None)
+    node.outputs[NODE_CERT_READ] = (1, "", f"Could not open file or uri for loading certificate from {NODE_CERT}\n")
+    node.outputs[NODE_CERT_VERIFY] = (2, "", f"Could not open file or uri for loading certificate from {NODE_CERT}\n")
+
+
+def rejoin(lab: FakeLab, name: str, at: float, role: str = "worker") -> Json:
+    """`docker swarm join` with the current ROLE token on NAME at AT: a new node entry and a certificate."""
+    entry = lab.join(name, lab.swarm, role, at=at)
+    issue_cert(lab, name, at)
+    return entry
+
+
+def set_role(lab: FakeLab, name: str, role: str, cert_follows: bool = True, reachability: str = "reachable") -> None:
+    """`docker node promote|demote NAME`: its role; with CERT_FOLLOWS, the CA has issued it a certificate of
+    that role already (else its disk still holds the old one)."""
+    entry = lab.swarm.node(name)
+    entry["Spec"]["Role"] = role
+    if role == "manager":
+        entry["ManagerStatus"] = {"Reachability": reachability, "Addr": f"{lab[name].address}:2377"}
+    else:
+        entry.pop("ManagerStatus", None)
+    if cert_follows:
+        issue_cert(lab, name)
+
+
+def set_cert_expiry(lab: FakeLab, hours: float) -> None:
+    """`docker swarm update --cert-expiry HOURSh`: for certificates issued from now on."""
+    lab.swarm.trust["Spec"]["CAConfig"]["NodeCertExpiry"] = int(hours * HOUR_NS)
+
+
+def rotate_ca(lab: FakeLab, behind: Sequence[str] = (), at: float = 0.0) -> None:
+    """`docker swarm ca --rotate` at AT: a new root CA, new tokens (new digest, new secrets), ForceRotate + 1;
+    every node but those of BEHIND holds a certificate of the new CA (while some are behind, the rotation is
+    in progress)."""
+    swarm = lab.swarm
+    swarm.ca_pem = fake_pem(lab.new_id())
+    swarm.tokens = {role: f"SWMTKN-1-{ca_digest(swarm.ca_pem)}-{lab.new_id()}" for role in ("Worker", "Manager")}
+    config = swarm.trust["Spec"]["CAConfig"]
+    config["ForceRotate"] = config.get("ForceRotate", 0) + 1
+    swarm.trust["TLSInfo"] = _tls_info(swarm.ca_pem)
+    swarm.trust["RootRotationInProgress"] = bool(behind)
+    for name, node in lab.nodes.items():
+        if node.engine.swarm is swarm and name not in behind:
+            issue_cert(lab, name, at)
+
+
+# --- lab managers (labs/12-managers.toml): three managers in Raft, an election, a lost quorum, a new cluster ---
+# What the managers' Raft makes of the swarm lives on the FakeSwarm (as `raft`): the words every manager's API
+# refuses with while the swarm has no leader ('' while it has one), and the node events the managers' engines
+# give. A powered-off node remembers when it went off (Node.stopped_at), as its backend does.
+
+NO_LEADER = ("rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that too few managers "
+             "are online. Make sure more than half of the managers are online.")
+ELECTING = "rpc error: code = DeadlineExceeded desc = context deadline exceeded"  # an election under way
+
+
+def managers_lab() -> FakeLab:
+    """manager1 leads a swarm of three managers (manager2 and manager3 Reachable) and two workers."""
+    lab = FakeLab(managers=3, workers=2)
+    swarm = lab.init("manager1")
+    for name in ("manager2", "manager3"):
+        lab.join(name, swarm, "manager")
+    for name in ("worker1", "worker2"):
+        lab.join(name, swarm)
+    return lab
+
+
+def _raft_of(swarm: FakeSwarm) -> Json:
+    return swarm.__dict__.setdefault("raft", {"refused": "", "events": []})
+
+
+def _led(method: Any) -> Any:
+    """A call only a manager answers, and only while its swarm has a leader: without one, the engine gives
+    the managers' own words (a 500, its message as the explanation); a stopped engine does not answer."""
+
+    def call(self: FakeAPI, *args: Any, **kwargs: Any) -> Any:
+        self.engine.reach()
+        said = _raft_of(self.engine.swarm)["refused"] if self.engine.is_manager and self.engine.swarm else ""
+        if said:
+            raise docker.errors.APIError(f'500 Server Error: Internal Server Error ("{said}")', explanation=said)
+        return method(self, *args, **kwargs)
+
+    call.__doc__ = method.__doc__
+    return call
+
+
+for _call in ("nodes", "inspect_node", "services", "tasks"):
+    setattr(FakeAPI, _call, _led(getattr(FakeAPI, _call)))
+
+
+def _events(self: FakeAPI, since: int | None = None, until: int | None = None, filters: Json | None = None,
+            decode: bool | None = None) -> Iterator[Json]:
+    """`GET /events` as docker-py decodes it: the node events this manager's engine gave from SINCE to UNTIL
+    (unix seconds, both included), filtered by `type` and `event`. An UNTIL still to come would stream live
+    events until then: a check must not wait on that, so here it is a mistake."""
+    self.engine.reach()
+    assert decode, "without decode=True docker-py yields raw bytes"
+    assert until is not None and until <= datetime.now(UTC).timestamp(), "the engine would stream until UNTIL"
+    wanted = {key: _as_list(value) for key, value in (filters or {}).items()}
+    assert set(wanted) <= {"type", "event"}, f"the fake engine does not filter events by {sorted(wanted)}"
+    events = _raft_of(self.engine.swarm)["events"] if self.engine.is_manager and self.engine.swarm else []
+    return iter([copy.deepcopy(e) for e in events if (since is None or e["time"] >= since) and e["time"] <= until
+                 and e["Type"] in wanted.get("type", [e["Type"]])
+                 and e["Action"] in wanted.get("event", [e["Action"]])])
+
+
+FakeAPI.events = _events  # type: ignore[attr-defined]
+
+
+def _stopped_at(self: FakeNode) -> str | None:
+    """When the node went off (`power_off`), while it is off."""
+    return self.__dict__.get("off_since") if self.state != "running" else None
+
+
+FakeNode.stopped_at = _stopped_at  # type: ignore[method-assign]
+
+
+def power_off(lab: FakeLab, name: str, at: float) -> None:
+    """`labkit node stop NAME` at AT: its machine off, its engine silent; the managers have not noticed yet."""
+    lab.stop_node(name)
+    lab[name].__dict__["off_since"] = stamp(at)
+
+
+def node_event(lab: FakeLab, at: float, name: str, old: str, new: str) -> None:
+    """The managers' engines give a node update event at AT: NAME's state from OLD to NEW."""
+    t = T0 + timedelta(seconds=at)
+    nanos = int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+    _raft_of(lab.swarm)["events"].append({
+        "Type": "node", "Action": "update", "scope": "swarm", "time": int(t.timestamp()), "timeNano": nanos,
+        "Actor": {"ID": lab.swarm.node(name)["ID"], "Attributes": {"name": name, "state.old": old, "state.new": new}}})
+
+
+def unreachable(lab: FakeLab, name: str, at: float) -> None:
+    """The managers miss manager NAME's heartbeats: Unreachable in Raft, Down as a node, from AT."""
+    entry = lab.swarm.node(name)
+    entry["ManagerStatus"]["Reachability"] = "unreachable"
+    entry["ManagerStatus"].pop("Leader", None)
+    lab.mark_node(name, "down", at)
+
+
+def no_leader(lab: FakeLab, said: str = NO_LEADER) -> None:
+    """The swarm has no leader: every manager's API refuses the calls of the control API with SAID (an election
+    under way: ELECTING; too few managers on: NO_LEADER)."""
+    lab.swarm.set_leader(None)
+    _raft_of(lab.swarm)["refused"] = said
+
+
+def elect(lab: FakeLab, name: str, at: float, heard: float = 4.0) -> None:
+    """NAME takes office at AT: the managers answer again; its dispatcher marks every other Ready node unknown
+    (node events at AT), and Ready again once their heartbeats come, HEARD seconds later."""
+    lab.swarm.set_leader(name)
+    _raft_of(lab.swarm)["refused"] = ""
+    for entry in lab.swarm.nodes:
+        other = entry["Description"]["Hostname"]
+        if other != name and entry["Status"]["State"] == "ready":
+            node_event(lab, at, other, "ready", "unknown")
+            node_event(lab, at + heard, other, "unknown", "ready")
+
+
+def force_new_cluster(lab: FakeLab, name: str, at: float) -> None:
+    """`docker swarm init --force-new-cluster` on manager NAME at AT: the only manager in Raft, and its leader;
+    services, tasks and nodes stay; the other managers keep their role, without a seat (no ManagerStatus)."""
+    for entry in lab.swarm.nodes:
+        if entry["Description"]["Hostname"] != name and entry["Spec"]["Role"] == "manager":
+            entry.pop("ManagerStatus", None)
+    lab.swarm.node(name)["ManagerStatus"] = {"Reachability": "reachable", "Addr": f"{lab[name].address}:2377"}
+    lab.swarm.node(name)["UpdatedAt"] = stamp(at)
+    elect(lab, name, at)
+
+
+def power_on(lab: FakeLab, name: str, at: float, seated: bool = True) -> None:
+    """`labkit node start NAME` at AT. A manager that lost its seat (`force_new_cluster`) waits for one: its engine
+    answers, pending in swarm mode, Ready as a node, until SEATED: Reachable in Raft."""
+    lab.start_node(name)
+    lab[name].engine.local_state = "active" if seated else "pending"
+    lab.mark_node(name, "ready", at)
+    if seated:
+        lab.swarm.node(name)["ManagerStatus"] = {"Reachability": "reachable", "Addr": f"{lab[name].address}:2377"}

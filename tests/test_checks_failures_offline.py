@@ -98,22 +98,6 @@ def healed_lab(ready: bool = True, stale_stopped: bool = True) -> tuple[FakeLab,
 
 
 @pytest.mark.parametrize("name", FAILURE_CHECKS)
-def test_not_initialised(name):
-    result = CHECKS[name](Context(FakeLab().cluster, step_for(name), "an answer"))
-    failed(result, "Swarm mode is not active on manager1 yet.", hint="Run `docker swarm init` on manager1 first")
-    assert result.evidence == ("manager1: Swarm: inactive",)
-
-
-@pytest.mark.parametrize("name", FAILURE_CHECKS)
-def test_manager1_in_a_swarm_as_a_worker(name):
-    lab = FakeLab()
-    foreign_swarm_on_worker1(lab)
-    lab.join("manager1", lab["worker1"].engine.swarm)  # type: ignore[arg-type]
-    failed(CHECKS[name](Context(lab.cluster, step_for(name), "an answer")),
-           "manager1 is in a swarm, but as a worker: it cannot manage it.")
-
-
-@pytest.mark.parametrize("name", FAILURE_CHECKS)
 def test_no_pinger(name):
     lab = swarm_lab()
     lab.service("web", replicas=3, on=ALL_NODES, image="nginx:1.25", args=())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.checks import CHECKS, Context
 from tests.fakes import FakeContainer, FakeLab, Json, swarm_lab
 from tests.test_checks_offline import (  # noqa: F401 (no_real_engine: autouse, so no real engine here either)
     answer_of,
@@ -109,23 +108,7 @@ def published_lab(mode: str | None = "host", answering: tuple[str, ...] | None =
     return lab, w
 
 
-# --- every check: a swarm --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", NETWORK_CHECKS)
-def test_not_initialised(name):
-    result = CHECKS[name](Context(FakeLab().cluster, step_for(name), "an answer"))
-    failed(result, "Swarm mode is not active on manager1 yet.", hint="Run `docker swarm init` on manager1 first")
-    assert result.evidence == ("manager1: Swarm: inactive",)
-
-
-@pytest.mark.parametrize("name", NETWORK_CHECKS)
-def test_manager1_in_a_swarm_as_a_worker(name):
-    lab = FakeLab()
-    foreign_swarm_on_worker1(lab)
-    lab.join("manager1", lab["worker1"].engine.swarm)  # type: ignore[arg-type]
-    failed(CHECKS[name](Context(lab.cluster, step_for(name), "an answer")),
-           "manager1 is in a swarm, but as a worker: it cannot manage it.")
+# --- the kernel's IPVS ----------------------------------------------------------------------------------
 
 
 def test_has_ipvs_reads_either_directory():

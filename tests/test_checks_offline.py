@@ -939,28 +939,43 @@ def test_raft_encrypted_tokens_in_clear_text():
 
 # --- every check that needs a swarm ---------------------------------------------------------------
 
-NEEDS_A_SWARM = [("leader_answer", None), ("workers_joined", None), ("worker_view_answer", None),
-                 ("ping_service", "first-service"), ("ping_service", "scale"), ("task_node_answer", None),
-                 ("manager_runs_tasks", None), ("scale_prediction", None), ("self_healed", None),
-                 ("self_heal_prediction", None), ("service_removed", "cleanup"), ("cleanup_prediction", None),
-                 ("root_ca", None), ("node_certificate", None), ("cert_days", None), ("join_tokens", None),
-                 ("raft_encrypted", None)]
+# Every step's check (and each check a step's check wraps) says the same two things when there is no swarm
+# to look at, or manager1 is only a worker in one: except these, whose words are their own (tested in their
+# module's file), and why.
+OWN_WORDS = {
+    "swarm_initialised": "its step is the one that makes the swarm",
+    "swarm_state_answer": "asks what the swarm state is, before there is one",
+    "autolock_enabled": "a manager out of its swarm has thrown its Raft key away: the autolock lab says so",
+    "autolock_disabled": "(the same)", "key_rotated": "(the same)", "manager_locked": "(the same)",
+    "manager_unlocked": "(the same; a manager1 that is a worker is unlocked already)",
+    "leader_elected": "the managers lab powers managers off on purpose: it first asks which are off",
+    "quorum_lost": "(the same)", "leader_back": "(the same)", "new_cluster": "(the same)",
+}
+EVERY_CHECK = [(s.check, s) for s in steps()] + [(w, step_for(w)) for w in sorted(set(WRAPPED_BY) - {
+    s.check for s in steps()})]
+NEEDS_A_SWARM = [pytest.param(name, step, id=f"{name}@{step.ref}") for name, step in EVERY_CHECK
+                 if name not in OWN_WORDS]
 
 
-@pytest.mark.parametrize(("name", "in_lab"), NEEDS_A_SWARM)
-def test_not_initialised(name, in_lab):
-    result = CHECKS[name](Context(FakeLab().cluster, step_for(name, in_lab), "an answer"))
+def test_needs_a_swarm_covers_every_check():
+    assert {name for name, _ in EVERY_CHECK} == set(CHECKS)
+    assert set(OWN_WORDS) <= set(CHECKS)
+
+
+@pytest.mark.parametrize(("name", "step"), NEEDS_A_SWARM)
+def test_not_initialised(name, step):
+    result = CHECKS[name](Context(FakeLab().cluster, step, "an answer"))
     failed(result, "Swarm mode is not active on manager1 yet.",
            hint="Run `docker swarm init` on manager1 first (lab swarm-init, step init).")
     assert result.evidence == ("manager1: Swarm: inactive",)
 
 
-@pytest.mark.parametrize(("name", "in_lab"), NEEDS_A_SWARM)
-def test_manager1_in_a_swarm_as_a_worker(name, in_lab):
+@pytest.mark.parametrize(("name", "step"), NEEDS_A_SWARM)
+def test_manager1_in_a_swarm_as_a_worker(name, step):
     lab = FakeLab()
     foreign_swarm_on_worker1(lab)
     lab.join("manager1", lab["worker1"].engine.swarm)  # type: ignore[arg-type]
-    result = CHECKS[name](Context(lab.cluster, step_for(name, in_lab), "an answer"))
+    result = CHECKS[name](Context(lab.cluster, step, "an answer"))
     failed(result, "manager1 is in a swarm, but as a worker: it cannot manage it.",
            hint="On manager1 run `docker swarm leave --force` (and on any node that ran init instead), then "
            "`docker swarm init` on manager1 and join the others to it.")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.checks import CHECKS, Context
 from tests.fakes import FakeLab, Json, stamp, swarm_lab
 from tests.test_checks_offline import (  # noqa: F401 (no_real_engine: autouse, so no real engine here either)
     answer_of,
@@ -124,24 +123,6 @@ def scaled_in_lab(stopped: int = 2) -> tuple[FakeLab, Json]:
 
 
 # --- every check needs a swarm --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", PLACEMENT_CHECKS)
-def test_not_initialised(name):
-    result = CHECKS[name](Context(FakeLab().cluster, step_for(name), "an answer"))
-    failed(result, "Swarm mode is not active on manager1 yet.",
-           hint="Run `docker swarm init` on manager1 first (lab swarm-init, step init).")
-    assert result.evidence == ("manager1: Swarm: inactive",)
-
-
-@pytest.mark.parametrize("name", PLACEMENT_CHECKS)
-def test_manager1_in_a_swarm_as_a_worker(name):
-    lab = FakeLab()
-    foreign_swarm_on_worker1(lab)
-    lab.join("manager1", lab["worker1"].engine.swarm)  # type: ignore[arg-type]
-    result = CHECKS[name](Context(lab.cluster, step_for(name), "an answer"))
-    failed(result, "manager1 is in a swarm, but as a worker: it cannot manage it.",
-           hint="On manager1 run `docker swarm leave --force`")
 
 
 @pytest.mark.parametrize(("name", "service"), [

@@ -27,13 +27,14 @@ from labkit.labs import (
     find,
     host_action,
     load_lab,
+    segments,
 )
 from labkit.progress import Progress
 from labkit.runner import course
 from labkit.topology import parse_node_name
 
 COURSE = ["swarm-init", "nodes", "first-service", "scale", "self-heal", "cleanup", "rolling-update", "healthcheck",
-          "placement", "networks", "node-failure"]
+          "placement", "networks", "node-failure", "managers", "trust", "autolock", "secrets", "configs", "stacks"]
 
 STEP_OK = """
 [[steps]]
@@ -430,6 +431,16 @@ def test_find_lab_step_gives_the_step(labs):
     assert step is not None and step.ref == "nodes:join"
 
 
+def test_the_course_is_cut_where_a_lab_begins_on_a_fresh_swarm(labs):
+    parts = segments(labs)
+    assert parts[0][0].id == "swarm-init" and not parts[0][0].fresh
+    assert all(part[0].fresh and not any(lab.fresh for lab in part[1:]) for part in parts[1:])
+    assert [lab for part in parts for lab in part] == labs
+    for part in parts:  # a reset to any step of a part rebuilds from the part's first lab
+        for step in all_steps(part):
+            assert runner.starting_lab(labs, step) is part[0]
+
+
 def test_find_unknown_lab_names_the_labs(labs):
     with pytest.raises(InvalidInput) as info:
         find("nosuch", labs)
@@ -810,3 +821,20 @@ def test_every_lab_asks_for_a_prediction_before_the_commands_that_answer_it() ->
         for step in predictions:
             assert step.explain or step.check in {"scale_prediction", "cert_days"}, (
                 f"{step.ref}: a wrong prediction needs an explanation, not just 'no'")
+
+
+def test_two_checks_with_one_name_are_refused():
+    from labkit.checks.base import check
+
+    with pytest.raises(LabDefinitionError) as info:
+        check("swarm_initialised")(lambda ctx: Result(True, "a second one"))
+    assert "two checks are called 'swarm_initialised': labkit.checks.swarm and" in str(info.value)
+    assert CHECKS["swarm_initialised"].__module__ == "labkit.checks.swarm"
+
+
+def test_the_terminal_prints_step_references_as_typed_not_as_emoji():
+    from labkit.cli import out
+
+    with out.capture() as captured:
+        out.print("PASS autolock:unlock: the manager answers again")
+    assert "autolock:unlock:" in captured.get()

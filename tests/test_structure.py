@@ -28,7 +28,8 @@ LAYERS: list[set[str]] = [
     {"cluster"},
     {"labs", "fields"},
     {"checks", "checks.base", "checks.pki", "checks.placement", "checks.services", "checks.swarm",
-     "checks.updates", "checks.failures", "checks.networks", "checks.health", "diagrams"},
+     "checks.updates", "checks.failures", "checks.networks", "checks.configs", "checks.autolock",
+     "checks.stacks", "checks.secrets", "checks.managers", "checks.health", "checks.trust", "diagrams"},
     {"runner"},
     {"cli", "nb", "widgets", "notebook_build", "doctor", "__main__", ""},
 ]

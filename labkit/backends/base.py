@@ -105,6 +105,11 @@ class Node(ABC):
         '-' when nothing hosts the node. A backend that cannot cut nodes off always says 'connected'."""
         return "connected"
 
+    def stopped_at(self) -> str | None:
+        """When the node last went off (an engine-style timestamp), while it is off; None when it runs or
+        the backend cannot tell."""
+        return None
+
     def fault(self) -> NodeDown | None:
         """Why this node cannot take part right now, or None when its engine answers."""
         health = self.health()

@@ -115,6 +115,13 @@ class DindNode(Node):
         except docker.errors.NotFound:
             return "missing"
 
+    def stopped_at(self) -> str | None:
+        try:
+            state = self._host.containers.get(self.container_name).attrs["State"]
+        except docker.errors.NotFound:
+            return None
+        return None if state.get("Running") else str(state.get("FinishedAt") or "") or None
+
     def network_state(self) -> str:
         try:
             container = self._host.containers.get(self.container_name)

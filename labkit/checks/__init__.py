@@ -12,6 +12,9 @@ from __future__ import annotations
 from labkit.checks.base import ANSWERS, CHECKS, Context, Result
 
 # Importing the modules registers their checks.
-from labkit.checks import failures, health, networks, pki, placement, services, swarm, updates  # noqa: F401  isort: skip
+from labkit.checks import configs, failures, health, managers, networks, pki, placement, services, swarm, trust, updates  # noqa: F401  isort: skip
+from labkit.checks import stacks  # noqa: F401  isort: skip
+from labkit.checks import secrets  # noqa: F401  isort: skip
+from labkit.checks import autolock  # noqa: F401  isort: skip
 
 __all__ = ["ANSWERS", "CHECKS", "Context", "Result"]

@@ -13,7 +13,7 @@ import docker
 
 from labkit.backends.base import Node
 from labkit.cluster import Cluster
-from labkit.errors import LabNotRunning
+from labkit.errors import LabDefinitionError, LabNotRunning
 from labkit.labs import Step
 from labkit.swarm import local_state
 
@@ -44,9 +44,16 @@ class Context:
 
     @cached_property
     def manager(self) -> Node:
+        """The manager the checks ask: the first whose engine answers and manages the swarm (manager1, unless
+        it is off or was demoted), else the first manager."""
         managers = self.cluster.managers
         if not managers:
             raise LabNotRunning(f"Lab '{self.cluster.lab}' has no manager node. Start the lab with `labkit up`.")
+        if len(managers) == 1:
+            return managers[0]
+        for node in managers:
+            if node.engine_answers() and local_state(node.docker).get("ControlAvailable"):
+                return node
         return managers[0]
 
     @cached_property
@@ -115,6 +122,8 @@ def check(name: str, answer: Callable[[Context], str] | None = None) -> Callable
     """Register a check under NAME (and, for question steps, how to find the answer)."""
 
     def register(fn: CheckFn) -> CheckFn:
+        if name in CHECKS:  # a second module with the same name would silently replace the first
+            raise LabDefinitionError(f"two checks are called {name!r}: {CHECKS[name].__module__} and {fn.__module__}")
         CHECKS[name] = fn
         if answer is not None:
             ANSWERS[name] = answer
