@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from labkit import diagrams
+from labkit.backends import get_backend
 from labkit.cluster import Cluster, cluster
 from labkit.errors import CommandFailed, LabkitError, StepNotDone
 from labkit.fields import render
@@ -27,6 +28,7 @@ from labkit.labs import find
 from labkit.runner import begin as runner_begin
 from labkit.runner import course, run_check
 from labkit.settings import settings
+from labkit.topology import lab_name
 from labkit.widgets import CheckWidget, ClusterMap, PredictWidget, result_text
 
 __all__ = ["begin", "check", "cluster_map", "lab", "load_ipython_extension", "node_connect", "node_disconnect",
@@ -125,7 +127,8 @@ def begin(lab_id: str) -> None:
     item, _ = find(lab_id, labs)
     if not item.fresh:
         raise LabkitError(f"Lab {lab_id} carries on where the previous lab ended: there is nothing to begin.")
-    if runner_begin(lab(), labs, item, lambda line: print(line, flush=True)):
+    target = Cluster(get_backend(None, lab_name(settings().lab)))  # it may not exist yet: begin makes it
+    if runner_begin(target, labs, item, lambda line: print(line, flush=True)):
         print(f"Ready: a fresh swarm of {item.topology.managers} manager(s) and {item.topology.workers} worker(s).")
 
 

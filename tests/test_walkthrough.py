@@ -194,3 +194,14 @@ def test_a_check_on_a_stopped_manager_explains_instead_of_crashing(lab: labkit.C
     finally:
         assert labkit_cli("up", lab=lab.lab).returncode == 0  # starts the stopped node again
     assert lab["manager1"].engine_answers()
+
+
+def test_reset_brings_back_a_swarm_without_quorum_and_a_locked_manager(lab: labkit.Cluster) -> None:
+    """Breaking quorum or locking a manager never leaves a lab that `labkit reset` cannot rewind."""
+    stage(lab, "managers:recover")  # manager1 and manager2 off: no leader, every change refused
+    assert [n.name for n in lab.managers if n.health() != "running"] == ["manager1", "manager2"]
+    stage(lab, "autolock:unlock-manager")  # manager1 restarted with autolock on: locked
+    assert lab["manager1"].docker.info()["Swarm"]["LocalNodeState"] == "locked"
+    stage(lab, "managers:demote")  # from either state: a fresh swarm of 3 managers, replayed to demote
+    assert check(lab, "managers:promote", wait=False).passed
+    assert [n.name for n in lab.nodes] == ["manager1", "manager2", "manager3", "worker1", "worker2"]

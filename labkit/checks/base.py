@@ -15,7 +15,7 @@ from labkit.backends.base import Node
 from labkit.cluster import Cluster
 from labkit.errors import LabDefinitionError, LabNotRunning
 from labkit.labs import Step
-from labkit.swarm import local_state
+from labkit.swarm import leader_hostname, local_state
 
 
 @dataclass(frozen=True)
@@ -44,17 +44,21 @@ class Context:
 
     @cached_property
     def manager(self) -> Node:
-        """The manager the checks ask: the first whose engine answers and manages the swarm (manager1, unless
-        it is off or was demoted), else the first manager."""
+        """The manager the checks ask: with several managers, the leader (else the first whose engine answers
+        and manages the swarm); else manager1."""
         managers = self.cluster.managers
         if not managers:
             raise LabNotRunning(f"Lab '{self.cluster.lab}' has no manager node. Start the lab with `labkit up`.")
         if len(managers) == 1:
             return managers[0]
-        for node in managers:
-            if node.engine_answers() and local_state(node.docker).get("ControlAvailable"):
-                return node
-        return managers[0]
+        able = [n for n in managers if n.engine_answers() and local_state(n.docker).get("ControlAvailable")]
+        if not able:
+            return managers[0]
+        try:  # the leader, when there is one: a manager rejoining Raft may lose its control for a moment
+            leader = leader_hostname(able[0].docker.api)
+        except docker.errors.APIError:  # no quorum: no leader to ask
+            return able[0]
+        return next((n for n in able if n.name == leader), able[0])
 
     @cached_property
     def api(self) -> docker.APIClient:
