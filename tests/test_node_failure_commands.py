@@ -136,3 +136,16 @@ def test_an_unknown_node_is_one_clean_error_line(own_lab: labkit.Cluster) -> Non
     for action in ("stop", "start", "disconnect", "connect"):
         line = one_line(labkit_cli("node", action, "worker9", lab=own_lab.lab), code=1)
         assert line.startswith(f"error: There is no node 'worker9' in lab '{own_lab.lab}'"), line
+
+
+def test_a_restarted_node_shuts_down_cleanly_and_comes_back(swarm: labkit.Cluster, own_lab: labkit.Cluster,
+                                                            host) -> None:
+    lab = own_lab.lab
+    container = host.containers.get(Names(lab).container("worker1"))
+    started_before = container.attrs["State"]["StartedAt"]
+    line = one_line(labkit_cli("node", "restart", "worker1", lab=lab))
+    assert line == "worker1 restarted: its engine shut down cleanly, started again and answers."
+    container.reload()
+    assert container.attrs["State"]["StartedAt"] != started_before
+    assert own_lab["worker1"].engine_answers()
+    wait_until(lambda: seen_by_manager(swarm).get("worker1") == "Ready", DOWN_WITHIN, "worker1 Ready again")

@@ -23,6 +23,9 @@ def test_each_action_says_the_new_state_and_how_to_undo_it() -> None:
     assert failure_line("worker2", "stop", False, "l2").endswith("`labkit node start worker2 --lab l2` powers it on.")
     assert failure_line("worker2", "start", True) == "worker2 is on again and its engine answers."
     assert failure_line("worker2", "start", False).startswith("worker2 was already on")
+    assert failure_line("manager1", "restart", True) == (
+        "manager1 restarted: its engine shut down cleanly, started again and answers.")
+    assert failure_line("manager1", "restart", False) == "manager1 was off; it is on again and its engine answers."
     assert "`labkit node connect worker1 --lab l2`" in failure_line("worker1", "disconnect", True, "l2")
     assert failure_line("worker1", "connect", True, address="172.30.11.21") == (
         "worker1 is back on the lab network at 172.30.11.21.")
@@ -49,8 +52,11 @@ def test_status_json_keys_stay_and_network_is_added_last() -> None:
 def test_the_node_commands_exist_and_fail_in_one_line() -> None:
     runner = CliRunner()
     help_text = runner.invoke(app, ["node", "--help"], env={"COLUMNS": "200"}).output
-    for action in ("stop", "start", "disconnect", "connect"):
+    for action in ("stop", "start", "restart", "disconnect", "connect"):
         assert action in help_text
+    done = runner.invoke(app, ["node", "restart", "manager1", "--backend", "vagrant"], env={"COLUMNS": "200"})
+    assert (done.exit_code, done.output.strip()) == (
+        1, "error: The vagrant backend cannot restart a node yet: only the default backend (dind) can so far.")
     done = runner.invoke(app, ["node", "stop", "worker2", "--backend", "vagrant"], env={"COLUMNS": "200"})
     assert done.exit_code == 1
     assert done.output.strip().splitlines() == [
