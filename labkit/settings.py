@@ -21,7 +21,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "LABKIT_LAB": ("the lab to act on (`--lab`)", "lab"),
     "LABKIT_BACKEND": ("the backend (`--backend`): dind or vagrant", "dind"),
     "LABKIT_STATE_DIR": ("where progress and answers are kept", "~/.local/share/labkit"),
-    "LABKIT_RUN_DIR": ("where each lab's node sockets and resolver file live",
+    "LABKIT_RUN_DIR": ("where each lab's node sockets and resolver file live (and Vagrant's kept ssh-config)",
                        "/run/labkit (root), $XDG_RUNTIME_DIR/labkit, ~/.local/state/labkit/run"),
     "LABKIT_CACHE": ("where the image build keeps its work files", "/var/cache/labkit"),
     "LABKIT_DEBIAN_MIRROR": ("the Debian 12 mirror the node image is built from", "read from apt's sources"),

@@ -21,9 +21,12 @@ from labkit.backends import get_backend
 from labkit.backends.dind import DindBackend, engine_host_config
 from labkit.backends.vagrant import (
     VagrantBackend,
+    config_key,
     created_topology,
+    docker_provider_states,
     explain,
     forward_argv,
+    machine_ids,
     parse_ssh_config,
     parse_status,
     ssh_argv,
@@ -144,6 +147,91 @@ def test_later_commands_see_the_vms_vagrant_created(tmp_path: Path) -> None:
     env = vagrant_env(None, tmp_path)
     assert (env["LABKIT_MANAGERS"], env["LABKIT_WORKERS"]) == ("1", "4")
     assert created_topology(tmp_path / "elsewhere") is None
+
+
+def created(project: Path, machines: dict[str, tuple[str, str]]) -> None:
+    """What Vagrant leaves in PROJECT/.vagrant for machines it created: {name: (provider, id)}."""
+    for name, (provider, machine_id) in machines.items():
+        folder = project / ".vagrant" / "machines" / name / provider
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "id").write_text(machine_id)
+
+
+def test_machine_ids_come_from_vagrants_own_files(tmp_path: Path) -> None:
+    created(tmp_path, {"manager1": ("docker", "c1"), "worker1": ("docker", "c2")})
+    (tmp_path / ".vagrant" / "machines" / "worker2" / "docker").mkdir(parents=True)  # defined, never created
+    assert machine_ids(tmp_path) == {"manager1": ("docker", "c1"), "worker1": ("docker", "c2")}
+    assert machine_ids(tmp_path / "elsewhere") == {}
+
+
+def test_docker_provider_machines_are_read_from_their_containers_not_vagrant_status() -> None:
+    statuses = {"c1": "running", "c2": "exited", "c3": "paused"}
+    ids = {"manager1": ("docker", "c1"), "worker1": ("docker", "c2"), "worker2": ("docker", "c3"),
+           "worker3": ("docker", "gone")}
+    assert docker_provider_states(ids, statuses.get) == {
+        "manager1": "running", "worker1": "stopped", "worker2": "paused", "worker3": "not_created"}
+
+
+def fake_vagrant(folder: Path, log: Path) -> None:
+    """A stand-in `vagrant` on PATH that logs its calls and prints an ssh-config for two machines."""
+    script = folder / "vagrant"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {log}\n'
+                      'case "$1" in ssh-config) printf "Host manager1\\n  HostName 192.168.56.11\\n'
+                      'Host worker1\\n  HostName 192.168.56.21\\n";; esac\n')
+    script.chmod(0o755)
+
+
+def test_ssh_config_is_asked_once_and_kept_until_the_machines_change(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vagrant ssh-config` costs about 3 s: a second labkit command reuses what the first was told."""
+    log, bin_dir, project = tmp_path / "calls", tmp_path / "bin", tmp_path / "project"
+    bin_dir.mkdir()
+    fake_vagrant(bin_dir, log)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path / "run"))
+    created(project, {"manager1": ("docker", "c1"), "worker1": ("docker", "c2")})
+    first = VagrantBackend("lab", project=project).ssh_config()
+    again = VagrantBackend("lab", project=project).ssh_config()  # as another labkit command would
+    assert first == again and log.read_text().splitlines() == ["ssh-config"]
+    hosts = parse_ssh_config(first.read_text())
+    assert hosts["manager1"]["hostname"] == "192.168.56.11"
+    assert hosts["*"]["controlmaster"] == "auto" and hosts["*"]["controlpersist"] == "600"
+    assert hosts["*"]["controlpath"].startswith(str(tmp_path / "run" / "vagrant"))
+    created(project, {"worker1": ("docker", "c9")})  # worker1 destroyed and created again
+    VagrantBackend("lab", project=project).ssh_config()
+    assert log.read_text().splitlines() == ["ssh-config", "ssh-config"]
+
+
+@pytest.mark.engine
+def test_docker_provider_states_come_from_the_local_engine_without_vagrant(
+        host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A status of machines made by Vagrant's docker provider asks the engine, never `vagrant status`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vagrant").write_text("#!/bin/sh\necho called >&2; exit 1\n")
+    (bin_dir / "vagrant").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    machine = host.containers.create(images.NODE_IMAGE, name="labkit-vagrant-state-test", labels={"labkit.test": "1"})
+    try:
+        created(tmp_path, {"manager1": ("docker", machine.id), "worker1": ("docker", "0" * 64)})
+        backend = VagrantBackend("lab", project=tmp_path)
+        assert backend.states() == {"manager1": "stopped", "worker1": "not_created"}
+        assert [n.name for n in backend.nodes()] == ["manager1"]
+    finally:
+        machine.remove(v=True, force=True)
+
+
+def test_the_config_key_follows_the_project_and_the_machines(tmp_path: Path) -> None:
+    one = {"manager1": ("docker", "c1")}
+    assert config_key(tmp_path, one) == config_key(tmp_path, dict(one))
+    assert config_key(tmp_path, one) != config_key(tmp_path, {"manager1": ("docker", "c2")})
+    assert config_key(tmp_path, one) != config_key(tmp_path / "other", one)
+
+
+def test_engine_sockets_keep_a_connection_of_their_own() -> None:
+    """A forwarded socket must die with the command that made it, not live on in a shared connection."""
+    argv = forward_argv(Path("/tmp/cfg"), "manager1", Path("/tmp/x/manager1.sock"))
+    assert "ControlPath=none" in argv
 
 
 @pytest.mark.parametrize(("output", "advice"), [

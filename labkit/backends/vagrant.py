@@ -9,6 +9,7 @@ Nothing about the VMs is stored: Vagrant's own state is the only record.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import ipaddress
 import os
 import shlex
@@ -16,10 +17,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
+import docker.errors
 
 from labkit import engine
 from labkit.backends.base import Backend, Node, RunResult, sorted_nodes, wait_for
@@ -30,6 +32,7 @@ from labkit.topology import AddressPlan, Topology, parse_node_name
 
 SUBNET = ipaddress.ip_network("192.168.56.0/24")  # the Vagrantfile's private network
 UP_TIMEOUT = 1800
+STATES_TTL = 2.0  # s a machine-state reading is reused within one process
 
 # What vagrant says when it fails, and what the user should do about it.
 FAILURES = [
@@ -66,9 +69,34 @@ def explain(output: str) -> str:
     return f"vagrant failed: {tail}"
 
 
+def machine_ids(project: Path) -> dict[str, tuple[str, str]]:
+    """Vagrant's own record of the machines it created: {name: (provider, id)}, read from
+    .vagrant/machines/NAME/PROVIDER/id (a file Vagrant writes at create and removes at destroy)."""
+    found = {}
+    for path in sorted((project / ".vagrant" / "machines").glob("*/*/id")):
+        machine_id = path.read_text().strip()
+        if machine_id:
+            found[path.parts[-3]] = (path.parts[-2], machine_id)
+    return found
+
+
+DOCKER_STATES = {"running": "running", "paused": "paused", "restarting": "running", "created": "stopped",
+                 "exited": "stopped", "dead": "stopped", "removing": "stopped"}
+
+
+def docker_provider_states(ids: dict[str, tuple[str, str]], inspect: Callable[[str], str | None]) -> dict[str, str]:
+    """Each docker-provider machine's state in `vagrant status` words, from its container's status
+    (INSPECT: container id -> status, None when the container is gone)."""
+    states = {}
+    for name, (_, container_id) in ids.items():
+        status = inspect(container_id)
+        states[name] = "not_created" if status is None else DOCKER_STATES.get(status, status)
+    return states
+
+
 def created_topology(project: Path) -> Topology | None:
     """The node counts of the VMs Vagrant has created, from its own state in .vagrant/ (ours is kept nowhere)."""
-    names = {p.parts[-3] for p in (project / ".vagrant" / "machines").glob("*/*/id")}
+    names = set(machine_ids(project))
     specs = []
     for name in names:
         try:
@@ -119,6 +147,19 @@ def parse_ssh_config(text: str) -> dict[str, dict[str, str]]:
     return hosts
 
 
+def shared_connections(control_dir: Path, persist: int = 600) -> str:
+    """What labkit adds to Vagrant's ssh-config: every ssh (commands, testinfra, engine sockets) shares
+    one connection per machine, kept PERSIST seconds after its last use (no new handshake per command)."""
+    return (f"\nHost *\n  ControlMaster auto\n  ControlPath {control_dir}/cm-%C\n"
+            f"  ControlPersist {persist}\n")
+
+
+def config_key(project: Path, ids: dict[str, tuple[str, str]]) -> str:
+    """What Vagrant's ssh-config depends on: the project and the machines it created (new ids: new config)."""
+    text = "\n".join([str(project.resolve()), *(f"{n} {p} {i}" for n, (p, i) in sorted(ids.items()))])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def ssh_argv(config: Path, host: str, command: str | None = None, tty: bool = False) -> list[str]:
     """ssh with Vagrant's generated config; COMMAND runs through sudo sh -c on the VM."""
     argv = ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
@@ -143,6 +184,8 @@ def forward_argv(config: Path, host: str, local_socket: Path) -> list[str]:
         "ExitOnForwardFailure=yes",
         "-o",
         "StreamLocalBindUnlink=yes",
+        "-o",
+        "ControlPath=none",  # a connection of its own: the socket lives and dies with this process
         "-N",
         "-L",
         f"{local_socket}:/var/run/docker.sock",
@@ -182,6 +225,7 @@ class VagrantBackend(Backend):
         super().__init__(lab)
         self.project = project or settings().vagrant_dir
         self._config: Path | None = None
+        self._states: tuple[float, dict[str, str]] | None = None
         self._tunnels: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         self._tmp: Path | None = None
 
@@ -208,14 +252,36 @@ class VagrantBackend(Backend):
         return done
 
     def states(self) -> dict[str, str]:
-        return parse_status(self._vagrant("status", "--machine-readable").stdout)
+        """Each created machine's state. Docker-provider machines are read from the local engine (a few
+        ms); other providers cost a `vagrant status` (about 3 s), asked once per STATES_TTL."""
+        if self._states is not None and time.monotonic() - self._states[0] < STATES_TTL:
+            return self._states[1]
+        ids = machine_ids(self.project)
+        if ids and all(provider == "docker" for provider, _ in ids.values()):
+            states = docker_provider_states(ids, _container_status)
+        else:
+            states = parse_status(self._vagrant("status", "--machine-readable").stdout)
+        self._states = (time.monotonic(), states)
+        return states
+
+    @property
+    def cache_dir(self) -> Path:
+        """Files kept between labkit commands for this Vagrant project: its ssh-config and SSH sockets."""
+        digest = hashlib.sha256(str(self.project.resolve()).encode()).hexdigest()[:12]
+        return settings().run_dir / "vagrant" / digest
 
     def ssh_config(self) -> Path:
-        """Vagrant's SSH settings for the running VMs, in a file that lives as long as this process."""
+        """Vagrant's SSH settings for the created machines, plus shared connections. `vagrant ssh-config`
+        costs about 3 s: its output is kept on disk and asked again only when the machines change."""
         if self._config is None:
-            text = self._vagrant("ssh-config").stdout
-            path = self._tmpdir() / "ssh-config"
-            path.write_text(text)
+            ids = machine_ids(self.project)
+            key = config_key(self.project, ids)
+            path, stamp = self.cache_dir / "ssh-config", self.cache_dir / "ssh-config.key"
+            if not (ids and path.exists() and stamp.exists() and stamp.read_text() == key):
+                text = self._vagrant("ssh-config").stdout
+                self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                path.write_text(text + shared_connections(self.cache_dir))
+                stamp.write_text(key)
             self._config = path
         return self._config
 
@@ -282,6 +348,7 @@ class VagrantBackend(Backend):
         ) as proc:
             assert proc.stdout is not None
             output = "".join(_relay(proc.stdout, report, time.monotonic() + UP_TIMEOUT))
+        self._states = None
         if proc.returncode != 0:
             report("vagrant up failed: removing what it created (vagrant destroy -f)")
             self._vagrant("destroy", "-f", topology=topology, check=False, timeout=600)
@@ -291,11 +358,22 @@ class VagrantBackend(Backend):
 
     def down(self, report: Report) -> int:
         existing = [n for n, s in self.states().items() if s != "not_created"]
+        self._end_shared_connections(existing)
         self.close()
         if existing:
             report(f"vagrant destroy -f ({', '.join(existing)})")
             self._vagrant("destroy", "-f", timeout=600)
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+        self._states = None
         return len(existing)
+
+    def _end_shared_connections(self, hosts: list[str]) -> None:
+        """`ssh -O exit` for each machine's shared connection (they would outlive the machines otherwise)."""
+        config = self.cache_dir / "ssh-config"
+        if not config.exists():
+            return
+        for host in hosts:
+            subprocess.run(["ssh", "-F", str(config), "-O", "exit", host], capture_output=True, timeout=10)
 
     def shell_command(self, node: str) -> list[str]:
         self.node(node)
@@ -310,3 +388,11 @@ def _relay(lines: Iterator[str], report: Report, deadline: float) -> Iterator[st
         yield line
         if time.monotonic() > deadline:
             raise BackendError(f"vagrant up took longer than {UP_TIMEOUT // 60} minutes; see your provider.")
+
+
+def _container_status(container_id: str) -> str | None:
+    """A container's status on the local engine (where Vagrant's docker provider makes its machines)."""
+    try:
+        return str(engine.connect(timeout=10).api.inspect_container(container_id)["State"]["Status"])
+    except docker.errors.NotFound:
+        return None
