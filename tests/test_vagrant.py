@@ -20,6 +20,7 @@ from labkit.aptsources import debian_mirror
 from labkit.backends import get_backend
 from labkit.backends.dind import DindBackend, engine_host_config
 from labkit.backends.vagrant import (
+    QUIET_VAGRANT,
     VagrantBackend,
     config_key,
     created_topology,
@@ -50,7 +51,7 @@ def vagrant(*args: str, dotfile_path: Path, **env: str) -> subprocess.CompletedP
     if not shutil.which("vagrant"):
         pytest.skip("vagrant is not installed (`make test` installs it; Debian: apt-get install vagrant)")
     return subprocess.run(["vagrant", *args], cwd=PROJECT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "VAGRANT_DOTFILE_PATH": str(dotfile_path), **env})
+                          env={**os.environ, **QUIET_VAGRANT, "VAGRANT_DOTFILE_PATH": str(dotfile_path), **env})
 
 
 # ------------------------------------------------------------------ the Vagrantfile
@@ -135,6 +136,8 @@ def test_vagrant_status_is_parsed_per_machine() -> None:
 def test_topology_reaches_vagrant_through_the_environment(tmp_path: Path) -> None:
     env = vagrant_env(Topology(3, 4), tmp_path)
     assert (env["LABKIT_MANAGERS"], env["LABKIT_WORKERS"]) == ("3", "4")
+    # nothing may leave the machine: no version check, no box update check
+    assert (env["VAGRANT_CHECKPOINT_DISABLE"], env["VAGRANT_BOX_UPDATE_CHECK_DISABLE"]) == ("1", "1")
 
 
 def test_later_commands_see_the_vms_vagrant_created(tmp_path: Path) -> None:

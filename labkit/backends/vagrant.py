@@ -32,6 +32,7 @@ from labkit.topology import AddressPlan, Topology, parse_node_name
 
 SUBNET = ipaddress.ip_network("192.168.56.0/24")  # the Vagrantfile's private network
 UP_TIMEOUT = 1800
+QUIET_VAGRANT = {"VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1"}
 STATES_TTL = 2.0  # s a machine-state reading is reused within one process
 
 # What vagrant says when it fails, and what the user should do about it.
@@ -111,8 +112,9 @@ def created_topology(project: Path) -> Topology | None:
 
 
 def vagrant_env(topology: Topology | None, project: Path | None = None) -> dict[str, str]:
-    """The environment for vagrant: the wanted counts, else those of the VMs that exist."""
-    env = dict(os.environ)
+    """The environment for vagrant: the wanted counts, else those of the VMs that exist; and no call home
+    (Vagrant would otherwise ask the internet for its latest version and for box updates)."""
+    env = {**os.environ, **QUIET_VAGRANT}
     project = project or settings().vagrant_dir
     topology = topology or created_topology(project)
     if topology is not None:
