@@ -11,6 +11,8 @@ the step's id (tests/test_checks_offline.py's find a check's only step).
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from labkit.checks import ANSWERS, CHECKS, Context, Result
@@ -73,6 +75,18 @@ def test_the_checks_ask_the_leader_when_there_are_several_managers():
     assert Context(lab.cluster, step_of("manager_quorum", "quorum")).manager.name == "manager1"
     lab.swarm.set_leader("manager3")
     assert Context(lab.cluster, step_of("manager_quorum", "quorum")).manager.name == "manager3"
+
+
+def test_a_manager_back_from_a_lost_cluster_is_not_the_one_asked():
+    """After --force-new-cluster, manager1 boots believing it still manages the old cluster (control, but no
+    leader): the checks ask manager3, which knows the leader, not manager1 (whose words would flicker)."""
+    lab, _ = last_manager_lab()
+    power_on(lab, "manager1", at=150, seated=False)
+    stale = copy.deepcopy(lab.swarm)  # manager1's own copy of the old cluster, where it has no quorum
+    stale.set_leader(None)
+    stale.__dict__.setdefault("raft", {"refused": "", "events": []})["refused"] = NO_LEADER
+    lab["manager1"].engine.swarm, lab["manager1"].engine.local_state = stale, "active"
+    assert Context(lab.cluster, step_of("manager_quorum", "rejoin")).manager.name == "manager3"
 
 
 # --- scenes, in the lab's order -------------------------------------------------------------------

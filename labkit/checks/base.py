@@ -54,11 +54,13 @@ class Context:
         able = [n for n in managers if n.engine_answers() and local_state(n.docker).get("ControlAvailable")]
         if not able:
             return managers[0]
-        try:  # the leader, when there is one: a manager rejoining Raft may lose its control for a moment
-            leader = leader_hostname(able[0].docker.api)
-        except docker.errors.APIError:  # no quorum: no leader to ask
-            return able[0]
-        return next((n for n in able if n.name == leader), able[0])
+        for node in able:  # the leader, as the first manager that knows one says: a manager back from a
+            try:           # lost cluster claims control until it learns it has none
+                leader = leader_hostname(node.docker.api)
+            except docker.errors.APIError:  # it has no quorum, so no leader to name: ask the next
+                continue
+            return next((n for n in able if n.name == leader), node)
+        return able[0]
 
     @cached_property
     def api(self) -> docker.APIClient:
