@@ -15,7 +15,7 @@ from labkit.backends.base import Node
 from labkit.cluster import Cluster
 from labkit.errors import LabDefinitionError, LabNotRunning
 from labkit.labs import Step
-from labkit.swarm import leader_hostname, local_state
+from labkit.swarm import leader_hostname, local_state, task_containers
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,14 @@ class Context:
         """SERVICE's tasks that are meant to run and do."""
         tasks = self.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
         return [t for t in tasks if t["Status"]["State"] == "running"]
+
+    def task_container(self, service: str) -> tuple[Node, Any] | None:
+        """A running container of SERVICE, as its node's own engine lists it, and that node (None: none runs)."""
+        for node in self.cluster.nodes:
+            found = task_containers(node.docker, service)
+            if found:
+                return node, found[0]
+        return None
 
     def nodes_by_hostname(self) -> dict[str, dict[str, Any]]:
         """Swarm nodes by hostname; where a host left and joined again, its newest entry."""

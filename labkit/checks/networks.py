@@ -9,7 +9,6 @@ from typing import Any
 
 from labkit.backends.base import Node
 from labkit.checks.base import Context, Result, check, judge_answer
-from labkit.swarm import task_containers
 
 NETWORK, WEB, CLIENT, PORT = "backend", "web", "client", 8080
 WHOAMI = re.compile(r"^(\S+) nginx/(\S+)$")
@@ -55,17 +54,9 @@ def overlay_lazy(ctx: Context) -> Result:
     return judge_answer(ctx, ["yes", "y"] if seen.get(worker) else ["no", "n", "not yet"], evidence)
 
 
-def _client_container(ctx: Context) -> tuple[Node, Any] | None:
-    for node in ctx.cluster.nodes:
-        found = task_containers(node.docker, CLIENT)
-        if found:
-            return node, found[0]
-    return None
-
-
 def ask_web(ctx: Context, path: str = "/whoami", times: int = 6, target: str = WEB) -> list[str]:
     """TIMES requests from the client's container to http://TARGET/PATH: each answer, or 'FAIL'."""
-    found = _client_container(ctx)
+    found = ctx.task_container(CLIENT)
     if found is None:
         return []
     _, container = found

@@ -41,15 +41,6 @@ def _users(ctx: Context, secret: dict[str, Any]) -> list[str]:
                   if any(r.get("SecretID") == secret["ID"] for r in _refs(s)))
 
 
-def _task_container(ctx: Context, service: str) -> tuple[Node, Any] | None:
-    """A running container of SERVICE, and the node that runs it."""
-    for node in ctx.cluster.nodes:
-        found = task_containers(node.docker, service)
-        if found:
-            return node, found[0]
-    return None
-
-
 def _read(container: Any, path: str) -> tuple[bool, str]:
     """`cat PATH` in CONTAINER: whether it worked, and what it printed (the file, or the error)."""
     code, out = container.exec_run(["cat", path])
@@ -171,7 +162,7 @@ def secret_mounted(ctx: Context) -> Result:
         return Result(False, f"{name} runs on {', '.join(running)}, not on {wanted}.",
                       (f"{name} tasks on: {', '.join(running)}",),
                       hint=f"Pin it: {_pin(service, wanted)}.")
-    found = _task_container(ctx, name)
+    found = ctx.task_container(name)
     if found is None:
         return Result(False, f"{name}'s container is starting.", pending=True, hint="Wait a moment.")
     node, container = found
@@ -232,7 +223,7 @@ def _isolated(ctx: Context) -> tuple[Result, bool]:
         return Result(False, f"{other} runs on {', '.join(second_on)}, {name} on {', '.join(first_on)}: this step "
                       "wants them on the same node.", tuple(evidence),
                       hint=f"{_pin(second, first_on[0])}."), False
-    found = _task_container(ctx, other)
+    found = ctx.task_container(other)
     if found is None:
         return Result(False, f"{other}'s container is starting.", tuple(evidence), pending=True,
                       hint="Wait a moment."), False
@@ -317,7 +308,7 @@ def _rotated(ctx: Context) -> tuple[Result, bool]:
     evidence = [f"{name}: {new} mounted at {SECRETS_DIR}/{target}"]
     if (service.get("UpdateStatus") or {}).get("State") == "updating":
         return Result(False, f"{name} is being updated.", tuple(evidence), pending=True, hint="Wait a moment."), False
-    found = _task_container(ctx, name)
+    found = ctx.task_container(name)
     if found is None:
         return Result(False, f"{name}'s new task is starting.", tuple(evidence), pending=True,
                       hint="Wait a moment."), False
