@@ -198,6 +198,12 @@ def timestamp(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
 
 
+def replicas_of(service: dict[str, Any], default: int | None = None) -> int | None:
+    """How many replicas SERVICE asks for (DEFAULT for a global service, which has no count)."""
+    replicated = (service["Spec"].get("Mode") or {}).get("Replicated") or {}
+    return replicated.get("Replicas", default)
+
+
 def image_of(spec: dict[str, Any]) -> str:
     """A container spec's image as typed ('nginx:1.25'), without the digest Swarm pinned."""
     return str(spec.get("Image", "")).split("@")[0]

@@ -11,7 +11,7 @@ from typing import Any
 
 import docker.errors
 
-from labkit.checks.base import Context, Result, check, judge_answer
+from labkit.checks.base import Context, Result, check, judge_answer, replicas_of
 from labkit.checks.networks import has_ipvs
 
 NGINX_CONF = "/etc/nginx/nginx.conf"  # the only file this lab's nginx reads its configuration from
@@ -52,7 +52,7 @@ def _at(target: str) -> str:
 
 
 def _wanted(service: dict[str, Any]) -> int:
-    return int(service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas", 1))
+    return int(replicas_of(service, 1))
 
 
 def _get(container: Any, path: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labkit.checks.base import Context, Result, check, judge_answer, timestamp
+from labkit.checks.base import Context, Result, check, judge_answer, replicas_of, timestamp
 from labkit.swarm import task_containers
 
 PINGER = "pinger"
@@ -39,7 +39,7 @@ def spread_service(ctx: Context) -> Result:
     if failure:
         return failure
     assert service is not None
-    replicas = service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+    replicas = replicas_of(service)
     if replicas != 3:
         return Result(False, f"pinger asks for {replicas} replica(s); this lab uses 3.",
                       hint="`docker service update --replicas 3 pinger`.")

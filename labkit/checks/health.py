@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labkit.checks.base import Context, Result, check, image_of, judge_answer
+from labkit.checks.base import Context, Result, check, image_of, judge_answer, replicas_of
 from labkit.swarm import task_containers
 
 WEB = "web"
@@ -44,7 +44,7 @@ def health_checked(ctx: Context) -> Result:
     test = (spec.get("Healthcheck") or {}).get("Test") or []
     if not test or test[0] == "NONE":
         return Result(False, "web has no health check.", hint="Create it with `--health-cmd` as shown.")
-    replicas = service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+    replicas = replicas_of(service)
     if replicas != 3:
         return Result(False, f"web asks for {replicas} replica(s); this lab uses 3.",
                       hint="`docker service update --replicas 3 web`.")

@@ -10,7 +10,7 @@ from typing import Any
 import docker.errors
 
 from labkit.backends.base import Node
-from labkit.checks.base import Context, Result, check, judge_answer, timestamp
+from labkit.checks.base import Context, Result, check, judge_answer, replicas_of, timestamp
 from labkit.swarm import task_containers
 
 PINGER = "pinger"
@@ -96,7 +96,7 @@ def pinger_on_workers(ctx: Context) -> Result:
                       hint="`docker service update --constraint-add node.role==worker pinger`, or create it "
                       "as shown.")
     wanted = int(ctx.params.get("replicas", 2))
-    replicas = service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+    replicas = replicas_of(service)
     if replicas != wanted:
         return Result(False, f"pinger asks for {replicas} replica(s); this step wants {wanted}.", evidence,
                       hint=ctx.step.hints[0])

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from labkit.backends.base import Node
-from labkit.checks.base import Context, Result, check, judge_answer
+from labkit.checks.base import Context, Result, check, judge_answer, replicas_of
 
 NETWORK, WEB, CLIENT, PORT = "backend", "web", "client", 8080
 WHOAMI = re.compile(r"^(\S+) nginx/(\S+)$")
@@ -159,7 +159,7 @@ def published_port(ctx: Context) -> Result:
                       "IPVS: the mesh cannot work here.", ("publish mode ingress, IPVS: no",),
                       hint=f"Publish in host mode instead: `docker service update --publish-rm {PORT} "
                       f"--publish-add mode=host,target=80,published={PORT} web`.")
-    wanted = service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas", len(running))
+    wanted = replicas_of(service, len(running))
     if len(running) < wanted or (service.get("UpdateStatus") or {}).get("State") == "updating":
         return Result(False, "web's tasks are restarting with the published port.",
                       (f"web tasks running on: {', '.join(running) or 'none'} ({len(running)}/{wanted})",),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labkit.checks.base import Context, Result, check, judge_answer, timestamp
+from labkit.checks.base import Context, Result, check, judge_answer, replicas_of, timestamp
 
 PINGER = "pinger"
 
@@ -254,7 +254,7 @@ def scaled_in(ctx: Context) -> Result:
     if failure:
         return failure
     assert service is not None
-    replicas = service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+    replicas = replicas_of(service)
     running = _running(ctx, service)
     evidence = (f"pinger asks for {replicas} replica(s); running: {_spread(running)}",)
     if replicas != 1:
@@ -275,7 +275,7 @@ def spread_pref(ctx: Context) -> Result:
     zones = {n: node["Spec"].get("Labels", {}).get("zone") for n, node in ctx.nodes_by_hostname().items()}
     placement = service["Spec"]["TaskTemplate"].get("Placement") or {}
     prefs = [p.get("Spread", {}).get("SpreadDescriptor", "") for p in placement.get("Preferences") or []]
-    replicas = service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+    replicas = replicas_of(service)
     running = _running(ctx, service)
     evidence = ("zones: " + (", ".join(f"{n} {z}" for n, z in sorted(zones.items()) if z) or "none"),
                 f"placement preferences: {', '.join(f'spread {p}' for p in prefs) or 'none'}",

@@ -9,7 +9,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from labkit.checks.base import Context, Result, check, judge_answer, node_set, timestamp
+from labkit.checks.base import Context, Result, check, judge_answer, node_set, replicas_of, timestamp
 from labkit.swarm import SERVICE_LABEL, ping_services, task_containers
 
 
@@ -58,7 +58,7 @@ def ping_service(ctx: Context) -> Result:
                       hint="This lab has no internet. Remove it (`docker service rm "
                       f"{name}`) and ping a lab node: `docker service create alpine ping manager1`.")
     wanted = int(ctx.params.get("replicas", 1))
-    asked = service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+    asked = replicas_of(service)
     if asked != wanted:
         hint = f"Your service is called {name}: `docker service update {name} --replicas {wanted}` on manager1."
         if asked is not None and 1 < asked < wanted:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from labkit.checks.base import Context, Result, check, image_of, judge_answer, timestamp
+from labkit.checks.base import Context, Result, check, image_of, judge_answer, replicas_of, timestamp
 from labkit.checks.networks import has_ipvs
 
 STACK = "app"
@@ -106,7 +106,7 @@ def _tasks(ctx: Context, service: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _replicas(service: dict[str, Any]) -> int:
-    return int(((service["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1))
+    return int(replicas_of(service, 1))
 
 
 def _container_ids(tasks: list[dict[str, Any]]) -> set[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import docker.errors
 
-from labkit.checks.base import Context, Result, check, image_of, judge_answer, timestamp
+from labkit.checks.base import Context, Result, check, image_of, judge_answer, replicas_of, timestamp
 
 WEB, PROBE, NETWORK = "web", "probe", "front"
 VERSION = re.compile(r"nginx/(\d+\.\d+)")
@@ -50,7 +50,7 @@ def web_service(ctx: Context) -> Result:
         return Result(False, "web is not attached to the network front.",
                       hint="Remove web and create it again with `--network front`.")
     mode = service["Spec"].get("EndpointSpec", {}).get("Mode", "vip")
-    replicas = service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+    replicas = replicas_of(service)
     if replicas != 3:
         return Result(False, f"web asks for {replicas} replica(s); this lab uses 3.",
                       hint="`docker service update --replicas 3 web`.")
@@ -258,8 +258,7 @@ def blue_green(ctx: Context) -> Result:
     if WEB not in aliases:
         return Result(False, "green does not answer to the name web on the network front.",
                       hint="Create green with `--network name=front,alias=web`.")
-    replicas = {name: s["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
-                for name, s in ((WEB, service), ("green", green))}
+    replicas = {WEB: replicas_of(service), "green": replicas_of(green)}
     running = {WEB: ctx.running_tasks(service), "green": ctx.running_tasks(green)}
     evidence = [f"web (blue, {_image(service)}): {replicas[WEB]} replicas, {len(running[WEB])} running",
                 f"green ({_image(green)}): {replicas['green']} replicas, {len(running['green'])} running"]
