@@ -46,6 +46,7 @@ RECIPES = Path(__file__).parent / "recipes"
 # Files under recipes/ (paths relative to it) that no image contains, so the recipe hash leaves them out:
 # form-swarm.sh runs on the Vagrant VMs only. Everything else there counts.
 NOT_IN_IMAGES = frozenset({"form-swarm.sh"})
+BOX_TREE = "box"  # recipes/box/: the Vagrant box (box.py), which has a recipe hash of its own
 WORKLOAD_TREES = "workloads"  # recipes/workloads/{common,<name>,<name>-<tag>}/...: laid over a workload image's root
 NODE_IMAGE = "labkit/node:latest"
 ENTRYPOINT = "/usr/local/bin/labkit-entrypoint"
@@ -126,7 +127,8 @@ def workload(ref: str) -> Workload:
 
 def image_recipe_files() -> list[Path]:
     """The files under RECIPES that go into an image, sorted by their path relative to it."""
-    files = [p for p in RECIPES.rglob("*") if p.is_file() and p.relative_to(RECIPES).as_posix() not in NOT_IN_IMAGES]
+    files = [p for p in RECIPES.rglob("*") if p.is_file() and p.relative_to(RECIPES).as_posix() not in NOT_IN_IMAGES
+             and p.relative_to(RECIPES).parts[0] != BOX_TREE]
     return sorted(files, key=lambda p: p.relative_to(RECIPES).as_posix())
 
 
@@ -184,7 +186,7 @@ def ensure_images(client: docker.DockerClient, report: Report = print, force: bo
     rootfs = _rootfs(build_dir, report)
     if force or not image_is_current(client, NODE_IMAGE, recipe):
         report("Importing the node image")
-        _import(
+        import_root(
             client,
             rootfs,
             NODE_IMAGE,
@@ -197,7 +199,7 @@ def ensure_images(client: docker.DockerClient, report: Report = print, force: bo
             staging = build_dir / f"{workload.name}-{workload.tag}"
             assemble(rootfs, staging, workload)
             description = _description(workload)
-            _import(
+            import_root(
                 client,
                 staging,
                 workload.image,
@@ -302,7 +304,7 @@ def run_in_root(rootfs: Path, script: Path, log: Path) -> None:
                           f"Last lines of {log}:\n{tail}")
 
 
-def _import(client: docker.DockerClient, root: Path, image: str, recipe: str, changes: list[str]) -> None:
+def import_root(client: docker.DockerClient, root: Path, image: str, recipe: str, changes: list[str]) -> None:
     """`docker import` a directory as IMAGE, labelled with the recipe hash."""
     tar_path = root.parent / f"{root.name}.tar"
     subprocess.run(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf", str(tar_path), "."], check=True)
@@ -336,13 +338,13 @@ def parse_ldd(output: str) -> list[str]:
     return paths
 
 
-def _chroot(rootfs: Path, *cmd: str) -> str:
+def chroot(rootfs: Path, *cmd: str) -> str:
     return subprocess.run(["chroot", str(rootfs), *cmd], check=True, capture_output=True, text=True).stdout
 
 
 def _copy_in(rootfs: Path, staging: Path, path: str) -> None:
     """Copy PATH (symlinks followed inside the root) to the same path in the staging root."""
-    real = _chroot(rootfs, "readlink", "-f", path).strip()
+    real = chroot(rootfs, "readlink", "-f", path).strip()
     dest = staging / path.lstrip("/")
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(rootfs / real.lstrip("/"), dest)
@@ -372,10 +374,10 @@ def assemble(rootfs: Path, staging: Path, workload: Workload) -> None:
     needed: set[str] = set()
     for binary in workload.binaries:
         needed.add(binary)
-        needed.update(parse_ldd(_chroot(rootfs, "ldd", binary)))
+        needed.update(parse_ldd(chroot(rootfs, "ldd", binary)))
     for path in sorted(needed | set(workload.files)):
         _copy_in(rootfs, staging, path)
-    for applet in _chroot(rootfs, "/bin/busybox", "--list").split():
+    for applet in chroot(rootfs, "/bin/busybox", "--list").split():
         link = staging / "usr/bin" / applet
         if not link.exists() and not (staging / "usr/sbin" / applet).exists():
             link.symlink_to("busybox")

@@ -28,6 +28,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "LABKIT_LABS": ("the folder of lab definitions", "labs/ in the project"),
     "LABKIT_NOTEBOOKS": ("the folder `labkit lab` serves", "notebooks/ in the project"),
     "LABKIT_VAGRANT_DIR": ("the folder holding the Vagrantfile", "the project"),
+    "LABKIT_VAGRANT_PROVIDER": ("Vagrant's provider: docker (machines as containers, no VT-x needed), "
+                                "virtualbox, libvirt", "Vagrant's default"),
     "LABKIT_STRICT": ("1: a failing step fails its notebook cell (the regression run)", "unset"),
 }
 
@@ -43,6 +45,7 @@ class Settings:
     labs_dir: Path
     notebooks_dir: Path
     vagrant_dir: Path
+    vagrant_provider: str | None  # None: Vagrant chooses
     strict: bool
 
     @classmethod
@@ -60,6 +63,7 @@ class Settings:
             labs_dir=Path(env.get("LABKIT_LABS") or PROJECT / "labs"),
             notebooks_dir=Path(env.get("LABKIT_NOTEBOOKS") or PROJECT / "notebooks"),
             vagrant_dir=Path(env.get("LABKIT_VAGRANT_DIR") or PROJECT),
+            vagrant_provider=env.get("LABKIT_VAGRANT_PROVIDER") or None,
             strict=env.get("LABKIT_STRICT", "") not in ("", "0"),
         )
 

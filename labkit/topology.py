@@ -29,6 +29,12 @@ LABEL_CACHE = "labkit.cache"  # caches kept across `down` (images, registry data
 
 HUB_HOSTNAME = "labkit-hub"
 REGISTRY_PORT = 5000
+# The Vagrant machines' private network (inside VirtualBox's default host-only range); the docker
+# provider's internal lab network has the same subnet, so every backend gives the same addresses.
+VAGRANT_SUBNET = ipaddress.ip_network("192.168.56.0/24")
+# The docker provider publishes each box's SSH port on a network of its own: link-local, so Swarm never
+# takes it for a node's address (a box then has one address to advertise, as a dind node has).
+VAGRANT_SSH_SUBNET = ipaddress.ip_network("169.254.56.0/24")
 _NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
 

@@ -23,7 +23,7 @@ ROOT = PACKAGE.parent
 # Bottom to top; an import runs down this list (or within a layer), never up. ../shared/STYLE.md.
 LAYERS: list[set[str]] = [
     {"errors", "settings", "report", "topology", "aptsources", "progress"},
-    {"engine", "images", "hub", "swarm", "kernel"},
+    {"engine", "images", "box", "hub", "swarm", "kernel"},
     {"backends", "backends.base", "backends.dind", "backends.vagrant"},
     {"cluster"},
     {"labs", "fields"},

@@ -23,17 +23,29 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from labkit import engine
+from labkit import box, engine, hub, images
 from labkit.backends.base import Backend, Node, RunResult, sorted_nodes, wait_for
 from labkit.errors import BackendError, InvalidInput
 from labkit.report import Report
 from labkit.settings import settings
-from labkit.topology import AddressPlan, Topology, parse_node_name
+from labkit.topology import (
+    LABEL_LAB,
+    VAGRANT_SSH_SUBNET,
+    VAGRANT_SUBNET,
+    AddressPlan,
+    Names,
+    Topology,
+    parse_node_name,
+)
 
-SUBNET = ipaddress.ip_network("192.168.56.0/24")  # the Vagrantfile's private network
+SUBNET = VAGRANT_SUBNET  # the Vagrantfile's private network
 UP_TIMEOUT = 1800
 QUIET_VAGRANT = {"VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1"}
 STATES_TTL = 2.0  # s a machine-state reading is reused within one process
+# The docker provider's resources on the local engine, all labelled labkit.lab=vagrant: the internal lab
+# network (labkit-vagrant), its hub (labkit-vagrant-hub), the SSH network (the Vagrantfile names both).
+DOCKER_LAB = Names("vagrant")
+SSH_NETWORK = f"{DOCKER_LAB.network}-ssh"
 
 # What vagrant says when it fails, and what the user should do about it.
 FAILURES = [
@@ -335,15 +347,32 @@ class VagrantBackend(Backend):
             found.append(VagrantNode(name, spec.role, plan.node(spec), self))
         return sorted_nodes(found)
 
+    @property
+    def provider(self) -> str | None:
+        """The provider asked for ($LABKIT_VAGRANT_PROVIDER), else the one the created machines have."""
+        asked = settings().vagrant_provider
+        if asked:
+            return asked
+        made = {provider for provider, _ in machine_ids(self.project).values()}
+        return made.pop() if len(made) == 1 else None
+
     def up(self, topology: Topology | None, report: Report) -> list[Node]:
-        report("vagrant up --no-parallel (first boot of a box takes minutes)")
-        argv = ["vagrant", "up", "--no-parallel"]
         if not shutil.which("vagrant"):
             self._vagrant("version")  # raises the install advice
+        provider = self.provider
+        env = vagrant_env(topology, self.project)
+        if provider == "docker":
+            env["LABKIT_NODE_MODE"] = self._prepare_docker(topology or created_topology(self.project) or Topology(),
+                                                           report)
+            argv = ["vagrant", "up", "--provider", "docker", "--parallel"]  # containers boot side by side
+            report("vagrant up --provider docker (machines are containers of labkit/box; about 40 s)")
+        else:
+            argv = ["vagrant", "up", "--no-parallel", *(["--provider", provider] if provider else [])]
+            report("vagrant up --no-parallel (first boot of a box takes minutes)")
         with subprocess.Popen(
             argv,
             cwd=self.project,
-            env=vagrant_env(topology, self.project),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -354,9 +383,46 @@ class VagrantBackend(Backend):
         if proc.returncode != 0:
             report("vagrant up failed: removing what it created (vagrant destroy -f)")
             self._vagrant("destroy", "-f", topology=topology, check=False, timeout=600)
+            self._remove_docker_lab()
             raise BackendError(explain(output) + " Nothing was left half-created.")
         self._config = None
-        return self.nodes()
+        nodes = self.nodes()
+        if provider == "docker" and nodes:
+            hub.seed_registry(engine.host_client(), nodes[0].docker, AddressPlan(SUBNET).hub, report)
+        return nodes
+
+    def _prepare_docker(self, topology: Topology, report: Report) -> str:
+        """What docker-provider machines need before `vagrant up`: the lab images and the box, the internal
+        lab network with its hub (DNS for lab names only, registry mirror), the SSH network. Returns the
+        node mode (privileged, or the fallback set where the engine refuses it)."""
+        host = engine.host_client()
+        images.ensure_images(host, report)
+        box.ensure_box(host, report)
+        plan = AddressPlan(SUBNET)
+        _ensure_network(host, DOCKER_LAB.network, SUBNET, internal=True, report=report)
+        # Not internal (Docker publishes no port on an internal network), but no masquerading, link-local
+        # addresses, and never a box's route: the box entrypoint removes it.
+        _ensure_network(host, SSH_NETWORK, VAGRANT_SSH_SUBNET, internal=False, report=report,
+                        options={"com.docker.network.bridge.enable_ip_masquerade": "false"})
+        hub.ensure_hub(host, DOCKER_LAB, plan, plan.hosts(topology), report)
+        from labkit.backends.dind import DindBackend  # the same probe as dind nodes
+
+        return DindBackend(DOCKER_LAB.lab, host).probe_privileged()
+
+    def _remove_docker_lab(self) -> int:
+        """Remove what the docker provider left on the local engine (boxes, hub, networks); the count."""
+        if not engine.engine_running():
+            return 0
+        host = engine.host_client()
+        removed = 0
+        for container in host.containers.list(all=True, filters={"label": f"{LABEL_LAB}={DOCKER_LAB.lab}"},
+                                              ignore_removed=True):
+            container.remove(force=True, v=True)
+            removed += 1
+        for network in host.networks.list(filters={"label": f"{LABEL_LAB}={DOCKER_LAB.lab}"}):
+            network.remove()
+            removed += 1
+        return removed
 
     def down(self, report: Report) -> int:
         existing = [n for n, s in self.states().items() if s != "not_created"]
@@ -367,7 +433,7 @@ class VagrantBackend(Backend):
             self._vagrant("destroy", "-f", timeout=600)
         shutil.rmtree(self.cache_dir, ignore_errors=True)
         self._states = None
-        return len(existing)
+        return len(existing) + self._remove_docker_lab()
 
     def _end_shared_connections(self, hosts: list[str]) -> None:
         """`ssh -O exit` for each machine's shared connection (they would outlive the machines otherwise)."""
@@ -390,6 +456,28 @@ def _relay(lines: Iterator[str], report: Report, deadline: float) -> Iterator[st
         yield line
         if time.monotonic() > deadline:
             raise BackendError(f"vagrant up took longer than {UP_TIMEOUT // 60} minutes; see your provider.")
+
+
+def _ensure_network(host: docker.DockerClient, name: str, subnet: ipaddress.IPv4Network, internal: bool,
+                    report: Report, options: dict[str, str] | None = None) -> None:
+    """The bridge network NAME with SUBNET (gateway .1), labelled for the docker-provider lab."""
+    try:
+        network = host.networks.get(name)
+    except docker.errors.NotFound:
+        pass
+    else:
+        if network.attrs.get("Labels", {}).get(LABEL_LAB) != DOCKER_LAB.lab:
+            raise BackendError(f"A network named '{name}' exists that labkit did not create. Remove it, then retry.")
+        return
+    report(f"Creating the network {name} ({subnet}{', internal' if internal else ''})")
+    gateway = str(subnet.network_address + 1)
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=gateway)])
+    try:
+        host.networks.create(name, driver="bridge", internal=internal, ipam=ipam, options=options or {},
+                             labels=DOCKER_LAB.labels("network"))
+    except docker.errors.APIError as exc:
+        raise BackendError(f"Could not create the network {name} ({subnet}): {exc.explanation}. Another network "
+                           "may use that range; `docker network ls` shows them.") from None
 
 
 def _container_status(container_id: str) -> str | None:

@@ -2,6 +2,8 @@
 # Entry point of every labkit container built from the node image.
 #   labkit-entrypoint node [DOCKERD-FLAGS...]   run a Docker Engine (a lab node)
 #   labkit-entrypoint hub                       run the lab's DNS and registry mirror
+#   labkit-entrypoint box                       boot a Vagrant box (docker provider): systemd as init
+#   labkit-entrypoint lab-route                 (in a box) default route through the lab network only
 set -eu
 
 say() { echo "labkit-entrypoint: $*" >&2; }
@@ -58,6 +60,25 @@ case "$mode" in
         # (never forward: nothing may leave the machine).
         dnsmasq --no-resolv --no-poll --address='/#/' --log-facility=- --user=root
         exec docker-registry serve /etc/labkit/registry.yml
+        ;;
+    box)
+        writable_sys
+        writable_cgroups
+        # Vagrant's docker provider also attaches the box to Docker's default bridge (its SSH port is
+        # published there): that bridge must never be a way out, so the box gets no route through it.
+        ip route del default 2>/dev/null || :
+        exec /sbin/init
+        ;;
+    lab-route)
+        # LAB_SUBNET and LAB_GATEWAY come from /etc/labkit/box.env. Vagrant connects the lab network
+        # just after the box starts: wait for it (60 s), then route through it.
+        tries=0
+        until ip -4 -o addr show to "$LAB_SUBNET" | grep -q inet; do
+            tries=$((tries + 1))
+            [ "$tries" -gt 600 ] && { say "no address in $LAB_SUBNET after 60 s"; exit 1; }
+            sleep 0.1
+        done
+        exec ip route replace default via "$LAB_GATEWAY"
         ;;
     *)
         exec "$mode" "$@"
