@@ -184,9 +184,11 @@ def test_node_down_says_which_node_and_what_to_do() -> None:
 def test_settings_read_every_variable() -> None:
     env = {"LABKIT_LAB": "l2", "LABKIT_BACKEND": "vagrant", "LABKIT_STATE_DIR": "/s", "LABKIT_RUN_DIR": "/r",
            "LABKIT_CACHE": "/c", "LABKIT_DEBIAN_MIRROR": "http://m/debian", "LABKIT_LABS": "/labs",
-           "LABKIT_NOTEBOOKS": "/nb", "LABKIT_VAGRANT_DIR": "/v", "LABKIT_STRICT": "1", "HOME": "/home/x"}
+           "LABKIT_NOTEBOOKS": "/nb", "LABKIT_VAGRANT_DIR": "/v",
+           "LABKIT_VAGRANT_PROVIDER": "docker", "LABKIT_STRICT": "1", "HOME": "/home/x"}
     s = Settings.from_env(env, euid=1000)
     assert (s.lab, s.backend, s.debian_mirror, s.strict) == ("l2", "vagrant", "http://m/debian", True)
+    assert s.vagrant_provider == "docker"
     assert [str(p) for p in (s.state_dir, s.run_dir, s.cache_dir, s.labs_dir, s.notebooks_dir, s.vagrant_dir)] == [
         "/s", "/r", "/c", "/labs", "/nb", "/v"]
     assert set(VARIABLES) == {k for k in env if k.startswith("LABKIT_")}
@@ -194,7 +196,7 @@ def test_settings_read_every_variable() -> None:
 
 def test_settings_defaults() -> None:
     s = Settings.from_env({"HOME": "/home/x"}, euid=1000)
-    assert s.lab is None and s.backend == "dind" and not s.strict
+    assert s.lab is None and s.backend == "dind" and not s.strict and s.vagrant_provider is None
     assert s.state_dir == Path("/home/x/.local/share/labkit")
     assert s.run_dir == Path("/home/x/.local/state/labkit/run")
     assert Settings.from_env({"HOME": "/root"}, euid=0).run_dir == Path("/run/labkit")

@@ -33,6 +33,12 @@ def quiet(_: str) -> None:
 @pytest.mark.parametrize("part", PARTS, ids=[part[0].id for part in PARTS])
 def test_every_step_fails_before_its_solution_and_passes_after(lab: labkit.Cluster, part: list[Lab]) -> None:
     """PART from its start (bare engines, or a fresh swarm of its first lab's nodes), step by step."""
+    walk(lab, part)
+
+
+def walk(lab: labkit.Cluster, part: list[Lab]) -> None:
+    """Reset LAB to the start of PART, then each step: its check fails before its solution and passes
+    after it, and each likely wrong answer gets its own explanation. Any backend."""
     reset(lab, LABS, part[0].steps[0], quiet)
     progress = Progress(lab.lab)
     for step in all_steps(part):

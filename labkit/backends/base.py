@@ -6,11 +6,13 @@ A backend module (dind, later vagrant) subclasses ``Backend`` and ``Node``.
 
 from __future__ import annotations
 
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import docker
 import testinfra
@@ -228,3 +230,16 @@ def sorted_nodes(nodes: Iterator[Node] | list[Node]) -> list[Node]:
         return (0 if n.role == "manager" else 1, int(digits))
 
     return sorted(nodes, key=key)
+
+
+def ping_socket(path: Path, timeout: float = 2.0) -> bool:
+    """Whether an engine answers `GET /_ping` on the unix socket PATH within TIMEOUT seconds
+    (a paused or stopped node never hangs a command)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(path))
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return s.recv(64).split(b" ", 2)[1:2] == [b"200"]
+    except OSError:
+        return False

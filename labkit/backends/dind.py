@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
-import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +21,16 @@ import docker.errors
 from docker.models.containers import Container
 
 from labkit import engine, hub, images
-from labkit.backends.base import STATE_WORDS, Backend, Node, RunResult, failure_line, sorted_nodes, wait_for
+from labkit.backends.base import (
+    STATE_WORDS,
+    Backend,
+    Node,
+    RunResult,
+    failure_line,
+    ping_socket,
+    sorted_nodes,
+    wait_for,
+)
 from labkit.errors import BackendError, InvalidInput, LabkitError, NodeDown, NotPermitted
 from labkit.kernel import kernel_findings
 from labkit.report import Finding, Report
@@ -517,19 +525,6 @@ def engine_host_config(api: docker.APIClient, mode: str, **options: Any) -> dict
     if mode != "privileged":
         config.update(UNMASKED_PATHS)
     return config
-
-
-def ping_socket(path: Path, timeout: float = 2.0) -> bool:
-    """Whether an engine answers `GET /_ping` on the unix socket PATH within TIMEOUT seconds
-    (a paused or stopped node never hangs a command)."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(path))
-            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            return s.recv(64).split(b" ", 2)[1:2] == [b"200"]
-    except OSError:
-        return False
 
 
 def _mounted_socket(c: Container) -> Path | None:

@@ -8,14 +8,12 @@ Nothing about the VMs is stored: Vagrant's own state is the only record.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import ipaddress
 import os
 import shlex
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ import docker
 import docker.errors
 
 from labkit import box, engine, hub, images
-from labkit.backends.base import Backend, Node, RunResult, sorted_nodes, wait_for
+from labkit.backends.base import Backend, Node, RunResult, ping_socket, sorted_nodes, wait_for
 from labkit.errors import BackendError, InvalidInput
 from labkit.report import Report
 from labkit.settings import settings
@@ -165,7 +163,7 @@ def shared_connections(control_dir: Path, persist: int = 600) -> str:
     """What labkit adds to Vagrant's ssh-config: every ssh (commands, testinfra, engine sockets) shares
     one connection per machine, kept PERSIST seconds after its last use (no new handshake per command)."""
     return (f"\nHost *\n  ControlMaster auto\n  ControlPath {control_dir}/cm-%C\n"
-            f"  ControlPersist {persist}\n")
+            f"  ControlPersist {persist}\n  StreamLocalBindUnlink yes\n")
 
 
 def config_key(project: Path, ids: dict[str, tuple[str, str]]) -> str:
@@ -185,26 +183,9 @@ def ssh_argv(config: Path, host: str, command: str | None = None, tty: bool = Fa
 
 
 def forward_argv(config: Path, host: str, local_socket: Path) -> list[str]:
-    """ssh that forwards a local unix socket to the VM's Docker socket (and runs nothing)."""
-    return [
-        "ssh",
-        "-F",
-        str(config),
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "ExitOnForwardFailure=yes",
-        "-o",
-        "StreamLocalBindUnlink=yes",
-        "-o",
-        "ControlPath=none",  # a connection of its own: the socket lives and dies with this process
-        "-N",
-        "-L",
-        f"{local_socket}:/var/run/docker.sock",
-        host,
-    ]
+    """Ask HOST's shared SSH connection to forward a local unix socket to the machine's Docker socket (never
+    TCP). The forwarding lives as long as that connection, so later labkit commands reuse it; `down` ends it."""
+    return ["ssh", "-F", str(config), "-O", "forward", "-L", f"{local_socket}:/var/run/docker.sock", host]
 
 
 class VagrantNode(Node):
@@ -240,8 +221,6 @@ class VagrantBackend(Backend):
         self.project = project or settings().vagrant_dir
         self._config: Path | None = None
         self._states: tuple[float, dict[str, str]] | None = None
-        self._tunnels: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
-        self._tmp: Path | None = None
 
     # --------------------------------------------------------------- vagrant
 
@@ -299,41 +278,31 @@ class VagrantBackend(Backend):
             self._config = path
         return self._config
 
-    def _tmpdir(self) -> Path:
-        if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix="labkit-vagrant-"))
-            atexit.register(self.close)
-        return self._tmp
-
     def forward(self, node: str) -> Path:
-        """A local unix socket reaching NODE's engine through SSH (started on first use)."""
-        if node in self._tunnels and self._tunnels[node][0].poll() is None:
-            return self._tunnels[node][1]
-        socket = self._tmpdir() / f"{node}.sock"
-        proc = subprocess.Popen(
-            forward_argv(self.ssh_config(), node, socket),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        if not wait_for(lambda: socket.exists() or proc.poll() is not None, 15, 0.05) or not socket.exists():
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr and proc.poll() is not None else ""
-            proc.kill()
+        """A local unix socket reaching NODE's engine, forwarded by the machine's shared SSH connection and
+        kept in the private cache folder: a later command (or process) reuses it while it answers."""
+        socket = self.cache_dir / f"{node}.docker.sock"
+        if ping_socket(socket):
+            return socket
+        config = self.ssh_config()
+        socket.unlink(missing_ok=True)
+        # Any command opens the shared connection (ControlPersist keeps it); then it takes the forwarding.
+        opened = subprocess.run(ssh_argv(config, node, "true"), capture_output=True, text=True, timeout=60)
+        error = opened.stderr
+        if opened.returncode == 0:
+            added = subprocess.run(forward_argv(config, node, socket), capture_output=True, text=True, timeout=30)
+            error = added.stderr
+        if not wait_for(lambda: ping_socket(socket), 15, 0.05):
             raise BackendError(
-                f"Could not reach {node}'s engine over SSH. {err.strip()} "
-                "Is the VM up? `labkit status --backend vagrant`."
+                f"Could not reach {node}'s engine over SSH. {error.strip()} "
+                "Is the machine up? `labkit status --backend vagrant`."
             )
-        self._tunnels[node] = (proc, socket)
         return socket
 
     def close(self) -> None:
-        for proc, _ in self._tunnels.values():
-            proc.terminate()
-        self._tunnels.clear()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        """Forget what this process was told (the shared connections and their sockets stay for the next)."""
         self._config = None
+        self._states = None
 
     # --------------------------------------------------------------- Backend
 
