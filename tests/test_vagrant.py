@@ -353,7 +353,12 @@ def test_the_swarm_option_forms_a_swarm_through_a_shared_folder(host, tmp_path: 
             assert proc.returncode == 0, out
             assert "joined a swarm as a worker" in out
         assert (shared / ".labkit" / "worker.token").read_text().startswith("SWMTKN-1-")
-        found = leader.docker.api.nodes()
+        # A node that has just joined may not have reported its description yet: wait until all have.
+        def described() -> list[dict] | None:
+            found = leader.docker.api.nodes()
+            return found if all("Hostname" in n.get("Description", {}) for n in found) else None
+
+        found = wait_until(described, 30, "every node's hostname")
         assert sorted((n["Description"]["Hostname"], n["Spec"]["Role"]) for n in found) == [
             ("manager1", "manager"), ("worker1", "worker"), ("worker2", "worker")]
         again = nodes[1].run(["sh", "/tmp/form-swarm.sh", "worker", nodes[1].address, leader.address,
