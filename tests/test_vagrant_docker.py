@@ -124,3 +124,24 @@ def test_down_leaves_nothing_behind(vagrant_lab: labkit.Cluster, host: docker.Do
     assert not list((Path(settings_env["LABKIT_VAGRANT_DIR"]) / ".vagrant" / "machines").glob("*/*/id"))
     status = labkit_cli("status", lab=LAB)
     assert "no nodes" in (status.stdout + status.stderr).lower() or status.returncode != 0
+
+
+def test_the_swarm_option_forms_the_swarm_as_the_machines_boot(host: docker.DockerClient,
+                                                               settings_env: dict[str, str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`LABKIT_SWARM=1` (for those who skip the first lab): manager1 inits, the workers join with the token
+    it shares through the synced folder, so the nodes lab's check passes at once."""
+    for key, value in settings_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LABKIT_SWARM", "1")
+    try:
+        done = labkit_cli("up", lab=LAB, timeout=900)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        check = labkit_cli("check", "nodes:join", lab=LAB)
+        assert check.returncode == 0 and "3 nodes are Ready" in check.stdout, check.stdout + check.stderr
+        tokens = Path(settings_env["LABKIT_VAGRANT_DIR"]) / ".labkit"
+        assert {p.name: p.stat().st_mode & 0o777 for p in tokens.iterdir()} == {
+            "worker.token": 0o600, "manager.token": 0o600}
+    finally:
+        labkit_cli("down", lab=LAB, timeout=600)
+    assert host.containers.list(all=True, filters={"label": f"{LABEL_LAB}=vagrant"}) == []

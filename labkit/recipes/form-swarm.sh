@@ -12,6 +12,7 @@ if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" = active ]; then
 fi
 if [ "$address" = "$leader" ]; then
     docker swarm init --advertise-addr "$address"
+    umask 077  # a join token lets a machine into the swarm: readable by its owner only
     mkdir -p "$shared"
     for r in worker manager; do
         docker swarm join-token -q "$r" > "$shared/$r.token.tmp" && mv "$shared/$r.token.tmp" "$shared/$r.token"
