@@ -26,6 +26,7 @@ from labkit.errors import LabkitError
 from labkit.fields import render
 from labkit.labs import Lab, Step, find, next_step
 from labkit.progress import Progress, log_exception
+from labkit.room import client as room_client
 from labkit.runner import course, run_check
 from labkit.runner import reset as runner_reset
 from labkit.runner import solve as runner_solve
@@ -65,7 +66,8 @@ def _fail(message: str) -> None:
 
 
 def _guard(fn: Callable[[], T]) -> T:
-    """Run FN; a LabkitError becomes one line and exit 1, never a traceback."""
+    """Run FN; a LabkitError becomes one line and exit 1, never a traceback. Checks it made that wait for
+    the learner's room are then sent in the background (the command never waits on the room)."""
     try:
         return fn()
     except LabkitError as exc:
@@ -85,6 +87,8 @@ def _guard(fn: Callable[[], T]) -> T:
         _fail(f"{exc.strerror or exc}{where}. `labkit doctor` checks the setup.")
     except KeyboardInterrupt:
         _fail("Interrupted. `labkit up` resumes, `labkit down` removes what was made.")
+    finally:
+        room_client.send_in_background()
     raise AssertionError("unreachable")
 
 
@@ -452,6 +456,53 @@ def shell(
     """Open an interactive shell on a node."""
     argv = _guard(lambda: _cluster(lab, backend).backend.shell_command(node))
     os.execvp(argv[0], argv)
+
+
+room_app = typer.Typer(help="The room: an instructor's live dashboard of every attendee's checks.",
+                       no_args_is_help=True)
+app.add_typer(room_app, name="room")
+
+
+@room_app.command("serve")
+def room_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (behind a TLS proxy for a real room).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    db: Annotated[Path | None, typer.Option(help="The room's SQLite file (default: room.db in labkit's state "
+                                                 "folder).")] = None,
+    roster: Annotated[Path | None, typer.Option(help="A file of expected names, one per line (the dashboard "
+                                                     "lists who has not joined).")] = None,
+) -> None:
+    """Run the room service: prints the dashboard URL (with your instructor token) and the join code."""
+    from labkit.labs import all_steps
+    from labkit.room.server import serve
+
+    def go() -> None:
+        names = [n.strip() for n in roster.read_text().splitlines() if n.strip()] if roster else None
+        serve(host, port, db or settings().state_dir / "room.db", [s.ref for s in all_steps(course())],
+              lambda line: out.print(line, highlight=False), names)
+
+    _guard(go)
+
+
+@room_app.command("join")
+def room_join(
+    url: Annotated[str, typer.Argument(help="The room's address, as your instructor gave it.")],
+    code: Annotated[str, typer.Option(help="The room's join code.")],
+    name: Annotated[str, typer.Option(help="Your name, as the instructor will see it.")],
+) -> None:
+    """Join a room: from now on each of your checks is sent to the instructor's dashboard."""
+    _guard(lambda: room_client.join(url, code, name))
+    out.print(f"Joined the room at {url.rstrip('/')} as {name}. Your checks now reach the instructor's "
+              "dashboard; `labkit room leave` stops that.", highlight=False)
+
+
+@room_app.command("leave")
+def room_leave() -> None:
+    """Leave the room: checks stay on this computer only."""
+    from labkit import outbox
+
+    left = _guard(outbox.leave)
+    out.print("Left the room." if left else "You had not joined a room.", highlight=False)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ LabkitError                 a problem the user can fix
 ├── NodeNotFound            no node by that name in the lab
 ├── NodeDown                a node is stopped, paused or does not answer: `labkit up` restores it
 ├── SolutionFailed          a lab's solution did not bring the cluster to the step's end state
+├── JoinRefused             a room refused a join (wrong code, joining closed, a taken name)
 └── CommandFailed           a command typed into a notebook cell exited non-zero
     └── StepNotDone         in a regression run, a step whose check fails
 """
@@ -68,6 +69,10 @@ class NodeDown(LabkitError):
 
 class SolutionFailed(LabkitError):
     """A lab's solution did not bring the cluster to the step's end state."""
+
+
+class JoinRefused(LabkitError):
+    """A room refused a join: a wrong code, joining closed, or a name already taken."""
 
 
 class CommandFailed(LabkitError):

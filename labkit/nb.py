@@ -25,6 +25,7 @@ from labkit.cluster import Cluster, cluster
 from labkit.errors import CommandFailed, LabkitError, StepNotDone
 from labkit.fields import render
 from labkit.labs import find
+from labkit.room import client as room_client
 from labkit.runner import begin as runner_begin
 from labkit.runner import course, run_check
 from labkit.settings import settings
@@ -106,6 +107,7 @@ def check(ref: str) -> CheckWidget:
         raise LabkitError(f"check() needs LAB:STEP, e.g. check('{ref}:...'); `labkit labs` lists them.")
     c = lab()
     result = run_check(c, step)
+    room_client.send_in_background()  # to the learner's room, if they joined one (never waits)
     widget = CheckWidget(c, step, result)
     if settings().strict and not result.passed and not step.question:
         raise StepNotDone(result_text(ref, result))

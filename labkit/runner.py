@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from labkit import outbox
 from labkit.checks import ANSWERS, CHECKS, Context, Result
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError, NodeDown, SolutionFailed
@@ -47,6 +48,9 @@ def run_check(cluster: Cluster, step: Step, answer: str | None = None, wait: boo
     if result.pending and not result.passed and wait and step.wait:
         result = replace(result, summary=f"Still not there after {step.wait:g} s: {result.summary}")
     progress.record(step.ref, passed=result.passed)
+    lab, _, step_id = step.ref.partition(":")
+    outbox.add(lab, step_id, result.passed, result.summary, result.hint or "", elapsed,
+               directory=progress.path.parent)  # for the room, if the learner joined one (never waits)
     return replace(result, seconds=elapsed)
 
 

@@ -22,6 +22,7 @@ from labkit.cluster import Cluster
 from labkit.fields import render
 from labkit.labs import Step
 from labkit.progress import Progress
+from labkit.room import client as room_client
 from labkit.runner import apply_solution, run_check
 
 
@@ -90,6 +91,8 @@ class CheckWidget(w.VBox):  # type: ignore[misc]
         except Exception as exc:
             self.output.value = (f"<div style='color:#d64541'>✘ {escape(str(exc))}</div>"
                                  "<div>Try <code>labkit status</code> in a terminal, or Apply solution.</div>")
+        finally:
+            room_client.send_in_background()  # the checks it made, to the learner's room if any (never waits)
 
     def run_check(self) -> None:
         self.output.value = "<i>checking…</i>"

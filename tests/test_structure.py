@@ -22,7 +22,7 @@ ROOT = PACKAGE.parent
 
 # Bottom to top; an import runs down this list (or within a layer), never up. ../shared/STYLE.md.
 LAYERS: list[set[str]] = [
-    {"errors", "settings", "report", "topology", "aptsources", "progress"},
+    {"errors", "settings", "report", "topology", "aptsources", "progress", "outbox"},
     {"engine", "images", "box", "hub", "swarm", "kernel"},
     {"backends", "backends.base", "backends.dind", "backends.vagrant"},
     {"cluster"},
@@ -31,7 +31,8 @@ LAYERS: list[set[str]] = [
      "checks.updates", "checks.failures", "checks.networks", "checks.configs", "checks.autolock",
      "checks.stacks", "checks.secrets", "checks.managers", "checks.health", "checks.trust", "diagrams"},
     {"runner"},
-    {"cli", "nb", "widgets", "notebook_build", "doctor", "__main__", ""},
+    {"cli", "nb", "widgets", "notebook_build", "doctor", "__main__", "", "room", "room.store", "room.board",
+     "room.server", "room.client"},
 ]
 
 
