@@ -271,6 +271,8 @@ def serve(host: str, port: int, db: Path, steps: list[str], say: Callable[[str],
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         tornado.ioloop.IOLoop.current().start()
+    except KeyboardInterrupt:
+        say(f"Room closed. Everything is kept in {db}: `labkit room serve` with it opens the same room again.")
     finally:
         server.stop()
         store.close()
