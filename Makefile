@@ -10,7 +10,8 @@ PY := $(VENV)/bin/python
 LABKIT := $(VENV)/bin/labkit
 JUPYTER_PORT ?= 8888
 
-.PHONY: lab test unit venv setup up lint clean browser-deps vagrant-deps notebooks lock FORCE
+.PHONY: lab test unit venv setup up lint clean browser-deps vagrant-deps notebooks lock test-notebooks test-vagrant \
+	test-browser FORCE
 
 # Rebuilt when the pins change or PYTHON names another interpreter.
 $(VENV)/.installed: requirements.txt pyproject.toml $(VENV)/.python
@@ -67,6 +68,14 @@ UNIT_MARKERS := not (engine or cluster or browser or notebooks or vagrant or roo
 unit: venv lint
 	DOCKER_HOST=unix:///nonexistent/docker.sock LABKIT_EXPECT_PYTHON=$(PYTHON) \
 		$(VENV)/bin/pytest -m "$(UNIT_MARKERS)" -p no:cacheprovider
+
+# One slow part of `make test` at a time (markers in pyproject.toml).
+test-notebooks: setup
+	$(VENV)/bin/pytest -m notebooks
+test-vagrant: setup vagrant-deps
+	$(VENV)/bin/pytest -m vagrant
+test-browser: setup browser-deps
+	$(VENV)/bin/pytest -m browser
 
 clean: venv
 	$(LABKIT) down

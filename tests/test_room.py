@@ -20,7 +20,7 @@ import pytest
 from labkit import outbox, runner
 from labkit.progress import Progress
 from labkit.room import client
-from labkit.room.board import STUCK_ATTEMPTS, room_document, rows
+from labkit.room.board import STUCK_ATTEMPTS, board_of, room_document, rows
 from labkit.room.server import Limiter, validate_event
 from labkit.room.store import Event
 from tests.test_lab_definitions import make_step, stand_in_cluster, use_check
@@ -246,7 +246,7 @@ def test_stuck_attendees_come_first_with_their_hint() -> None:
     board = rows(people, events, steps, now=30)
     assert [r.name for r in board] == ["Bob", "Ada", "Cy"]
     assert board[0].stuck == f"{STUCK_ATTEMPTS} failed checks of a:2"
-    doc = room_document(people, events, steps, 30, True)
+    doc = room_document(board_of(people, events, steps), 30, True)
     assert doc["attendees"][0]["hint"] == "hint for a:2" and doc["past"] == {"a:1": 2, "a:2": 1, "a:3": 0}
 
 

@@ -38,52 +38,78 @@ class Row:
     stuck: str = ""  # why, in words ("" when not stuck)
 
 
-def rows(attendees: list[tuple[int, str, float]], events: list[Event], steps: list[str], now: float) -> list[Row]:
-    """Every attendee's row, stuck ones first, then by how far they are (furthest first), then by name."""
-    by_name = {name: Row(name, joined) for _, name, joined in attendees}
-    for event in events:
-        row = by_name.get(event.attendee)
+class Board:
+    """The room's rows, kept up to date event by event (a read costs attendees x steps, not all events)."""
+
+    def __init__(self, steps: list[str]) -> None:
+        self.steps = steps
+        self.order = {ref: i for i, ref in enumerate(steps)}
+        self.by_name: dict[str, Row] = {}
+        self.last_pass: float | None = None  # the room's latest pass
+
+    def attendee(self, name: str, joined: float) -> None:
+        self.by_name.setdefault(name, Row(name, joined))
+
+    def add(self, event: Event) -> None:
+        row = self.by_name.get(event.attendee)
         if row is None:
-            continue
+            return
         ref = f"{event.lab}:{event.step}"
         cell = row.cells.setdefault(ref, Cell())
         if event.passed:
             cell.state, cell.attempts, cell.hint = "passed", 0, ""
             row.last_pass = event.received
+            self.last_pass = max(self.last_pass or 0.0, event.received)
         elif cell.state != "passed":
             cell.state, cell.attempts, cell.hint = "trying", cell.attempts + 1, event.hint
         cell.summary = event.summary
         row.last_activity, row.current = event.received, ref
-    room_last_pass = max((r.last_pass for r in by_name.values() if r.last_pass), default=None)
-    for row in by_name.values():
+
+    def rows(self, now: float) -> list[Row]:
+        """Every attendee's row, stuck ones first, then by how far they are (furthest first), then by name."""
+        for row in self.by_name.values():
+            row.stuck = self._stuck(row, now)
+        return sorted(self.by_name.values(), key=lambda r: (not r.stuck, -self._progress(r), r.name))
+
+    def _stuck(self, row: Row, now: float) -> str:
         cell = row.cells.get(row.current or "")
         if cell is not None and cell.state == "trying" and cell.attempts >= STUCK_ATTEMPTS:
-            row.stuck = f"{cell.attempts} failed checks of {row.current}"
-        elif (row.current and room_last_pass and (row.last_pass or row.joined) < room_last_pass - IDLE_SECONDS
-              and now - (row.last_pass or row.joined) > IDLE_SECONDS):
-            minutes = int((now - (row.last_pass or row.joined)) // 60)
-            row.stuck = f"nothing passed for {minutes} min while others moved on"
-    order = {ref: i for i, ref in enumerate(steps)}
+            return f"{cell.attempts} failed checks of {row.current}"
+        since = row.last_pass or row.joined
+        if row.current and self.last_pass and since < self.last_pass - IDLE_SECONDS and now - since > IDLE_SECONDS:
+            return f"nothing passed for {int((now - since) // 60)} min while others moved on"
+        return ""
 
-    def progress(row: Row) -> int:
-        return max((order.get(ref, -1) for ref, c in row.cells.items() if c.state == "passed"), default=-1)
-
-    return sorted(by_name.values(), key=lambda r: (not r.stuck, -progress(r), r.name))
+    def _progress(self, row: Row) -> int:
+        return max((self.order.get(ref, -1) for ref, c in row.cells.items() if c.state == "passed"), default=-1)
 
 
-def room_document(attendees: list[tuple[int, str, float]], events: list[Event], steps: list[str], now: float,
-                  joining_open: bool) -> dict[str, Any]:
+def board_of(attendees: list[tuple[int, str, float]], events: list[Event], steps: list[str]) -> Board:
+    board = Board(steps)
+    for _, name, joined in attendees:
+        board.attendee(name, joined)
+    for event in events:
+        board.add(event)
+    return board
+
+
+def rows(attendees: list[tuple[int, str, float]], events: list[Event], steps: list[str], now: float) -> list[Row]:
+    return board_of(attendees, events, steps).rows(now)
+
+
+def room_document(board: Board, now: float, joining_open: bool) -> dict[str, Any]:
     """GET /api/room: the steps in course order, how many are past each, and every attendee's row."""
-    board = rows(attendees, events, steps, now)
+    steps = board.steps
+    current = board.rows(now)
     return {
         "steps": steps,
         "joining": "open" if joining_open else "closed",
-        "past": {ref: sum(1 for r in board if r.cells.get(ref, Cell()).state == "passed") for ref in steps},
+        "past": {ref: sum(1 for r in current if r.cells.get(ref, Cell()).state == "passed") for ref in steps},
         "attendees": [
             {"name": r.name, "stuck": r.stuck, "current": r.current, "last_activity": r.last_activity,
              "hint": r.cells[r.current].hint if r.current and r.current in r.cells else "",
              "steps": {ref: {"state": c.state, "attempts": c.attempts, "hint": c.hint} for ref, c in r.cells.items()}}
-            for r in board
+            for r in current
         ],
     }
 

@@ -30,8 +30,8 @@ import tornado.locks
 import tornado.web
 
 from labkit.errors import JoinRefused
-from labkit.room.board import room_csv, room_document
-from labkit.room.store import RoomStore
+from labkit.room.board import board_of, room_csv, room_document
+from labkit.room.store import Event, RoomStore
 
 COOKIE = "labkit_room"
 RATE = 20.0  # requests per second per token, sustained
@@ -82,14 +82,16 @@ class Room:
 
     def __init__(self, store: RoomStore, steps: list[str], roster: list[str] | None = None) -> None:
         self.store, self.steps, self.roster = store, steps, roster or []
+        self.board = board_of(store.attendees(), store.events(), steps)  # then kept up to date as they come
         self.limiter = Limiter()
+        # Joins, per address: a whole room behind one NAT may join in the same minute, while guessing the
+        # 6-digit code stays hopeless (20 a second: about 14 hours for every code).
+        self.join_limiter = Limiter(rate=20, burst=300)
         self.changed = tornado.locks.Condition()
 
     def document(self) -> dict[str, Any]:
-        attendees = self.store.attendees()
-        doc = room_document(attendees, self.store.events(), self.steps, time.time(), self.store.joining_open)
-        joined = {name for _, name, _ in attendees}
-        return {**doc, "code": self.store.code, "not_joined": [n for n in self.roster if n not in joined]}
+        doc = room_document(self.board, time.time(), self.store.joining_open)
+        return {**doc, "code": self.store.code, "not_joined": [n for n in self.roster if n not in self.board.by_name]}
 
 
 class Base(tornado.web.RequestHandler):
@@ -126,12 +128,13 @@ class JoinHandler(Base):
         body = self.body()
         if not isinstance(body, dict) or not isinstance(body.get("code"), str) or not isinstance(body.get("name"), str):
             return self.fail(400, "send {\"code\": \"...\", \"name\": \"...\"}")
-        if not self.room.limiter.allow(f"join:{self.request.remote_ip}"):
+        if not self.room.join_limiter.allow(str(self.request.remote_ip)):
             return self.fail(429, "too many requests: wait a moment")
         try:
             token = self.room.store.join(body["code"], body["name"])
         except JoinRefused as exc:
             return self.fail(403, str(exc))
+        self.room.board.attendee(" ".join(body["name"].split()), time.time())
         self.room.changed.notify_all()
         self.finish({"token": token})
 
@@ -153,6 +156,10 @@ class EventsHandler(Base):
         except ValueError as exc:
             return self.fail(400, str(exc))
         self.room.store.add_events(who[0], clean)
+        now = time.time()
+        for e in clean:
+            self.room.board.add(Event(who[1], e["lab"], e["step"], e["passed"], e["summary"], e["hint"],
+                                      float(e["seconds"]), e["at"], now))
         self.room.changed.notify_all()
         self.finish({"accepted": len(clean)})
 
