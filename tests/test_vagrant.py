@@ -1,24 +1,18 @@
-"""The Vagrant backend, tested for real as far as this machine allows (no VMs can boot here):
-the Vagrantfile with `vagrant validate`, the provisioning script in a fresh Debian container,
-the swarm-forming option on dind nodes, and how the backend builds its commands."""
+"""The Vagrant backend for VM providers, as far as this machine allows (no VMs can boot here): the
+Vagrantfile with `vagrant validate`, and how the backend builds its commands and reads Vagrant's state.
+The docker provider runs for real in test_vagrant_docker.py."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
-import docker
 import pytest
 
 from labkit import images
-from labkit.aptsources import debian_mirror
 from labkit.backends import get_backend
-from labkit.backends.dind import DindBackend, engine_host_config
 from labkit.backends.vagrant import (
     QUIET_VAGRANT,
     VagrantBackend,
@@ -36,7 +30,6 @@ from labkit.backends.vagrant import (
 )
 from labkit.errors import BackendError
 from labkit.topology import Topology
-from tests.conftest import wait_until
 
 RECIPES = images.RECIPES
 PROJECT = Path(__file__).resolve().parent.parent  # where the Vagrantfile is
@@ -276,94 +269,5 @@ def test_a_failed_vagrant_up_destroys_what_it_created(tmp_path: Path, monkeypatc
 
 # ------------------------------------------------------------------ the scripts, for real
 
-
-def put_file(container: docker.models.containers.Container, path: Path, dest_dir: str) -> None:
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w") as tar:
-        tar.add(path, arcname=path.name)
-    container.put_archive(dest_dir, data.getvalue())
-
-
-@pytest.mark.cluster
-@pytest.mark.root
-@pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap needs root")
-def test_install_engine_in_a_fresh_debian_container_gives_an_answering_engine(host, tmp_path: Path) -> None:
-    rootfs = tmp_path / "rootfs"
-    subprocess.run(["debootstrap", "--variant=minbase", images.SUITE, str(rootfs), debian_mirror(images.SUITE)],
-                   check=True, capture_output=True, timeout=600)
-    tar = tmp_path / "rootfs.tar"
-    subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
-    base = host.api.import_image_from_file(str(tar), repository="labkit-test/debian", tag="fresh")
-    assert base
-    installer = None
-    engine = None
-    try:
-        # Install as on a VM (the package mirror is reached the way the host reaches it) ...
-        installer = host.containers.run("labkit-test/debian:fresh", ["sleep", "infinity"], detach=True,
-                                        network_mode="host")
-        put_file(installer, RECIPES / "install-engine.sh", "/tmp")
-        code, out = installer.exec_run(["sh", "/tmp/install-engine.sh"])
-        assert code == 0, out.decode()[-2000:]
-        assert b"install-engine: Docker version" in out
-        installer.commit("labkit-test/debian", "engine")
-        # ... then start that engine, isolated, as a node would.
-        mode = DindBackend("citest", host).probe_privileged()
-        created = host.api.create_container(
-            "labkit-test/debian:engine", ["sh", "/tmp/node-entrypoint.sh", "node"], volumes=["/var/lib/docker"],
-            host_config=engine_host_config(host.api, mode, network_mode="none"))
-        engine = host.containers.get(created["Id"])
-        put_file(engine, RECIPES / "node-entrypoint.sh", "/tmp")
-        engine.start()
-
-        def answers() -> bool:
-            code, out = engine.exec_run(["docker", "info", "--format", "{{.ServerVersion}}"])
-            return code == 0 and bool(out.strip())
-
-        wait_until(answers, 60, "dockerd in the freshly provisioned container to answer")
-        assert engine.exec_run(["sh", "-c", "ss -ltn | grep -c ':2375' || true"]).output.strip() == b"0"
-    finally:
-        for c in (installer, engine):
-            if c is not None:
-                c.remove(force=True, v=True)
-        for tag in ("labkit-test/debian:engine", "labkit-test/debian:fresh"):
-            with contextlib.suppress(docker.errors.ImageNotFound):
-                host.images.remove(tag, force=True)
-
-
-@pytest.mark.cluster
-def test_the_swarm_option_forms_a_swarm_through_a_shared_folder(host, tmp_path: Path) -> None:
-    shared = tmp_path / "vagrant"
-    shared.mkdir()
-    backend = DindBackend("civagrant", host, shared=shared)
-    try:
-        nodes = backend.up(Topology(1, 2), lambda _: None)
-        leader = nodes[0]
-        for node in nodes:
-            container = host.containers.get(backend.names.container(node.name))
-            put_file(container, RECIPES / "form-swarm.sh", "/tmp")
-        # Workers start first and wait for their token, as VMs provisioned in parallel would.
-        workers = [subprocess.Popen(["docker", "exec", backend.names.container(n.name), "sh", "/tmp/form-swarm.sh",
-                                     "worker", n.address, leader.address, "/vagrant/.labkit"],
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                   for n in nodes[1:]]
-        init = leader.run(["sh", "/tmp/form-swarm.sh", "manager", leader.address, leader.address, "/vagrant/.labkit"])
-        assert init.ok, init.stdout + init.stderr
-        for proc in workers:
-            out, _ = proc.communicate(timeout=90)
-            assert proc.returncode == 0, out
-            assert "joined a swarm as a worker" in out
-        assert (shared / ".labkit" / "worker.token").read_text().startswith("SWMTKN-1-")
-        # A node that has just joined may not have reported its description yet: wait until all have.
-        def described() -> list[dict] | None:
-            found = leader.docker.api.nodes()
-            return found if all("Hostname" in n.get("Description", {}) for n in found) else None
-
-        found = wait_until(described, 30, "every node's hostname")
-        assert sorted((n["Description"]["Hostname"], n["Spec"]["Role"]) for n in found) == [
-            ("manager1", "manager"), ("worker1", "worker"), ("worker2", "worker")]
-        again = nodes[1].run(["sh", "/tmp/form-swarm.sh", "worker", nodes[1].address, leader.address,
-                              "/vagrant/.labkit"])
-        assert again.ok and "already in a swarm" in again.stdout
-    finally:
-        backend.down(lambda _: None)
-
+# install-engine.sh and form-swarm.sh run for real in tests/test_vagrant_docker.py: Vagrant itself provisions
+# fresh Debian machines with them (the docker provider), and LABKIT_SWARM=1 forms the swarm as they boot.

@@ -1,7 +1,8 @@
 """Vagrant for real on this machine: Vagrant's docker provider, where each machine is a container of
 labkit's box image (systemd, sshd, a vagrant user, no engine until provisioned). `labkit up --backend
 vagrant` builds what it needs, `vagrant up` boots and provisions the machines over SSH with
-install-engine.sh, offline, and the course runs on them through labkit's vagrant backend."""
+install-engine.sh, offline, and the course runs on them through labkit's vagrant backend. The tests run
+in file order on one Vagrant project: fresh machines, the seed labs, down; then LABKIT_SWARM=1."""
 
 from __future__ import annotations
 
@@ -89,26 +90,14 @@ def test_machines_are_provisioned_offline_with_the_labs_addresses(vagrant_lab: l
     assert not manager.run("getent hosts example.com").ok
 
 
-def test_a_notebook_passes_nbval_on_vagrant_machines(vagrant_lab: labkit.Cluster, settings_env: dict[str, str],
-                                                     tmp_path: Path) -> None:
-    """The first lab's notebook, recorded on dind nodes, gives the same outputs on Vagrant machines."""
-    notebook = PROJECT / "notebooks" / "01-swarm-init.ipynb"
-    env = {**os.environ, **settings_env, "LABKIT_LAB": LAB, "LABKIT_STRICT": "1",
-           "LABKIT_STATE_DIR": str(tmp_path / "state")}
-    done = subprocess.run(nbval_argv([notebook]), capture_output=True, text=True, timeout=1200, env=env,
-                          cwd=notebook.parent)
-    assert done.returncode == 0, done.stdout[-8000:]
-    assert " passed" in done.stdout and SANITIZE.exists()
-
-
 def test_the_seed_labs_walk_through_on_vagrant_machines(vagrant_lab: labkit.Cluster,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         settings_env: dict[str, str]) -> None:
-    """Swarm init to cleanup: every step fails before its solution and passes after it (reset included:
-    `vagrant destroy`, then `vagrant up` again)."""
+    """Swarm init to cleanup, on the machines just made: every step fails before its solution and passes
+    after it. (A reset on Vagrant is `vagrant destroy` and `vagrant up` again: bench/vagrant.py times it.)"""
     for key, value in settings_env.items():
         monkeypatch.setenv(key, value)
-    walk(vagrant_lab, course()[:SEED_LABS])
+    walk(vagrant_lab, course()[:SEED_LABS], fresh=True)
 
 
 def test_down_leaves_nothing_behind(vagrant_lab: labkit.Cluster, host: docker.DockerClient,
@@ -126,11 +115,12 @@ def test_down_leaves_nothing_behind(vagrant_lab: labkit.Cluster, host: docker.Do
     assert "no nodes" in (status.stdout + status.stderr).lower() or status.returncode != 0
 
 
-def test_the_swarm_option_forms_the_swarm_as_the_machines_boot(host: docker.DockerClient,
-                                                               settings_env: dict[str, str],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """`LABKIT_SWARM=1` (for those who skip the first lab): manager1 inits, the workers join with the token
-    it shares through the synced folder, so the nodes lab's check passes at once."""
+def test_the_swarm_option_forms_the_swarm_and_a_notebook_passes_nbval_on_it(
+        host: docker.DockerClient, settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """`LABKIT_SWARM=1` (for those who skip the first labs): manager1 inits, the workers join with the token
+    it shares through the synced folder, so the nodes lab's check passes at once; then the first-service
+    notebook, recorded on dind nodes, gives the same outputs on these machines under nbval."""
     for key, value in settings_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("LABKIT_SWARM", "1")
@@ -142,6 +132,12 @@ def test_the_swarm_option_forms_the_swarm_as_the_machines_boot(host: docker.Dock
         tokens = Path(settings_env["LABKIT_VAGRANT_DIR"]) / ".labkit"
         assert {p.name: p.stat().st_mode & 0o777 for p in tokens.iterdir()} == {
             "worker.token": 0o600, "manager.token": 0o600}
+        notebook = PROJECT / "notebooks" / "03-first-service.ipynb"
+        env = {**os.environ, "LABKIT_LAB": LAB, "LABKIT_STRICT": "1", "LABKIT_STATE_DIR": str(tmp_path / "nb")}
+        done = subprocess.run(nbval_argv([notebook]), capture_output=True, text=True, timeout=1200, env=env,
+                              cwd=notebook.parent)
+        assert done.returncode == 0, done.stdout[-8000:]
+        assert " passed" in done.stdout and SANITIZE.exists()
     finally:
         labkit_cli("down", lab=LAB, timeout=600)
     assert host.containers.list(all=True, filters={"label": f"{LABEL_LAB}=vagrant"}) == []

@@ -36,10 +36,12 @@ def test_every_step_fails_before_its_solution_and_passes_after(lab: labkit.Clust
     walk(lab, part)
 
 
-def walk(lab: labkit.Cluster, part: list[Lab]) -> None:
-    """Reset LAB to the start of PART, then each step: its check fails before its solution and passes
-    after it, and each likely wrong answer gets its own explanation. Any backend."""
-    reset(lab, LABS, part[0].steps[0], quiet)
+def walk(lab: labkit.Cluster, part: list[Lab], fresh: bool = False) -> None:
+    """Reset LAB to the start of PART (unless FRESH: it was just made so), then each step: its check fails
+    before its solution and passes after it, and each likely wrong answer gets its own explanation. Any
+    backend."""
+    if not fresh:
+        reset(lab, LABS, part[0].steps[0], quiet)
     progress = Progress(lab.lab)
     for step in all_steps(part):
         before = run_check(lab, step, wait=False)
