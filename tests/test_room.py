@@ -3,7 +3,6 @@ No Docker engine is needed, so these run in `make unit` too."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import sqlite3
@@ -284,4 +283,3 @@ def test_the_sender_runs_one_at_a_time(tmp_path: Path) -> None:
         outbox.add("l", "s", True, "", "", 0, tmp_path)
         client.run_sender(tmp_path, lifetime=30)
         assert time.monotonic() - started < 1 and len(outbox.pending(tmp_path)) == 1
-    assert os.environ.get("LABKIT_STATE_DIR") != str(tmp_path)
