@@ -64,8 +64,7 @@ def engine_packages() -> list[str]:
 
 
 def box_packages() -> list[str]:
-    lines = (BOX_RECIPES / "packages.txt").read_text().splitlines()
-    return [word for line in lines for word in line.split("#", 1)[0].split()]
+    return images.package_list(BOX_RECIPES / "packages.txt")
 
 
 def generated_files() -> dict[str, str]:

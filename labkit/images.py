@@ -153,9 +153,13 @@ def recipe_hash() -> str:
     return digest.hexdigest()[:16]
 
 
+def package_list(path: Path) -> list[str]:
+    """The Debian package names in a recipe list (comments after #, any spacing)."""
+    return [word for line in path.read_text().splitlines() for word in line.split("#", 1)[0].split()]
+
+
 def node_packages() -> list[str]:
-    lines = (RECIPES / "node-packages.txt").read_text().splitlines()
-    return [word for line in lines for word in line.split("#", 1)[0].split()]
+    return package_list(RECIPES / "node-packages.txt")
 
 
 def image_is_current(client: docker.DockerClient, image: str, recipe: str) -> bool:
