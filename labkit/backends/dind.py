@@ -50,6 +50,10 @@ from labkit.topology import (
 )
 
 ENGINE_TIMEOUT = 60.0
+# The containers of a lab network are removed one at a time. Engine 20.10.24 (Debian 12's) can deadlock
+# when an endpoint leaves a network while another joins or leaves it (libnetwork's getSvcRecords against
+# processEndpointDelete; fixed upstream in 20.10.27): every later call about those containers then hangs
+# until dockerd restarts. It happened in CI on a parallel `down`. (Joins alone were fixed in 20.10.23.)
 LABEL_OWNER = "labkit.owner"  # uid of the user whose runtime directory holds the lab's sockets
 
 
@@ -370,20 +374,22 @@ class DindBackend(Backend):
         missing = [spec for spec in topology.nodes if spec.name not in existing]
         if missing:
             report(f"Creating {', '.join(s.name for s in missing)} ({mode} mode)")
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=4) as pool:  # creating joins no network: safe side by side
             list(pool.map(lambda s: self._create_node(s, plan, hosts, mode), missing))
-            network = self._network()
-            cut = [c for c in self._containers("node") if network is not None and not _attached(c, network.name)]
-            if cut and network is not None:
-                report(f"Reconnecting {', '.join(sorted(c.labels[LABEL_NODE] for c in cut))} to the lab network")
-                for c in cut:
-                    self._reconnect(network, c, plan)
-            stopped = [c for c in self._containers("node") if c.status not in ("running", "paused")]
-            paused = [c for c in self._containers("node") if c.status == "paused"]
-            if stopped or paused:
-                report(f"Bringing back {', '.join(sorted(c.labels[LABEL_NODE] for c in stopped + paused))}")
-            list(pool.map(lambda c: c.start(), stopped))
-            list(pool.map(lambda c: c.unpause(), paused))
+        network = self._network()
+        cut = [c for c in self._containers("node") if network is not None and not _attached(c, network.name)]
+        if cut and network is not None:
+            report(f"Reconnecting {', '.join(sorted(c.labels[LABEL_NODE] for c in cut))} to the lab network")
+            for c in cut:
+                self._reconnect(network, c, plan)
+        stopped = [c for c in self._containers("node") if c.status not in ("running", "paused")]
+        paused = [c for c in self._containers("node") if c.status == "paused"]
+        if stopped or paused:
+            report(f"Bringing back {', '.join(sorted(c.labels[LABEL_NODE] for c in stopped + paused))}")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda c: c.start(), stopped))  # joins side by side are safe (see the note at the top)
+        for c in paused:
+            c.unpause()
         nodes = self.nodes()
         report("Waiting for the engines to answer")
         self._wait_engines(nodes)
@@ -416,19 +422,30 @@ class DindBackend(Backend):
             )
         except docker.errors.NotFound:
             pass
+        taken = self._subnets_in_use()
+        for _ in range(5):  # another lab may take the subnet picked here first: pick again
+            subnet = pick_subnet(taken)
+            plan = AddressPlan(subnet)
+            report(f"Creating the internal lab network {self.names.network} ({subnet})")
+            pool = docker.types.IPAMPool(subnet=str(subnet), gateway=plan.gateway)
+            try:
+                self.host.networks.create(self.names.network, driver="bridge", internal=True,
+                                          ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+                                          labels=self.names.labels("network"))
+                return plan
+            except docker.errors.APIError as exc:
+                if "overlap" not in str(exc):
+                    raise
+                taken.append(subnet)
+        raise BackendError("Other labs kept taking the free subnets while this one was made: run `labkit up` again.")
+
+    def _subnets_in_use(self) -> list[ipaddress.IPv4Network]:
         taken = []
         for net in self.host.networks.list():
             for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
                 if "Subnet" in cfg and ":" not in cfg["Subnet"]:
                     taken.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
-        subnet = pick_subnet(taken)
-        plan = AddressPlan(subnet)
-        report(f"Creating the internal lab network {self.names.network} ({subnet})")
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=plan.gateway)])
-        self.host.networks.create(
-            self.names.network, driver="bridge", internal=True, ipam=ipam, labels=self.names.labels("network")
-        )
-        return plan
+        return taken
 
     def probe_privileged(self) -> str:
         """Try --privileged once with the node image; fall back where the engine refuses it."""
@@ -499,8 +516,8 @@ class DindBackend(Backend):
         containers = self._containers()
         if containers:
             report(f"Removing {len(containers)} containers")
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(_remove_container, containers))
+        for c in containers:  # one at a time: see the note at the top
+            _remove_container(c)
         removed = len(containers)
         for volume in self.host.volumes.list(filters={"label": f"{LABEL_LAB}={self.lab}"}):
             try:
