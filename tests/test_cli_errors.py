@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 
+import docker.errors
 import pytest
 
 from labkit import images
@@ -45,6 +47,8 @@ def test_no_engine_reachable() -> None:
 
 
 def test_a_clashing_container_is_reported_and_left_alone(host) -> None:
+    with contextlib.suppress(docker.errors.NotFound):  # left by an interrupted run of this test
+        host.containers.get("ciclash-worker1").remove(force=True, v=True)
     stranger = host.containers.create(images.NODE_IMAGE, entrypoint=["sleep", "60"], name="ciclash-worker1")
     try:
         assert_clean_error(labkit_cli("up", lab="ciclash"), "ciclash-worker1", "did not create")
