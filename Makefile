@@ -11,7 +11,7 @@ LABKIT := $(VENV)/bin/labkit
 JUPYTER_PORT ?= 8888
 
 .PHONY: lab test unit venv setup up lint clean browser-deps vagrant-deps notebooks lock test-notebooks test-vagrant \
-	test-browser FORCE
+	test-browser test-seats test-hub seat hub hub-deps FORCE
 
 # Rebuilt when the pins change or PYTHON names another interpreter.
 $(VENV)/.installed: requirements.txt pyproject.toml $(VENV)/.python
@@ -66,7 +66,7 @@ test: setup lint browser-deps vagrant-deps
 
 # Every test that needs no Docker engine, VM, browser or root: under a minute, anywhere (no engine is
 # reached: DOCKER_HOST points nowhere). Markers are listed in pyproject.toml.
-UNIT_MARKERS := not (engine or cluster or browser or notebooks or vagrant or root)
+UNIT_MARKERS := not (engine or cluster or browser or notebooks or vagrant or root or seat or hub)
 unit: venv lint
 	DOCKER_HOST=unix:///nonexistent/docker.sock LABKIT_EXPECT_PYTHON=$(PYTHON) \
 		$(VENV)/bin/pytest -m "$(UNIT_MARKERS)" -p no:cacheprovider
@@ -78,6 +78,10 @@ test-vagrant: setup vagrant-deps
 	$(VENV)/bin/pytest -m vagrant
 test-browser: setup browser-deps
 	$(VENV)/bin/pytest -m browser
+test-seats: setup
+	$(VENV)/bin/pytest -m seat
+test-hub: setup hub-deps
+	$(VENV)/bin/pytest -m hub
 
 clean: venv
 	$(LABKIT) down
@@ -94,3 +98,21 @@ vagrant-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		vagrant vagrant-libvirt >/dev/null; } || \
 		echo "vagrant is missing: the Vagrant tests will say so (Debian: apt-get install vagrant)"
+
+# A seat: the labs in one container (its own engine, lab and JupyterLab), JupyterLab on 127.0.0.1.
+SEAT ?= learner
+seat: setup
+	$(LABKIT) seat run $(SEAT) --port $(JUPYTER_PORT)
+
+# A hosted room: JupyterHub on http://127.0.0.1:8000, a seat per user (deploy/hub/jupyterhub_config.py;
+# settings: LABKIT_HUB_* in the README). Its database and secrets stay in .hub/.
+hub: setup hub-deps
+	$(LABKIT) seat build
+	mkdir -p .hub && cd .hub && ../$(VENV)/bin/jupyterhub -f ../deploy/hub/jupyterhub_config.py
+
+# Debian's configurable-http-proxy, JupyterHub's proxy.
+hub-deps:
+	@command -v configurable-http-proxy >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		node-configurable-http-proxy >/dev/null; } || \
+		echo "configurable-http-proxy is missing: the hub test will say so (Debian: apt-get install node-configurable-http-proxy)"

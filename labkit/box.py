@@ -153,21 +153,7 @@ def _engine_debs(rootfs: Path, build_dir: Path) -> None:
         shutil.move(str(deb), repo / deb.name)
     if not any(repo.glob("docker.io_*.deb")):
         raise ImageBuildError("The engine's packages were not downloaded into the box; see download-debs.log.")
-    (repo / "Packages").write_text(packages_index(sorted(repo.glob("*.deb"))))
-
-
-def packages_index(debs: list[Path]) -> str:
-    """An apt `Packages` index of DEBS for a flat repository (`deb [trusted=yes] file:DIR ./`)."""
-    stanzas = []
-    for deb in debs:
-        control = subprocess.run(["dpkg-deb", "-f", str(deb)], check=True, capture_output=True, text=True).stdout
-        data = deb.read_bytes()
-        stanzas.append(
-            control.rstrip("\n")
-            + f"\nFilename: ./{deb.name}\nSize: {len(data)}\nMD5sum: {hashlib.md5(data).hexdigest()}"
-            + f"\nSHA256: {hashlib.sha256(data).hexdigest()}\n"
-        )
-    return "\n".join(stanzas)
+    (repo / "Packages").write_text(images.packages_index(sorted(repo.glob("*.deb"))))
 
 
 def _lay_out(rootfs: Path) -> None:

@@ -22,7 +22,7 @@ from labkit import doctor as doctor_mod
 from labkit.backends import BACKENDS, Backend, get_backend
 from labkit.checks import Result
 from labkit.cluster import Cluster
-from labkit.errors import LabkitError
+from labkit.errors import InvalidInput, LabkitError
 from labkit.fields import render
 from labkit.labs import Lab, Step, find, next_step
 from labkit.progress import Progress, log_exception
@@ -30,7 +30,7 @@ from labkit.room import client as room_client
 from labkit.runner import course, run_check
 from labkit.runner import reset as runner_reset
 from labkit.runner import solve as runner_solve
-from labkit.settings import settings
+from labkit.settings import HubSettings, settings
 from labkit.swarm import form_swarm
 from labkit.topology import Topology, lab_name
 
@@ -382,7 +382,7 @@ def reset(ref: StepArg, lab: LabOpt = None, backend: BackendOpt = None) -> None:
 JUPYTER_CONFIG = Path(__file__).resolve().parent / "jupyter"
 
 
-def jupyter_lab_command(port: int, browser: bool) -> tuple[list[str], dict[str, str]]:
+def jupyter_lab_command(port: int, browser: bool, ip: str = "127.0.0.1") -> tuple[list[str], dict[str, str]]:
     """The argv and environment that start a quiet, private JupyterLab. The token comes from
     $JUPYTER_TOKEN (a new random one when unset) and travels only in the environment, never in argv."""
     env = dict(os.environ)
@@ -391,7 +391,7 @@ def jupyter_lab_command(port: int, browser: bool) -> tuple[list[str], dict[str, 
         p for p in (str(JUPYTER_CONFIG), env.get("JUPYTER_CONFIG_PATH", "")) if p
     )
     notebooks = settings().notebooks_dir
-    argv = [sys.executable, "-m", "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+    argv = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.ip={ip}", f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0", f"--ServerApp.root_dir={notebooks}",
             f"--ServerApp.open_browser={browser}", str(notebooks / "start.ipynb")]
     if os.geteuid() == 0:
@@ -403,9 +403,11 @@ def jupyter_lab_command(port: int, browser: bool) -> tuple[list[str], dict[str, 
 def jupyter_lab(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8888,
     browser: Annotated[bool, typer.Option(help="Open a browser at the start notebook.")] = True,
+    ip: Annotated[str, typer.Option(help="Address to listen on (a seat listens on 0.0.0.0 inside its "
+                                         "container and publishes the port on 127.0.0.1 only).")] = "127.0.0.1",
 ) -> None:
     """Open JupyterLab on 127.0.0.1 at the start notebook, with a token ($JUPYTER_TOKEN or a new one)."""
-    argv, env = jupyter_lab_command(port, browser)
+    argv, env = jupyter_lab_command(port, browser, ip)
     _report(f"JupyterLab: http://127.0.0.1:{port}/lab/tree/start.ipynb?token={env['JUPYTER_TOKEN']}")
     os.execve(argv[0], argv, env)
 
@@ -503,6 +505,97 @@ def room_leave() -> None:
 
     left = _guard(outbox.leave)
     out.print("Left the room." if left else "You had not joined a room.", highlight=False)
+
+
+seat_app = typer.Typer(help="Seats: a Docker Engine, a 3-node lab and JupyterLab in one container each.",
+                       no_args_is_help=True)
+app.add_typer(seat_app, name="seat")
+
+
+@seat_app.command("build")
+def seat_build(force: Annotated[bool, typer.Option(help="Build even if a current image exists.")] = False) -> None:
+    """Build the labkit/seat image here, with no network (a few minutes; root)."""
+    from labkit import seat
+
+    _guard(lambda: seat.ensure_seat_image(engine.host_client(), _report, force=force))
+
+
+@seat_app.command("context")
+def seat_context(
+    folder: Annotated[Path, typer.Argument(help="Where to write the build context (emptied first).")],
+) -> None:
+    """Write the seat's Dockerfile and context, to `docker build` it elsewhere (packages from Debian and PyPI)."""
+    from labkit import seat
+
+    made = _guard(lambda: seat.write_context(folder, _report, offline=False))
+    out.print(f"Build it with: docker build -t labkit/seat {made}", highlight=False)
+
+
+@seat_app.command("run")
+def seat_run(
+    name: Annotated[str, typer.Argument(help="The seat's name (letters, digits, dashes).")],
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 for JupyterLab (default: a free one).")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until its lab is up and JupyterLab answers.")] = True,
+) -> None:
+    """Start a seat: its own engine, lab and JupyterLab, published on 127.0.0.1 only."""
+    from labkit import seat
+
+    def go() -> seat.Seat:
+        client = engine.host_client()
+        made = seat.run_seat(client, name, port, _report)
+        if wait:
+            _report("Waiting for its engine, its lab and JupyterLab")
+            made = seat.wait_ready(client, made.name)
+        return made
+
+    made = _guard(go)
+    out.print(f"Seat {made.name}: {made.url}", highlight=False, soft_wrap=True)
+
+
+@seat_app.command("ls")
+def seat_ls() -> None:
+    """List the seats on this engine, with their URLs."""
+    from labkit import seat
+
+    found = _guard(lambda: seat.seats(engine.host_client()))
+    if not found:
+        out.print("No seats. `labkit seat run NAME` starts one.", highlight=False)
+    for s in found:
+        state = "ready" if s.ready else s.status if s.status != "running" else "starting"
+        out.print(f"{s.name}\t{state}\t{s.url or '-'}", highlight=False, soft_wrap=True)
+
+
+@seat_app.command("rm")
+def seat_rm(name: Annotated[str, typer.Argument(help="The seat to remove, with its lab and work.")]) -> None:
+    """Remove a seat: its container, its engine's volume (lab and notebooks) and its network."""
+    from labkit import seat
+
+    _guard(lambda: seat.remove_seat(engine.host_client(), name))
+    out.print(f"Seat {name} removed.", highlight=False)
+
+
+hub_app = typer.Typer(help="A hosted room on JupyterHub (`make hub` starts it): one seat per attendee.",
+                      no_args_is_help=True)
+app.add_typer(hub_app, name="hub")
+
+
+@hub_app.command("prespawn")
+def hub_prespawn(
+    users: Annotated[Path, typer.Argument(help="A file of user names, one per line.")],
+    url: Annotated[str, typer.Option(help="The hub's address.")] = "http://127.0.0.1:8000",
+) -> None:
+    """Start every listed user's seat before the doors open (needs $LABKIT_HUB_ADMIN_TOKEN, as the hub has)."""
+    from labkit import hosted
+
+    def go() -> list[str]:
+        token = HubSettings.from_env().admin_token
+        if not token:
+            raise InvalidInput("Set LABKIT_HUB_ADMIN_TOKEN to the token the hub was started with.")
+        names = [n.strip() for n in users.read_text().splitlines() if n.strip() and not n.startswith("#")]
+        return hosted.prespawn(url, token, names, _report)
+
+    started = _guard(go)
+    out.print(f"{len(started)} seats starting or running.", highlight=False)
 
 
 if __name__ == "__main__":

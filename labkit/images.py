@@ -47,6 +47,7 @@ RECIPES = Path(__file__).parent / "recipes"
 # form-swarm.sh runs on the Vagrant VMs only. Everything else there counts.
 NOT_IN_IMAGES = frozenset({"form-swarm.sh"})
 BOX_TREE = "box"  # recipes/box/: the Vagrant box (box.py), which has a recipe hash of its own
+SEAT_TREE = "seat"  # recipes/seat/: the seat image (seat.py), likewise
 WORKLOAD_TREES = "workloads"  # recipes/workloads/{common,<name>,<name>-<tag>}/...: laid over a workload image's root
 NODE_IMAGE = "labkit/node:latest"
 ENTRYPOINT = "/usr/local/bin/labkit-entrypoint"
@@ -128,7 +129,7 @@ def workload(ref: str) -> Workload:
 def image_recipe_files() -> list[Path]:
     """The files under RECIPES that go into an image, sorted by their path relative to it."""
     files = [p for p in RECIPES.rglob("*") if p.is_file() and p.relative_to(RECIPES).as_posix() not in NOT_IN_IMAGES
-             and p.relative_to(RECIPES).parts[0] != BOX_TREE]
+             and p.relative_to(RECIPES).parts[0] not in (BOX_TREE, SEAT_TREE)]
     return sorted(files, key=lambda p: p.relative_to(RECIPES).as_posix())
 
 
@@ -156,6 +157,20 @@ def recipe_hash() -> str:
 def package_list(path: Path) -> list[str]:
     """The Debian package names in a recipe list (comments after #, any spacing)."""
     return [word for line in path.read_text().splitlines() for word in line.split("#", 1)[0].split()]
+
+
+def packages_index(debs: list[Path]) -> str:
+    """An apt `Packages` index of DEBS for a flat repository (`deb [trusted=yes] file:DIR ./`)."""
+    stanzas = []
+    for deb in debs:
+        control = subprocess.run(["dpkg-deb", "-f", str(deb)], check=True, capture_output=True, text=True).stdout
+        data = deb.read_bytes()
+        stanzas.append(
+            control.rstrip("\n")
+            + f"\nFilename: ./{deb.name}\nSize: {len(data)}\nMD5sum: {hashlib.md5(data).hexdigest()}"
+            + f"\nSHA256: {hashlib.sha256(data).hexdigest()}\n"
+        )
+    return "\n".join(stanzas)
 
 
 def node_packages() -> list[str]:

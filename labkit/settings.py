@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+SEAT_MEMORY = "3g"  # a seat's memory cap: its engine, its lab's nodes and JupyterLab (README: Seats)
+SEAT_PIDS = 4096
 
 # name: (what it sets, default as the README shows it)
 VARIABLES: dict[str, tuple[str, str]] = {
@@ -31,6 +33,15 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "LABKIT_VAGRANT_PROVIDER": ("Vagrant's provider: docker (machines as containers, no VT-x needed), "
                                 "virtualbox, libvirt", "Vagrant's default"),
     "LABKIT_STRICT": ("1: a failing step fails its notebook cell (the regression run)", "unset"),
+    # The hosted room (`make hub`, labkit.hosted):
+    "LABKIT_HUB_PORT": ("where JupyterHub listens, on 127.0.0.1", "8000"),
+    "LABKIT_HUB_ADMIN_TOKEN": ("the hub's admin service token, for `labkit hub prespawn`", "unset: no admin service"),
+    "LABKIT_HUB_PASSWORD": ("one password for every user (JupyterHub's DummyAuthenticator: trials and tests only)",
+                            "unset: set an authenticator in deploy/hub/jupyterhub_config.py"),
+    "LABKIT_HUB_MODE": ("the seats' flags: privileged or fallback", "probed on the engine"),
+    "LABKIT_HUB_MEMORY": ("memory cap per seat", SEAT_MEMORY),
+    "LABKIT_HUB_PIDS": ("pids limit per seat", str(SEAT_PIDS)),
+    "LABKIT_HUB_IDLE": ("seconds without activity before a seat is stopped (its work is kept)", "3600"),
 }
 
 
@@ -65,6 +76,32 @@ class Settings:
             vagrant_dir=Path(env.get("LABKIT_VAGRANT_DIR") or PROJECT),
             vagrant_provider=env.get("LABKIT_VAGRANT_PROVIDER") or None,
             strict=env.get("LABKIT_STRICT", "") not in ("", "0"),
+        )
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """The hosted room's settings (LABKIT_HUB_*), read when JupyterHub loads its config."""
+
+    port: int
+    admin_token: str | None
+    password: str | None
+    mode: str | None  # None: probed on the engine
+    memory: str
+    pids: int
+    idle_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HubSettings:
+        env = os.environ if environ is None else environ
+        return cls(
+            port=int(env.get("LABKIT_HUB_PORT") or 8000),
+            admin_token=env.get("LABKIT_HUB_ADMIN_TOKEN") or None,
+            password=env.get("LABKIT_HUB_PASSWORD") or None,
+            mode=env.get("LABKIT_HUB_MODE") or None,
+            memory=env.get("LABKIT_HUB_MEMORY") or SEAT_MEMORY,
+            pids=int(env.get("LABKIT_HUB_PIDS") or SEAT_PIDS),
+            idle_seconds=int(env.get("LABKIT_HUB_IDLE") or 3600),
         )
 
 

@@ -65,7 +65,7 @@ def test_the_local_repository_index_names_each_deb_with_its_size_and_hash(tmp_pa
         "Package: labkit-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: labkit\nDescription: test\n")
     deb = tmp_path / "labkit-hello_1.0_all.deb"
     subprocess.run(["dpkg-deb", "--build", str(package), str(deb)], check=True, capture_output=True)
-    index = box.packages_index([deb])
+    index = images.packages_index([deb])
     assert index.startswith("Package: labkit-hello\n")
     assert f"Filename: ./{deb.name}\nSize: {deb.stat().st_size}\n" in index
     assert re.search(r"^SHA256: [0-9a-f]{64}$", index, re.MULTILINE)

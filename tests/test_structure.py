@@ -14,7 +14,7 @@ import labkit
 from labkit import errors
 from labkit.backends import BACKENDS, Backend, backend_class, get_backend
 from labkit.errors import InvalidInput, LabkitError
-from labkit.settings import VARIABLES, Settings
+from labkit.settings import VARIABLES, HubSettings, Settings
 from labkit.topology import lab_name
 
 PACKAGE = Path(labkit.__file__).parent
@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"errors", "settings", "report", "topology", "aptsources", "progress", "outbox"},
     {"engine", "images", "box", "hub", "swarm", "kernel"},
     {"backends", "backends.base", "backends.dind", "backends.vagrant"},
-    {"cluster"},
+    {"cluster", "seat", "hosted"},
     {"labs", "fields"},
     {"checks", "checks.base", "checks.pki", "checks.placement", "checks.services", "checks.swarm",
      "checks.updates", "checks.failures", "checks.networks", "checks.configs", "checks.autolock",
@@ -192,7 +192,11 @@ def test_settings_read_every_variable() -> None:
     assert s.vagrant_provider == "docker"
     assert [str(p) for p in (s.state_dir, s.run_dir, s.cache_dir, s.labs_dir, s.notebooks_dir, s.vagrant_dir)] == [
         "/s", "/r", "/c", "/labs", "/nb", "/v"]
-    assert set(VARIABLES) == {k for k in env if k.startswith("LABKIT_")}
+    hub_env = {"LABKIT_HUB_PORT": "8123", "LABKIT_HUB_ADMIN_TOKEN": "t", "LABKIT_HUB_PASSWORD": "p",
+               "LABKIT_HUB_MODE": "fallback", "LABKIT_HUB_MEMORY": "2g", "LABKIT_HUB_PIDS": "99",
+               "LABKIT_HUB_IDLE": "7200"}
+    assert HubSettings.from_env(hub_env) == HubSettings(8123, "t", "p", "fallback", "2g", 99, 7200)
+    assert set(VARIABLES) == {k for k in {**env, **hub_env} if k.startswith("LABKIT_")}
 
 
 def test_settings_defaults() -> None:

@@ -4,9 +4,17 @@
 #   labkit-entrypoint hub                       run the lab's DNS and registry mirror
 #   labkit-entrypoint box                       boot a Vagrant box (docker provider): systemd as init
 #   labkit-entrypoint lab-route                 (in a box) default route through the lab network only
+#   labkit-entrypoint seat [COMMAND...]         (the seat image) its engine and lab in the background, then
+#                                               COMMAND (JupyterLab, or JupyterHub's single-user server)
+#   labkit-entrypoint cgroups                   only make the cgroups writable (what node and seat do first)
+# CGROUP_ROOT and PROC_MOUNTS (default /sys/fs/cgroup, /proc/mounts) and LABKIT_DRY_RUN=1 (print each mount
+# instead of doing it) let tests check the cgroup decisions on a fake tree.
 set -eu
 
 say() { echo "labkit-entrypoint: $*" >&2; }
+CG=${CGROUP_ROOT:-/sys/fs/cgroup}
+MOUNTS=${PROC_MOUNTS:-/proc/mounts}
+run() { if [ "${LABKIT_DRY_RUN:-}" = 1 ]; then echo "$*"; else "$@"; fi; }
 
 # Remount /sys read-write (needed to create network devices and cgroups).
 writable_sys() {
@@ -16,29 +24,32 @@ writable_sys() {
 }
 
 # Give the inner dockerd writable cgroups.
-#  cgroup v2: move ourselves into a child group and delegate every controller
-#             (the same dance as Docker's official dind image).
-#  cgroup v1: a non-privileged container sees read-only controller mounts; a
-#             plain remount is refused, so unmount each and mount it afresh.
+#  cgroup v2 (Docker Desktop, recent Ubuntu): move every process into a child group, then delegate every
+#             controller to the children (the same dance as moby's dind script: a group with processes
+#             cannot enable controllers for its children).
+#  cgroup v1: a non-privileged container sees read-only controller mounts; a plain remount is refused,
+#             so unmount each and mount it afresh.
 writable_cgroups() {
-    if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-        if grep -qE ' /sys/fs/cgroup cgroup2 ro[,]' /proc/mounts; then
-            mount -o remount,rw /sys/fs/cgroup
+    if [ -f "$CG/cgroup.controllers" ]; then
+        if grep -qE " $CG cgroup2 ro[,]" "$MOUNTS"; then
+            run mount -o remount,rw "$CG"
         fi
-        mkdir -p /sys/fs/cgroup/init
-        xargs -rn1 < /sys/fs/cgroup/cgroup.procs > /sys/fs/cgroup/init/cgroup.procs 2>/dev/null || :
-        sed -e 's/ / +/g' -e 's/^/+/' < /sys/fs/cgroup/cgroup.controllers \
-            > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || :
+        mkdir -p "$CG/init"
+        xargs -rn1 < "$CG/cgroup.procs" > "$CG/init/cgroup.procs" 2>/dev/null || :
+        sed -e 's/ / +/g' -e 's/^/+/' < "$CG/cgroup.controllers" > "$CG/cgroup.subtree_control" 2>/dev/null || :
         return
     fi
-    if grep -qE ' /sys/fs/cgroup tmpfs ro[,]' /proc/mounts; then
-        mount -o remount,rw /sys/fs/cgroup || :
+    if grep -qE " $CG tmpfs ro[,]" "$MOUNTS"; then
+        run mount -o remount,rw "$CG" || :
     fi
-    grep -E '^cgroup /sys/fs/cgroup/[^ ]+ cgroup ro[, ]' /proc/mounts | while read -r _ dir _ opts _; do
+    grep -E "^cgroup $CG/[^ ]+ cgroup ro[, ]" "$MOUNTS" | while read -r _ dir _ opts _; do
         controllers=$(echo "$opts" | tr ',' '\n' \
             | grep -vE '^(ro|rw|nosuid|nodev|noexec|relatime|noatime|strictatime)$' | paste -sd, -)
-        case "$controllers" in name=*) controllers="none,$controllers" ;; esac
-        umount "$dir" && mount -t cgroup -o "$controllers" cgroup "$dir" \
+        # A named hierarchy with no controller (name=systemd, maybe with xattr) must say "none".
+        if [ -z "$(echo "$controllers" | tr ',' '\n' | grep -vE '^(name=.*|xattr)$')" ]; then
+            controllers="none,$controllers"
+        fi
+        { run umount "$dir" && run mount -t cgroup -o "$controllers" cgroup "$dir"; } \
             || say "could not remount cgroup $dir ($controllers)"
     done
 }
@@ -79,6 +90,23 @@ case "$mode" in
             sleep 0.1
         done
         exec ip route replace default via "$LAB_GATEWAY"
+        ;;
+    cgroups)
+        writable_cgroups
+        ;;
+    seat)
+        writable_sys
+        writable_cgroups
+        rm -f /var/run/docker.pid /run/containerd/containerd.pid /var/run/docker/containerd/containerd.pid
+        # No way out of the machine: a seat needs no route beyond its own network (its images are inside).
+        [ "${LABKIT_SEAT_NO_ROUTE:-}" = 1 ] && { ip route del default 2>/dev/null || :; }
+        # The learner's copy of the notebooks, kept in /home/learner (a volume, where the seat has one).
+        [ -d "${LABKIT_NOTEBOOKS:?}" ] || cp -r /opt/labkit/notebooks "$LABKIT_NOTEBOOKS"
+        mkdir -p /run/labkit
+        # The engine (labkit setup starts it) and the lab, while COMMAND starts: ready when seat.ready exists.
+        { labkit setup && labkit up && touch /run/labkit/seat.ready; } > /var/log/labkit-seat.log 2>&1 &
+        [ $# -gt 0 ] || set -- labkit lab --ip 0.0.0.0 --no-browser
+        exec "$@"
         ;;
     *)
         exec "$mode" "$@"
