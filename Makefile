@@ -61,7 +61,7 @@ lint: venv
 
 # Two pytest-xdist workers, a test module each at a time (a module's tests share its lab): the labs mostly
 # wait on engines, so two side by side finish in about half the time even on 2 cores.
-test: setup lint browser-deps vagrant-deps
+test: setup lint browser-deps vagrant-deps hub-deps
 	LABKIT_EXPECT_PYTHON=$(PYTHON) $(VENV)/bin/pytest -n 2 --dist loadfile
 
 # Every test that needs no Docker engine, VM, browser or root: under a minute, anywhere (no engine is

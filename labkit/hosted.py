@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -33,6 +34,7 @@ from labkit.report import Report
 from labkit.settings import HubSettings
 
 NETWORK = "labkit-seats"
+DEBIAN_NODE_MODULES = "/usr/share/nodejs"
 SEAT_NOTEBOOKS = "/home/learner/notebooks"  # the learner's copy, in the seat (the Dockerfile's LABKIT_NOTEBOOKS)
 def seat_host_config(mode: str, memory: str, pids: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """DockerSpawner's extra_host_config (create_host_config arguments) and the raw HostConfig fields that
@@ -101,6 +103,10 @@ def configure(c: Any, gateway: str, mode: str, hub: HubSettings | None = None) -
                       "scopes": ["admin:users", "admin:servers", "tokens"]})
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
+    # Debian's configurable-http-proxy finds its modules in /usr/share/nodejs, which Debian's node
+    # searches by itself; another node (NodeSource's, say) needs to be told.
+    if Path(DEBIAN_NODE_MODULES).is_dir():
+        c.ConfigurableHTTPProxy.command = ["env", f"NODE_PATH={DEBIAN_NODE_MODULES}", "configurable-http-proxy"]
 
 
 def prespawn(url: str, token: str, users: list[str], report: Report) -> list[str]:

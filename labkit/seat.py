@@ -9,9 +9,10 @@ its engine and its lab live inside it (nested docker-in-docker, with the same fl
 1. the context: ``recipes/seat/Dockerfile``, the Debian packages the node image lacks (downloaded by the
    host's apt as a flat repository), every Python package as wheels, and the project itself;
 2. ``labkit/seat:base``: that Dockerfile on top of the node image;
-3. the preload: a base seat's engine loads the lab images (node, alpine, nginx) into a folder, and the
-   final image adds that folder as ``/var/lib/docker``, a volume: Docker copies it into each new seat's
-   own volume when the seat is created, so a seat starts with its images and builds nothing.
+3. the preload: a base seat's engine loads the lab images (node, alpine, nginx) into a folder and makes
+   the lab once (its registry, a cache, stays filled); the final image adds that folder as
+   ``/var/lib/docker``, a volume: Docker copies it into each new seat's own volume when the seat is
+   created, so a seat starts with its images and registry, and builds and publishes nothing.
 
 The image carries the hash of everything in it (the lab images' recipe, ``recipes/seat/``, the project's
 code, labs and notebooks, the pins); a build runs only when it differs.
@@ -19,6 +20,7 @@ code, labs and notebooks, the pins); a build runs only when it differs.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -27,7 +29,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,8 @@ LABEL_SEAT = "labkit.seat"  # the seat's name, on its container and network
 PORT = 8888  # JupyterLab inside a seat
 READY = "/run/labkit/seat.ready"  # written in a seat once its engine and lab are up
 # What of the project goes into a seat (a checkout's layout, so labkit finds its labs and notebooks).
-PROJECT_FILES = ("labkit", "labs", "notebooks", "pyproject.toml", "requirements.txt", "README.md")
+PROJECT_FILES = ("labkit", "labs", "notebooks", "pyproject.toml", "requirements.txt")
+README = "The Swarm labs, as installed in a labkit seat: see the project's README.\n"  # pyproject's readme
 MEMORY = SEAT_MEMORY
 PIDS = SEAT_PIDS
 
@@ -89,6 +91,15 @@ def ensure_seat_image(client: docker.DockerClient, report: Report = print, force
         raise ImageBuildError("The seat image is missing or out of date, and building it needs root "
                               "(apt downloads, as for the lab images). Run `sudo .venv/bin/labkit seat build`.")
     images.ensure_images(client, report)
+    settings().cache_dir.mkdir(parents=True, exist_ok=True)
+    with (settings().cache_dir / "seat.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; a second one waits, then finds it current
+        if not force and images.image_is_current(client, SEAT_IMAGE, recipe):
+            return
+        _build(client, recipe, report)
+
+
+def _build(client: docker.DockerClient, recipe: str, report: Report) -> None:
     build_dir = settings().cache_dir / f"seat-{recipe}"
     shutil.rmtree(build_dir, ignore_errors=True)
     try:
@@ -98,8 +109,8 @@ def ensure_seat_image(client: docker.DockerClient, report: Report = print, force
         preload = build_dir / "preload"
         _preload(client, preload / "engine", report)
         report("Adding the preloaded engine to the seat image")
-        with tarfile.open(preload / "engine.tar", "w") as tar:
-            tar.add(preload / "engine", arcname=".")
+        subprocess.run(["tar", "--numeric-owner", "--xattrs", "-C", str(preload / "engine"), "-cf",
+                        str(preload / "engine.tar"), "."], check=True)  # owners, modes and file capabilities
         shutil.rmtree(preload / "engine")
         (preload / "Dockerfile").write_text(
             f"FROM {BASE_IMAGE}\nADD engine.tar /var/lib/docker/\n"
@@ -125,6 +136,7 @@ def write_context(context: Path, report: Report, offline: bool) -> Path:
         dest = context / "project" / path.relative_to(PROJECT)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
+    (context / "project/README.md").write_text(README)  # not the real one: a README edit rebuilds no seat
     (context / "debs").mkdir()
     (context / "wheels").mkdir()
     for empty in ("debs", "wheels"):  # COPY needs the folders to exist, even empty
@@ -182,8 +194,9 @@ def _docker_build(client: docker.DockerClient, context: Path, tag: str, args: di
         if "stream" in chunk:
             line = chunk["stream"].rstrip()
             log.append(line)
-            if line.startswith("Step "):
-                report(line)
+            if line.startswith("Step "):  # "Step 5/15 : RUN set -eu; ...": the step and its instruction
+                step, _, instruction = line.partition(" : ")
+                report(f"{step}: {instruction.split(' ', 1)[0]}")
         if "error" in chunk:
             tail = "\n".join(log[-15:])
             raise ImageBuildError(f"Building {tag} failed: {chunk['error'].strip()}\n{tail}")
@@ -213,6 +226,15 @@ def _preload(client: docker.DockerClient, engine_dir: Path, report: Report) -> N
         save.wait()
         if save.returncode != 0 or load.returncode != 0:
             raise ImageBuildError(f"Loading the lab images into the seat failed: {load.stderr.strip()}")
+        # The lab made once and removed: its registry (a cache volume `down` keeps) then holds the lab
+        # images, so a new seat's `labkit up` publishes nothing. (Its stopped nodes cannot be kept: their
+        # layers hold overlay whiteouts, which an image layer cannot carry.)
+        report("Making the seat's lab once, for its registry")
+        for cmd in (["labkit", "up"], ["labkit", "down"]):
+            done = container.exec_run(cmd)
+            if done.exit_code != 0:
+                raise ImageBuildError(f"`{' '.join(cmd)}` in the seat being built failed:\n"
+                                      f"{done.output.decode(errors='replace')[-2000:]}")
         container.stop(timeout=30)  # dockerd shuts down cleanly on SIGTERM
     finally:
         container.remove(force=True, v=True)

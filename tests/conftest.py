@@ -27,8 +27,8 @@ T = TypeVar("T")
 TEST_LAB = "citest" + os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
 # The slowest modules first, so that `pytest -n 2 --dist loadfile` starts them at once on both workers
 # instead of leaving one of them for the end (figures from --durations on this 2-core machine).
-SLOWEST_FIRST = ["test_walkthrough", "test_notebooks", "test_vagrant_docker", "test_node_failure_commands",
-                 "test_cluster", "test_faults", "test_browser"]
+SLOWEST_FIRST = ["test_walkthrough", "test_notebooks", "test_vagrant_docker", "test_seat",
+                 "test_node_failure_commands", "test_cluster", "test_faults", "test_browser"]
 
 
 def labkit_cli(*args: str, lab: str | None = TEST_LAB, timeout: float = 600) -> subprocess.CompletedProcess[str]:
