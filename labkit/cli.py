@@ -473,6 +473,8 @@ def room_serve(
                                                  "folder).")] = None,
     roster: Annotated[Path | None, typer.Option(help="A file of expected names, one per line (the dashboard "
                                                      "lists who has not joined).")] = None,
+    hub: Annotated[bool, typer.Option(help="Run as JupyterHub's service: seats post with their hub token, "
+                                           "no join code (`make hub` starts it so).")] = False,
 ) -> None:
     """Run the room service: prints the dashboard URL (with your instructor token) and the join code."""
     from labkit.labs import all_steps
@@ -481,7 +483,7 @@ def room_serve(
     def go() -> None:
         names = [n.strip() for n in roster.read_text().splitlines() if n.strip()] if roster else None
         serve(host, port, db or settings().state_dir / "room.db", [s.ref for s in all_steps(course())],
-              lambda line: out.print(line, highlight=False), names)
+              lambda line: out.print(line, highlight=False), names, hub=hub)
 
     _guard(go)
 

@@ -34,6 +34,8 @@ from labkit.report import Report
 from labkit.settings import HubSettings
 
 NETWORK = "labkit-seats"
+ROOM = "room"  # the room service's name in the hub
+ROOM_PORT = 8765
 DEBIAN_NODE_MODULES = "/usr/share/nodejs"
 SEAT_NOTEBOOKS = "/home/learner/notebooks"  # the learner's copy, in the seat (the Dockerfile's LABKIT_NOTEBOOKS)
 def seat_host_config(mode: str, memory: str, pids: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -83,7 +85,10 @@ def configure(c: Any, gateway: str, mode: str, hub: HubSettings | None = None) -
     c.DockerSpawner.extra_host_config = host
     c.DockerSpawner.extra_create_kwargs = {"labels": {seat.LABEL_SEAT: "{username}", "labkit.kind": "seat"},
                                            **({"host_config": raw} if raw else {})}
-    c.DockerSpawner.environment = {"LABKIT_SEAT_NO_ROUTE": "1"}
+    room_url = f"http://{gateway}:{ROOM_PORT}"  # the seats post their checks there, with their hub token
+    c.DockerSpawner.environment = {"LABKIT_SEAT_NO_ROUTE": "1", "LABKIT_ROOM_URL": room_url}
+    # A seat's token may reach the room service (and nothing more than a server's usual token).
+    c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", f"access:services!service={ROOM}"]
     c.Spawner.notebook_dir = SEAT_NOTEBOOKS
     c.Spawner.default_url = "/lab/tree/start.ipynb"
     c.Spawner.args = ["--allow-root"]  # a seat runs its engine as root, and so its JupyterLab
@@ -93,10 +98,19 @@ def configure(c: Any, gateway: str, mode: str, hub: HubSettings | None = None) -
         c.DummyAuthenticator.password = hub.password
         c.Authenticator.allow_all = True
 
-    services: list[dict[str, Any]] = [{"name": "idle-culler", "command": [
-        sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={hub.idle_seconds}", "--cull-every=60"]}]
-    roles: list[dict[str, Any]] = [{"name": "idle-culler", "services": ["idle-culler"], "scopes": [
-        "list:users", "read:users:activity", "read:servers", "delete:servers"]}]
+    services: list[dict[str, Any]] = [
+        {"name": "idle-culler", "command": [
+            sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={hub.idle_seconds}", "--cull-every=60"]},
+        # The room (labkit room serve --hub): its dashboard at /services/room/ through the hub, with the
+        # instructor's URL in the hub's log; its data in room.db where the hub runs.
+        {"name": ROOM, "url": room_url, "command": [sys.executable, "-m", "labkit", "room", "serve", "--hub",
+                                                      "--db", "room.db"]},
+    ]
+    roles: list[dict[str, Any]] = [
+        {"name": "idle-culler", "services": ["idle-culler"], "scopes": [
+            "list:users", "read:users:activity", "read:servers", "delete:servers"]},
+        {"name": "user", "scopes": ["self", f"access:services!service={ROOM}"]},  # every user may post there
+    ]
     if hub.admin_token:
         services.append({"name": "labkit-admin", "api_token": hub.admin_token})
         roles.append({"name": "labkit-admin", "services": ["labkit-admin"],

@@ -31,10 +31,14 @@ def state_dir() -> Path:
 
 
 def membership(directory: Path | None = None) -> dict[str, str] | None:
-    """The room this learner joined ({url, token, name}), or None."""
+    """The room this learner joined ({url, token, name}), or None. In a seat of a hosted room, with no
+    room joined, the room is the hub's (LABKIT_ROOM_URL) and the seat's hub token says who the learner is."""
     try:
         data = json.loads(((directory or state_dir()) / MEMBERSHIP).read_text())
     except (OSError, ValueError):
+        hosted = settings()
+        if hosted.room_url and hosted.hub_token:
+            return {"url": hosted.room_url, "token": hosted.hub_token, "name": "(from the hub)"}
         return None
     if isinstance(data, dict) and all(isinstance(data.get(k), str) for k in ("url", "token", "name")):
         return {k: data[k] for k in ("url", "token", "name")}

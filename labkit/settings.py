@@ -33,6 +33,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "LABKIT_VAGRANT_PROVIDER": ("Vagrant's provider: docker (machines as containers, no VT-x needed), "
                                 "virtualbox, libvirt", "Vagrant's default"),
     "LABKIT_STRICT": ("1: a failing step fails its notebook cell (the regression run)", "unset"),
+    "LABKIT_ROOM_URL": ("in a hosted room's seat: the room service, reached with the seat's JupyterHub token "
+                        "instead of `labkit room join`", "unset (set by the hub)"),
     # The hosted room (`make hub`, labkit.hosted):
     "LABKIT_HUB_PORT": ("where JupyterHub listens, on 127.0.0.1", "8000"),
     "LABKIT_HUB_ADMIN_TOKEN": ("the hub's admin service token, for `labkit hub prespawn`", "unset: no admin service"),
@@ -58,6 +60,8 @@ class Settings:
     vagrant_dir: Path
     vagrant_provider: str | None  # None: Vagrant chooses
     strict: bool
+    room_url: str | None = None  # a hosted room's service (the seat's hub token identifies the learner)
+    hub_token: str | None = None  # $JUPYTERHUB_API_TOKEN, in a seat JupyterHub spawned
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, euid: int | None = None) -> Settings:
@@ -76,6 +80,8 @@ class Settings:
             vagrant_dir=Path(env.get("LABKIT_VAGRANT_DIR") or PROJECT),
             vagrant_provider=env.get("LABKIT_VAGRANT_PROVIDER") or None,
             strict=env.get("LABKIT_STRICT", "") not in ("", "0"),
+            room_url=env.get("LABKIT_ROOM_URL") or None,
+            hub_token=env.get("JUPYTERHUB_API_TOKEN") or None,
         )
 
 

@@ -59,7 +59,7 @@ def test_idle_seats_are_culled_after_more_than_a_coffee_break_and_kept() -> None
 
 def test_the_admin_service_and_the_shared_password_exist_only_when_set() -> None:
     bare = configured()
-    assert [s["name"] for s in bare.JupyterHub.services] == ["idle-culler"]
+    assert [s["name"] for s in bare.JupyterHub.services] == ["idle-culler", hosted.ROOM]
     assert "authenticator_class" not in bare.JupyterHub
     c = configured(LABKIT_HUB_ADMIN_TOKEN="t0k", LABKIT_HUB_PASSWORD="pw")
     admin = next(s for s in c.JupyterHub.services if s["name"] == "labkit-admin")
@@ -74,3 +74,14 @@ def test_the_hub_opens_the_notebooks_where_the_seat_keeps_them() -> None:
     assert f"LABKIT_NOTEBOOKS={hosted.SEAT_NOTEBOOKS} " in dockerfile
     c = configured()
     assert c.Spawner.notebook_dir == hosted.SEAT_NOTEBOOKS and c.Spawner.default_url == "/lab/tree/start.ipynb"
+
+
+def test_the_room_runs_as_a_hub_service_and_every_seat_may_post_to_it() -> None:
+    c = configured()
+    room = next(s for s in c.JupyterHub.services if s["name"] == hosted.ROOM)
+    assert room["url"] == f"http://172.31.0.1:{hosted.ROOM_PORT}"  # on the seats' gateway, like the hub's API
+    assert room["command"][-4:] == ["serve", "--hub", "--db", "room.db"]
+    assert c.DockerSpawner.environment["LABKIT_ROOM_URL"] == room["url"]
+    assert f"access:services!service={hosted.ROOM}" in c.Spawner.server_token_scopes
+    user = next(r for r in c.JupyterHub.load_roles if r["name"] == "user")
+    assert "self" in user["scopes"] and f"access:services!service={hosted.ROOM}" in user["scopes"]

@@ -283,3 +283,64 @@ def test_the_sender_runs_one_at_a_time(tmp_path: Path) -> None:
         outbox.add("l", "s", True, "", "", 0, tmp_path)
         client.run_sender(tmp_path, lifetime=30)
         assert time.monotonic() - started < 1 and len(outbox.pending(tmp_path)) == 1
+
+
+class HubSaysWho:
+    """JupyterHub's answer about a token, as HubIdentity gives it (the real one is in tests/test_seat.py)."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = users
+
+    async def name(self, token: str) -> str | None:
+        return self.users.get(token)
+
+
+def test_in_a_hosted_room_a_seat_posts_with_its_hub_token_and_joins_without_a_code(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    import tornado.httpserver
+
+    from labkit.room.server import instructor_token, make_app
+    from labkit.room.store import RoomStore
+
+    store = RoomStore(tmp_path / "room.db")
+    teacher = instructor_token(store, tmp_path / "room.db")
+    app = make_app(store, ["swarm-init:init"], "s3cret", hub=HubSaysWho({"hub-token-of-ada": "ada"}),
+                   prefix="/services/room/")
+    port, loop = free_port(), asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        tornado.httpserver.HTTPServer(app).listen(port, address="127.0.0.1")
+        loop.call_soon(ready.set)
+        loop.run_forever()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert ready.wait(10)
+    base = f"http://127.0.0.1:{port}/services/room"
+    try:
+        ada = {"Authorization": "Bearer hub-token-of-ada"}
+        ok = httpx.post(f"{base}/api/events", json=event(passed=True), headers=ada)
+        assert ok.status_code == 200 and ok.json() == {"accepted": 1}
+        assert httpx.post(f"{base}/api/events", json=event(passed=True), headers=ada).status_code == 200
+        stranger = {"Authorization": "Bearer a-stranger"}
+        assert httpx.post(f"{base}/api/events", json=event(), headers=stranger).status_code == 401
+        room = httpx.get(f"{base}/api/room", headers={"Authorization": f"Bearer {teacher}"}).json()
+        assert [a["name"] for a in room["attendees"]] == ["ada"]  # one attendee, however many events
+        assert httpx.get(f"{base}/", headers={"Authorization": f"Bearer {teacher}"}).status_code == 200
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        store.close()
+
+
+def test_a_seat_of_a_hosted_room_is_in_the_room_without_joining(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
+    assert outbox.membership() is None
+    monkeypatch.setenv("LABKIT_ROOM_URL", "http://172.31.0.1:8765")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-token")
+    assert outbox.membership() == {"url": "http://172.31.0.1:8765", "token": "hub-token", "name": "(from the hub)"}
+    outbox.save_membership("http://room:8765", "joined-token", "Ada")  # joining a room of one's own still wins
+    assert outbox.membership()["token"] == "joined-token"

@@ -127,9 +127,10 @@ USERS = ("ciada", "cibob")  # no dash: DockerSpawner escapes it (ci-ada becomes 
 CONFIG = PROJECT / "deploy" / "hub" / "jupyterhub_config.py"
 
 
-def api(url: str, token: str, path: str, method: str = "GET") -> tuple[int, dict]:
+def api(url: str, token: str, path: str, method: str = "GET", scheme: str = "token") -> tuple[int, dict]:
+    """JupyterHub's API (SCHEME token), or the room's through the hub's proxy (SCHEME Bearer)."""
     request = urllib.request.Request(f"{url}{path}", method=method, data=b"" if method == "POST" else None,
-                                     headers={"Authorization": f"token {token}"})
+                                     headers={"Authorization": f"{scheme} {token}"})
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             body = answer.read()
@@ -165,7 +166,7 @@ def hub(host, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
         while api(url, token, "/hub/api/")[0] != 200:
             assert proc.poll() is None and time.monotonic() < deadline, (workdir / "hub.log").read_text()[-3000:]
             time.sleep(0.5)
-        yield url, token
+        yield url, token, workdir
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -175,7 +176,7 @@ def hub(host, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
 @pytest.mark.hub
 def test_prespawned_users_open_their_start_notebook_through_the_hub_and_a_check_passes(host, hub, tmp_path,
                                                                                      monkeypatch) -> None:
-    url, token = hub
+    url, token, workdir = hub
     monkeypatch.setenv("LABKIT_HUB_ADMIN_TOKEN", token)  # as the instructor's shell has it
     roster = tmp_path / "users.txt"
     roster.write_text("# the room\n" + "\n".join(USERS) + "\n")
@@ -202,3 +203,15 @@ def test_prespawned_users_open_their_start_notebook_through_the_hub_and_a_check_
                 .attrs["NetworkSettings"]["Networks"]}
     assert networks == {hosted.NETWORK}
     assert host.networks.get(hosted.NETWORK).attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    # The room, a service of the hub: each seat's check reached it with the seat's hub token (no join code),
+    # and the instructor reads both attendees through the hub's proxy.
+    instructor = (workdir / "room.db.instructor").read_text().strip()
+    deadline = time.monotonic() + 60
+    while True:
+        status, room = api(url, instructor, "/services/room/api/room", scheme="Bearer")
+        passed = {a["name"] for a in room.get("attendees", []) if a["steps"].get("swarm-init:init", {}).get("state")
+                  == "passed"}
+        if passed == set(USERS) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert status == 200 and passed == set(USERS), room

@@ -186,10 +186,12 @@ def test_settings_read_every_variable() -> None:
     env = {"LABKIT_LAB": "l2", "LABKIT_BACKEND": "vagrant", "LABKIT_STATE_DIR": "/s", "LABKIT_RUN_DIR": "/r",
            "LABKIT_CACHE": "/c", "LABKIT_DEBIAN_MIRROR": "http://m/debian", "LABKIT_LABS": "/labs",
            "LABKIT_NOTEBOOKS": "/nb", "LABKIT_VAGRANT_DIR": "/v",
-           "LABKIT_VAGRANT_PROVIDER": "docker", "LABKIT_STRICT": "1", "HOME": "/home/x"}
+           "LABKIT_VAGRANT_PROVIDER": "docker", "LABKIT_STRICT": "1", "LABKIT_ROOM_URL": "http://room:8765",
+           "JUPYTERHUB_API_TOKEN": "hub-token", "HOME": "/home/x"}
     s = Settings.from_env(env, euid=1000)
     assert (s.lab, s.backend, s.debian_mirror, s.strict) == ("l2", "vagrant", "http://m/debian", True)
     assert s.vagrant_provider == "docker"
+    assert (s.room_url, s.hub_token) == ("http://room:8765", "hub-token")
     assert [str(p) for p in (s.state_dir, s.run_dir, s.cache_dir, s.labs_dir, s.notebooks_dir, s.vagrant_dir)] == [
         "/s", "/r", "/c", "/labs", "/nb", "/v"]
     hub_env = {"LABKIT_HUB_PORT": "8123", "LABKIT_HUB_ADMIN_TOKEN": "t", "LABKIT_HUB_PASSWORD": "p",

@@ -11,6 +11,10 @@
 
 An attendee token can post its own events only and read nothing. Tokens are kept hashed and never
 logged (the access log has no query strings). Each token has a rate limit.
+
+Under JupyterHub (``labkit room serve --hub``, as a hub-managed service), an attendee needs no code: a
+seat posts with its own hub token, the hub says whose it is (and that it may reach this service), and
+that user joins on their first event. The routes then live under the service's prefix.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,11 +83,31 @@ class Limiter:
         return True
 
 
+class HubIdentity:
+    """Who a JupyterHub token belongs to, as the hub says (the room running as a hub-managed service)."""
+
+    def __init__(self) -> None:
+        from jupyterhub.services.auth import HubAuth  # the hub's own helper: its API, its cache, its scopes
+
+        self.auth = HubAuth()
+
+    async def name(self, token: str) -> str | None:
+        """The user TOKEN belongs to, if the hub lets that token reach this service."""
+        model = await self.auth.user_for_token(token, sync=False)
+        if not model or model.get("kind", "user") != "user" or not model.get("name"):
+            return None
+        if not self.auth.check_scopes(self.auth.access_scopes, model):
+            return None
+        return str(model["name"])
+
+
 class Room:
     """What the handlers share: the store, the course's steps, the limiter, a 'something changed' signal."""
 
-    def __init__(self, store: RoomStore, steps: list[str], roster: list[str] | None = None) -> None:
+    def __init__(self, store: RoomStore, steps: list[str], roster: list[str] | None = None,
+                 hub: HubIdentity | None = None, prefix: str = "/") -> None:
         self.store, self.steps, self.roster = store, steps, roster or []
+        self.hub, self.prefix = hub, prefix
         self.board = board_of(store.attendees(), store.events(), steps)  # then kept up to date as they come
         self.limiter = Limiter()
         # Joins, per address: a whole room behind one NAT may join in the same minute, while guessing the
@@ -140,9 +166,14 @@ class JoinHandler(Base):
 
 
 class EventsHandler(Base):
-    def post(self) -> None:
+    async def post(self) -> None:
         token = self.bearer()
         who = self.room.store.attendee(token)
+        if who is None and token and self.room.hub is not None:  # a seat's hub token
+            name = await self.room.hub.name(token)
+            if name is not None:
+                who = self.room.store.hub_attendee(name)
+                self.room.board.attendee(who[1], time.time())
         if who is None:
             return self.fail(401, "unknown attendee token: join the room with `labkit room join`")
         if not self.room.limiter.allow(str(token)):
@@ -214,7 +245,7 @@ class DashboardHandler(Base):
             if not self.room.store.is_instructor(token):
                 return self.fail(401, "that is not this room's instructor token")
             self.set_signed_cookie(COOKIE, token, expires_days=2, httponly=True, samesite="Strict")
-            return self.redirect("/")  # the token leaves the address bar (and the browser's history)
+            return self.redirect(self.room.prefix)  # the token leaves the address bar (and the history)
         if self.instructor():
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish((Path(__file__).parent / "dashboard.html").read_bytes())
@@ -226,20 +257,15 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     log.info("%s %s %d %.1f ms", request.method, request.path, handler.get_status(), 1000 * request.request_time())
 
 
-def make_app(store: RoomStore, steps: list[str], secret: str,
-             roster: list[str] | None = None) -> tornado.web.Application:
-    room = Room(store, steps, roster)
+def make_app(store: RoomStore, steps: list[str], secret: str, roster: list[str] | None = None,
+             hub: HubIdentity | None = None, prefix: str = "/") -> tornado.web.Application:
+    room = Room(store, steps, roster, hub, prefix)
     args = {"room": room}
+    routes = [("api/join", JoinHandler), ("api/events", EventsHandler), ("api/room", RoomHandler),
+              (r"api/room\.csv", CsvHandler), ("api/joining", JoiningHandler), ("api/stream", StreamHandler),
+              ("", DashboardHandler)]
     return tornado.web.Application(
-        [
-            (r"/api/join", JoinHandler, args),
-            (r"/api/events", EventsHandler, args),
-            (r"/api/room", RoomHandler, args),
-            (r"/api/room\.csv", CsvHandler, args),
-            (r"/api/joining", JoiningHandler, args),
-            (r"/api/stream", StreamHandler, args),
-            (r"/", DashboardHandler, args),
-        ],
+        [(re.escape(prefix) + path, handler, args) for path, handler in routes],
         cookie_secret=secret,
         log_function=log_request,
         xsrf_cookies=False,  # the API takes bearer tokens; the dashboard's cookie is SameSite=Strict
@@ -262,18 +288,24 @@ def instructor_token(store: RoomStore, db: Path) -> str:
 
 
 def serve(host: str, port: int, db: Path, steps: list[str], say: Callable[[str], None],
-          roster: list[str] | None = None) -> None:
+          roster: list[str] | None = None, hub: bool = False) -> None:
     """Run the room until interrupted; SAY the dashboard URL and the join code first. ROSTER: the names
-    expected, so the dashboard lists who has not joined."""
+    expected, so the dashboard lists who has not joined. HUB: run as JupyterHub's service (its address and
+    prefix from the hub's JUPYTERHUB_SERVICE_URL and JUPYTERHUB_SERVICE_PREFIX)."""
     store = RoomStore(db)
     token = instructor_token(store, db)
     code = store.code
-    app = make_app(store, steps, store.cookie_secret(), roster)
+    prefix = "/"
+    if hub:
+        url = urllib.parse.urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"])
+        host, port = url.hostname or host, url.port or port
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    app = make_app(store, steps, store.cookie_secret(), roster, HubIdentity() if hub else None, prefix)
     server = tornado.httpserver.HTTPServer(app)
     server.listen(port, address=host)
     shown = f"[{host}]" if ":" in host else host
     say(f"Room open: {db} ({len(store.attendees())} attendees, {store.event_count()} events so far)")
-    say(f"Dashboard (keep it to yourself): http://{shown}:{port}/?token={token}")
+    say(f"Dashboard (keep it to yourself): http://{shown}:{port}{prefix}?token={token}")
     say(f"Join code: {code}   attendees run: labkit room join http://{shown}:{port} --code {code} --name NAME")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
