@@ -41,10 +41,12 @@ def mem_available() -> int:
 
 
 def seat_memory(client: docker.DockerClient, name: str) -> int:
-    """The seat's memory as its cgroup counts it, less the page cache (what `docker stats` shows)."""
-    stats = client.containers.get(seat.container_name(name)).stats(stream=False)["memory_stats"]
-    cache = (stats.get("stats") or {}).get("total_inactive_file", 0)
-    return int(stats["usage"] - cache)
+    """The seat's memory as its cgroup (v1) counts it, with every nested container in it, less the page
+    cache that can be dropped at once (what `docker stats` shows; its stats are empty on this machine)."""
+    container_id = client.containers.get(seat.container_name(name)).id
+    group = Path("/sys/fs/cgroup/memory/docker") / container_id
+    stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
+    return int((group / "memory.usage_in_bytes").read_text()) - int(stat.get("total_inactive_file", 0))
 
 
 def start_ready(client: docker.DockerClient, name: str) -> float:

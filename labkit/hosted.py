@@ -85,8 +85,9 @@ def configure(c: Any, gateway: str, mode: str, hub: HubSettings | None = None) -
     c.DockerSpawner.extra_host_config = host
     c.DockerSpawner.extra_create_kwargs = {"labels": {seat.LABEL_SEAT: "{username}", "labkit.kind": "seat"},
                                            **({"host_config": raw} if raw else {})}
-    room_url = f"http://{gateway}:{ROOM_PORT}"  # the seats post their checks there, with their hub token
-    c.DockerSpawner.environment = {"LABKIT_SEAT_NO_ROUTE": "1", "LABKIT_ROOM_URL": room_url}
+    room_url = f"http://{gateway}:{ROOM_PORT}"  # the room service; its routes are under its hub prefix
+    seats_room = f"{room_url}/services/{ROOM}"  # where seats post their checks, with their hub token
+    c.DockerSpawner.environment = {"LABKIT_SEAT_NO_ROUTE": "1", "LABKIT_ROOM_URL": seats_room}
     # A seat's token may reach the room service (and nothing more than a server's usual token).
     c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", f"access:services!service={ROOM}"]
     c.Spawner.notebook_dir = SEAT_NOTEBOOKS

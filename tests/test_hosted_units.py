@@ -81,7 +81,7 @@ def test_the_room_runs_as_a_hub_service_and_every_seat_may_post_to_it() -> None:
     room = next(s for s in c.JupyterHub.services if s["name"] == hosted.ROOM)
     assert room["url"] == f"http://172.31.0.1:{hosted.ROOM_PORT}"  # on the seats' gateway, like the hub's API
     assert room["command"][-4:] == ["serve", "--hub", "--db", "room.db"]
-    assert c.DockerSpawner.environment["LABKIT_ROOM_URL"] == room["url"]
+    assert c.DockerSpawner.environment["LABKIT_ROOM_URL"] == room["url"] + "/services/room"  # its hub prefix
     assert f"access:services!service={hosted.ROOM}" in c.Spawner.server_token_scopes
     user = next(r for r in c.JupyterHub.load_roles if r["name"] == "user")
     assert "self" in user["scopes"] and f"access:services!service={hosted.ROOM}" in user["scopes"]
