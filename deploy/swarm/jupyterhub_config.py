@@ -11,8 +11,12 @@ What a service cannot give a seat, and so what stops this today (README: "Beyond
   only from engine API 1.45 (engine 26.0); before it a service runs the default seccomp profile;
 - a device cgroup rule (`a *:* rwm`) and unmasked /proc and /sys paths (`systempaths=unconfined`):
   no field in the service spec, up to API 1.45 at least.
-A nested engine needs the last two (its containers' /dev nodes, writable /proc/sys), so on engines up to
-26 a seat cannot run as a service, and on later ones only where the missing two are not needed. Until then,
+Tried on this project's machine (engine 20.10.24, a single-node swarm of the local engine): the seat as a
+service with `--cap-add ALL --cap-drop SYS_RESOURCE` starts its JupyterLab and its own engine, but that
+engine's first container (the lab hub) fails: "unable to join session keyring: unable to create session
+key: operation not permitted", the default seccomp profile refusing keyctl. So on engines before API 1.45
+a seat cannot run as a service; from 1.45 seccomp can be lifted, and whether the missing device rule and
+/proc/sys paths then stop it is untried (no such engine here). Until then,
 run one `make hub` per workshop host (DockerSpawner, deploy/hub/) behind a load balancer that sends each
 attendee to one host, or use Kubernetes (deploy/k8s/values.yaml), where a pod can be privileged.
 """
