@@ -18,7 +18,7 @@ import pytest
 
 import labkit
 from labkit.runner import course
-from labkit.topology import LABEL_LAB, VAGRANT_SUBNET, AddressPlan
+from labkit.topology import LABEL_KIND, LABEL_LAB, VAGRANT_SUBNET, AddressPlan
 from tests.conftest import labkit_cli
 from tests.test_notebooks import SANITIZE, nbval_argv
 from tests.test_walkthrough import walk
@@ -47,9 +47,10 @@ def settings_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def box_volumes(host: docker.DockerClient) -> set[str]:
-    """The volumes the machines (labkit-vagrant-* containers) use: other tests' labs make volumes meanwhile."""
+    """The volumes the machines use (not the hub's registry: a cache, kept on purpose). Only theirs are
+    looked at: other tests' labs make and remove volumes meanwhile."""
     return {m["Name"] for c in host.containers.list(all=True) if c.name.startswith("labkit-vagrant")
-            for m in c.attrs.get("Mounts") or [] if m.get("Type") == "volume"}
+            and c.labels.get(LABEL_KIND) != "hub" for m in c.attrs.get("Mounts") or [] if m.get("Type") == "volume"}
 
 
 @pytest.fixture(scope="module")

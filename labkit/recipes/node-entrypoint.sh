@@ -14,6 +14,7 @@ set -eu
 say() { echo "labkit-entrypoint: $*" >&2; }
 CG=${CGROUP_ROOT:-/sys/fs/cgroup}
 MOUNTS=${PROC_MOUNTS:-/proc/mounts}
+SELF_CGROUP=${PROC_SELF_CGROUP:-/proc/self/cgroup}
 run() { if [ "${LABKIT_DRY_RUN:-}" = 1 ]; then echo "$*"; else "$@"; fi; }
 
 # Remount /sys read-write (needed to create network devices and cgroups).
@@ -28,7 +29,9 @@ writable_sys() {
 #             controller to the children (the same dance as moby's dind script: a group with processes
 #             cannot enable controllers for its children).
 #  cgroup v1: a non-privileged container sees read-only controller mounts; a plain remount is refused,
-#             so unmount each and mount it afresh.
+#             so mount each hierarchy afresh, and put this container's own group of it (from
+#             /proc/self/cgroup) where the read-only one was: the nested engine's containers then live
+#             inside this container's groups, under its memory cap and pids limit.
 writable_cgroups() {
     if [ -f "$CG/cgroup.controllers" ]; then
         if grep -qE " $CG cgroup2 ro[,]" "$MOUNTS"; then
@@ -49,9 +52,25 @@ writable_cgroups() {
         if [ -z "$(echo "$controllers" | tr ',' '\n' | grep -vE '^(name=.*|xattr)$')" ]; then
             controllers="none,$controllers"
         fi
-        { run umount "$dir" && run mount -t cgroup -o "$controllers" cgroup "$dir"; } \
-            || say "could not remount cgroup $dir ($controllers)"
+        own=$(own_group "$controllers")
+        if [ -n "$own" ] && [ "$own" != / ]; then
+            stage="/run/labkit-cgroups/${dir##*/}"
+            { run mkdir -p "$stage" && run mount -t cgroup -o "$controllers" cgroup "$stage" \
+                && run umount "$dir" && run mount --bind "$stage$own" "$dir" && run umount "$stage"; } \
+                || say "could not mount cgroup $dir ($controllers) at $own"
+        else
+            { run umount "$dir" && run mount -t cgroup -o "$controllers" cgroup "$dir"; } \
+                || say "could not remount cgroup $dir ($controllers)"
+        fi
     done
+}
+
+# This container's group in the cgroup v1 hierarchy of CONTROLLERS (a mount's options), from
+# /proc/self/cgroup ("4:memory:/docker/ID"); nothing when the hierarchy is not listed there.
+own_group() {
+    first=$(echo "$1" | tr ',' '\n' | grep -vE '^(none|xattr)$' | head -n 1)
+    awk -F: -v want="$first" '{ n = split($2, c, ","); for (i = 1; i <= n; i++) if (c[i] == want) { print $3; exit } }' \
+        "$SELF_CGROUP"
 }
 
 mode=${1:-node}
