@@ -761,3 +761,14 @@ def test_spread_pref_with_another_replica_count():
 def test_spread_pref_uneven_while_tasks_move_is_pending():
     lab, _ = spread_lab(on=("worker1", "worker1", "worker1", "worker2"))
     failed(run_check("spread_pref", lab), "pinger's tasks are being spread over the zones.", pending=True)
+
+
+def test_label_constraint_waits_for_the_update_to_finish_before_the_next_one_races_it():
+    """Every task on worker2, but Swarm still watching the last one: the learner's next `service update`
+    would race the updater's own writes ("update out of sequence"), so the step is not done yet."""
+    lab, pinger = labelled_lab()
+    pinger["UpdateStatus"] = {"State": "updating", "Message": "update in progress"}
+    failed(run_check("label_constraint", lab), "Every task runs on worker2; Swarm is finishing the update.",
+           pending=True)
+    pinger["UpdateStatus"] = {"State": "completed", "Message": "update completed"}
+    passed(run_check("label_constraint", lab))

@@ -96,6 +96,9 @@ def label_constraint(ctx: Context) -> Result:
     if set(running) != {"worker2"} or len(running) < 3:
         return Result(False, "The tasks are moving to worker2.", evidence, pending=True,
                       hint="A constraint change is a service update: tasks are replaced one by one.")
+    if (service.get("UpdateStatus") or {}).get("State") == "updating":  # the next update would race it
+        return Result(False, "Every task runs on worker2; Swarm is finishing the update.", evidence, pending=True,
+                      hint="It watches each new task for a few seconds (the update's monitor period) first.")
     return Result(True, "Every task of pinger runs on worker2, the only node labelled disk=ssd.", evidence)
 
 
