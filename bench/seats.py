@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/seats.py [--seats 5] [--runs 3]
 
-Builds labkit/seat if needed (not timed). Then:
+Builds labkit/seat and its engine template if needed (not timed: once per image). Then:
 - ready time, RUNS times: `labkit seat run` to JupyterLab answering with the lab up (median, max);
 - SEATS seats side by side with their labs up: the machine's MemAvailable before and after, per seat;
   seats that fit in 24 GiB and 64 GiB hosts, keeping 2 GiB for the host, from that per-seat figure;
@@ -70,6 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     client = docker.from_env()
     seat.ensure_seat_image(client, print)
+    seat.engine_template(client)  # made by the first seat after a build (about 5 s), then shared
     names = [f"bench-seat-{i}" for i in range(max(args.seats, 1))]
     remove_all(client, names)
 

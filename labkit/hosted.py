@@ -18,6 +18,7 @@ serves tests, a laptop and a workshop host.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import urllib.error
 import urllib.request
@@ -93,6 +94,7 @@ def configure(c: Any, gateway: str, mode: str, hub: HubSettings | None = None) -
     c.Spawner.notebook_dir = SEAT_NOTEBOOKS
     c.Spawner.default_url = "/lab/tree/start.ipynb"
     c.Spawner.args = ["--allow-root"]  # a seat runs its engine as root, and so its JupyterLab
+    c.Spawner.pre_spawn_hook = engine_volume_hook
 
     if hub.password:
         c.JupyterHub.authenticator_class = "dummy"
@@ -122,6 +124,19 @@ def configure(c: Any, gateway: str, mode: str, hub: HubSettings | None = None) -
     # searches by itself; another node (NodeSource's, say) needs to be told.
     if Path(DEBIAN_NODE_MODULES).is_dir():
         c.ConfigurableHTTPProxy.command = ["env", f"NODE_PATH={DEBIAN_NODE_MODULES}", "configurable-http-proxy"]
+
+
+async def engine_volume_hook(spawner: Any) -> None:
+    """Before a seat spawns: its engine's volume, filled from the seat image's template with hard links
+    (a second, where Docker's own copy takes several), or kept from its last run. Where the hub cannot
+    fill it (not root beside the engine), the seat gets Docker's copy as usual."""
+    def fill() -> str | None:
+        labels = {seat.LABEL_SEAT: spawner.user.name, "labkit.kind": "seat"}
+        return seat.engine_volume(docker.from_env(), spawner.object_name, labels)
+
+    volume = await asyncio.to_thread(fill)
+    if volume:
+        spawner.volumes = {volume: seat.ENGINE_DIR}
 
 
 def prespawn(url: str, token: str, users: list[str], report: Report) -> list[str]:

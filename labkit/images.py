@@ -238,10 +238,11 @@ def remove_caches(client: docker.DockerClient) -> int:
     if in_use:
         raise InvalidInput("A lab still runs on these images. Run `labkit down` (for each --lab) first.")
     removed = 0
-    for volume in client.volumes.list(filters={"label": f"{LABEL_CACHE}=registry"}):
+    for volume in client.volumes.list(filters={"label": LABEL_CACHE}):  # registry data, seat engine templates
         volume.remove(force=True)
         removed += 1
-    for image in client.images.list(filters={"label": f"{LABEL_CACHE}=image"}):
+    cached = client.images.list(filters={"label": f"{LABEL_CACHE}=image"})
+    for image in sorted(cached, key=lambda i: i.attrs.get("Created", ""), reverse=True):  # children first
         client.images.remove(image.id, force=True)
         removed += 1
     shutil.rmtree(settings().cache_dir, ignore_errors=True)

@@ -14,12 +14,17 @@ its engine and its lab live inside it (nested docker-in-docker, with the same fl
    ``/var/lib/docker``, a volume: Docker copies it into each new seat's own volume when the seat is
    created, so a seat starts with its images and registry, and builds and publishes nothing.
 
+Where labkit runs as root beside the engine (``labkit seat run``, ``make hub``), a seat's engine volume is
+filled faster than Docker's copy: from one template volume of the image's engine folder, with its image
+layers hard-linked (never written in place: a seat's changes go to layers of its own) and the rest copied.
+
 The image carries the hash of everything in it (the lab images' recipe, ``recipes/seat/``, the project's
 code, labs and notebooks, the pins); a build runs only when it differs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -30,6 +35,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +54,10 @@ BASE_IMAGE = "labkit/seat:base"
 SEAT_RECIPES = images.RECIPES / "seat"
 LABEL_SEAT = "labkit.seat"  # the seat's name, on its container and network
 PORT = 8888  # JupyterLab inside a seat
+ENGINE_DIR = "/var/lib/docker"  # the seat's engine folder, a volume
+ENGINE_TEMPLATE = "labkit-seat-engine"  # the template volume (a cache, of one recipe)
+TEMPLATE_DONE = ".labkit-template"  # in the template, once Docker has copied the image's engine folder into it
+LAYERS = "overlay2"  # the engine's image layers, in its folder
 READY = "/run/labkit/seat.ready"  # written in a seat once its engine and lab are up
 # What of the project goes into a seat (a checkout's layout, so labkit finds its labs and notebooks).
 PROJECT_FILES = ("labkit", "labs", "notebooks", "pyproject.toml", "requirements.txt")
@@ -91,9 +101,7 @@ def ensure_seat_image(client: docker.DockerClient, report: Report = print, force
         raise ImageBuildError("The seat image is missing or out of date, and building it needs root "
                               "(apt downloads, as for the lab images). Run `sudo .venv/bin/labkit seat build`.")
     images.ensure_images(client, report)
-    settings().cache_dir.mkdir(parents=True, exist_ok=True)
-    with (settings().cache_dir / "seat.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; a second one waits, then finds it current
+    with _lock("seat"):  # one build at a time; a second one waits, then finds it current
         if not force and images.image_is_current(client, SEAT_IMAGE, recipe):
             return
         _build(client, recipe, report)
@@ -121,6 +129,7 @@ def _build(client: docker.DockerClient, recipe: str, report: Report) -> None:
         shutil.rmtree(build_dir, ignore_errors=True)
     if not images.image_is_current(client, SEAT_IMAGE, recipe):
         raise ImageBuildError("The engine did not keep the seat image it built. Run `labkit seat build` again.")
+    client.images.prune(filters={"dangling": True, "label": f"{LABEL_CACHE}=image"})  # the seats built before
     report("Seat image ready")
 
 
@@ -187,10 +196,11 @@ def _file_from_image(image: str, path: str) -> bytes:
 
 
 def _docker_build(client: docker.DockerClient, context: Path, tag: str, args: dict[str, str], report: Report) -> None:
-    """`docker build` CONTEXT as TAG with no network, reporting each step."""
+    """`docker build` CONTEXT as TAG with no network, labelled a cache (`labkit clean` removes it), reporting
+    each step."""
     log: list[str] = []
     for chunk in client.api.build(path=str(context), tag=tag, buildargs=args, network_mode="none", rm=True,
-                                  forcerm=True, pull=False, decode=True):
+                                  forcerm=True, pull=False, decode=True, labels={LABEL_CACHE: "image"}):
         if "stream" in chunk:
             line = chunk["stream"].rstrip()
             log.append(line)
@@ -298,19 +308,110 @@ def run_seat(client: docker.DockerClient, name: str, port: int | None, report: R
     mode = DindBackend("seat", client).probe_privileged()
     report(f"Starting seat {name} ({mode} mode), JupyterLab on 127.0.0.1:{port}")
     api = client.api
+    for old in client.volumes.list(filters={"label": f"{LABEL_SEAT}={name}"}):
+        old.remove(force=True)  # left by a seat removed by hand: a new seat starts afresh
     try:
+        volume = engine_volume(client, container_name(name), {LABEL_SEAT: name, LABEL_KIND: "seat"})
         created = api.create_container(
             SEAT_IMAGE, name=container_name(name), hostname=name, ports=[PORT],
             environment={"JUPYTER_TOKEN": token, "LABKIT_SEAT_NO_ROUTE": "1"},
             labels={LABEL_SEAT: name, LABEL_KIND: "seat"},
             host_config=engine_host_config(api, mode, port_bindings={PORT: ("127.0.0.1", port)}, mem_limit=memory,
-                                           pids_limit=pids, network_mode=network.name),
+                                           pids_limit=pids, network_mode=network.name,
+                                           binds=[f"{volume}:{ENGINE_DIR}"] if volume else None),
         )
         api.start(created["Id"])
     except docker.errors.APIError as exc:
         remove_seat(client, name)
         raise BackendError(f"Seat {name} could not start: {exc.explanation or exc}") from exc
     return seat(client, name)
+
+
+def engine_volume(client: docker.DockerClient, name: str, labels: dict[str, str]) -> str | None:
+    """Volume NAME for a new seat's engine, filled from the template (a fraction of a second); NAME as it
+    is when it exists already (a seat's own, kept). None where this process cannot write the engine's
+    volumes (not root, or a remote engine): the seat then gets Docker's copy of the image's folder."""
+    try:
+        existing = client.volumes.get(name)
+        return name if existing.attrs.get("Labels", {}).get(LABEL_KIND) == "seat" else None
+    except docker.errors.NotFound:
+        pass
+    template = engine_template(client)
+    if template is None:
+        return None
+    volume = client.volumes.create(name, labels=labels)
+    target = Path(volume.attrs["Mountpoint"])
+    try:
+        fill_from_template(template, target)
+    except (OSError, subprocess.CalledProcessError):
+        volume.remove(force=True)
+        return None
+    return name
+
+
+def engine_template(client: docker.DockerClient) -> Path | None:
+    """The folder of the template volume for the current seat image (made once per image, by Docker's own
+    copy: about 3 s); None where this process cannot reach it (not root, or the engine on another machine)."""
+    if not _is_root():
+        return None
+    recipe = seat_recipe_hash()
+    with _lock("seat-engine"):
+        for volume in client.volumes.list(filters={"label": f"{LABEL_CACHE}=seat-engine"}):
+            folder = Path(volume.attrs["Mountpoint"])
+            if volume.attrs.get("Labels", {}).get(LABEL_RECIPE) == recipe and (folder / TEMPLATE_DONE).exists():
+                return folder
+            volume.remove(force=True)  # another image's, or half made
+        volume = client.volumes.create(f"{ENGINE_TEMPLATE}-{recipe}",
+                                       labels={LABEL_CACHE: "seat-engine", LABEL_RECIPE: recipe})
+        folder = Path(volume.attrs["Mountpoint"])
+        if not folder.is_dir():  # the engine runs elsewhere (a VM): its volumes are not this machine's
+            volume.remove(force=True)
+            return None
+        # Mounting the image's volume path on an empty volume makes Docker copy the folder into it.
+        copier = client.containers.create(SEAT_IMAGE, entrypoint=["true"], network_mode="none",
+                                          volumes={volume.name: {"bind": ENGINE_DIR, "mode": "rw"}})
+        copier.remove()
+        (folder / TEMPLATE_DONE).touch()
+        return folder
+
+
+def fill_from_template(template: Path, target: Path) -> None:
+    """Fill the empty engine folder TARGET from TEMPLATE: each image layer's content (``overlay2/*/diff``,
+    which no engine writes once committed) hard-linked, everything else (databases written in place, the
+    layers' own small files, the registry's data) copied, with owners, modes and attributes."""
+    for entry in sorted(template.iterdir()):
+        if entry.name == TEMPLATE_DONE:
+            continue
+        if entry.name != LAYERS:
+            _copy(entry, target)
+            continue
+        layers = target / LAYERS
+        layers.mkdir()
+        for layer in sorted(entry.iterdir()):
+            if not (layer / "diff").is_dir():  # l/, the short names' links
+                _copy(layer, layers)
+                continue
+            own = layers / layer.name
+            own.mkdir()
+            for part in sorted(layer.iterdir()):
+                _copy(part, own, link=part.name == "diff")
+            shutil.copystat(layer, own)
+        shutil.copystat(entry, layers)
+    shutil.copystat(template, target)
+
+
+def _copy(source: Path, folder: Path, link: bool = False) -> None:
+    subprocess.run(["cp", "-a", *(["--link"] if link else []), str(source), str(folder)], check=True,
+                   capture_output=True)
+
+
+@contextlib.contextmanager
+def _lock(name: str) -> Iterator[None]:
+    """One process at a time (others wait) for NAME, across processes of this machine."""
+    settings().cache_dir.mkdir(parents=True, exist_ok=True)
+    with (settings().cache_dir / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _seat_network(client: docker.DockerClient, name: str) -> docker.models.networks.Network:
@@ -354,6 +455,9 @@ def remove_seat(client: docker.DockerClient, name: str) -> None:
     found = False
     for c in client.containers.list(all=True, filters={"label": f"{LABEL_SEAT}={name}"}, ignore_removed=True):
         c.remove(force=True, v=True)
+        found = True
+    for volume in client.volumes.list(filters={"label": f"{LABEL_SEAT}={name}"}):
+        volume.remove(force=True)
         found = True
     for network in client.networks.list(filters={"label": f"{LABEL_SEAT}={name}"}):
         network.remove()

@@ -42,6 +42,14 @@ def nbval(paths: list[Path], state_dir: Path, lab: str = NB_LAB) -> subprocess.C
                           env=nbval_env(lab, state_dir), cwd=paths[0].parent)
 
 
+def failure_report(out: str) -> str:
+    """nbval's words on the first failing cell, in full (the later failures of a chained run often only
+    follow from it), then the summary."""
+    first = out.find("_____")
+    head = out[first:first + 6000] if first >= 0 else ""
+    return f"{head}\n[...]\n{out[-2000:]}"
+
+
 def notebook_parts() -> list[list[Path]]:
     """The notebooks cut like the course: start and the chained labs, then the labs that begin on a fresh
     swarm (their notebooks make it themselves with begin())."""
@@ -83,7 +91,7 @@ def test_every_notebook_passes_nbval_top_to_bottom_on_a_fresh_cluster(nb_lab, tm
             for lab, paths in ((NB_LAB, first), (FRESH_LAB, [p for part in fresh for p in part])) if paths]
     outputs = [run.communicate(timeout=2400)[0] for run in runs]
     for run, out in zip(runs, outputs, strict=True):
-        assert run.returncode == 0, out[-8000:]
+        assert run.returncode == 0, failure_report(out)
         assert " passed" in out
     assert len(runs) == 1 + bool(fresh)
 

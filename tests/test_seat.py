@@ -68,6 +68,27 @@ def test_each_seat_has_its_lab_up_and_the_first_check_passes_there(seats: dict[s
 
 
 @pytest.mark.seat
+def test_seats_share_the_image_layers_of_one_template_and_never_write_them(host, seats: dict[str, seat.Seat]) -> None:
+    template = seat.engine_template(host)
+    assert template is not None  # root, beside the engine: seats are filled from the template
+    done = template / seat.TEMPLATE_DONE
+    some_layer_file = next(p for p in (template / seat.LAYERS).glob("*/diff/**/*") if p.is_file())
+    for name in SEATS:
+        code, out = in_seat(name, "labkit", "solve", "swarm-init:init")  # the seat's engine and lab at work
+        assert code == 0, out
+        mount = next(m for m in host.containers.get(seat.container_name(name)).attrs["Mounts"]
+                     if m["Destination"] == seat.ENGINE_DIR)
+        own = Path(mount["Source"])
+        assert own != template
+        shared = own / some_layer_file.relative_to(template)
+        assert shared.stat().st_ino == some_layer_file.stat().st_ino  # hard-linked, not copied
+        kv = own / "network" / "files" / "local-kv.db"  # a database written in place: the seat's own copy
+        assert kv.stat().st_ino != (template / "network" / "files" / "local-kv.db").stat().st_ino
+    changed = [str(p) for p in template.rglob("*") if p.lstat().st_mtime > done.stat().st_mtime]
+    assert not changed, changed
+
+
+@pytest.mark.seat
 def test_jupyterlab_answers_on_127_0_0_1_with_the_token_only(seats: dict[str, seat.Seat]) -> None:
     for s in seats.values():
         with urllib.request.urlopen(f"http://127.0.0.1:{s.port}/api/contents/start.ipynb?token={s.token}") as r:
@@ -197,6 +218,8 @@ def test_prespawned_users_open_their_start_notebook_through_the_hub_and_a_check_
         s = seat.wait_ready(host, user)
         container = host.containers.get(seat.container_name(user))
         assert container.labels[seat.LABEL_SEAT] == user and s.ready
+        engine_volume = next(m for m in container.attrs["Mounts"] if m["Destination"] == seat.ENGINE_DIR)
+        assert engine_volume.get("Name") == container.name  # filled from the template by the hub's hook
         result = container.exec_run(["labkit", "solve", "swarm-init:init"])
         assert result.exit_code == 0 and b"PASS swarm-init:init" in result.output, result.output
     networks = {n for u in USERS for n in host.containers.get(seat.container_name(u))
