@@ -66,6 +66,16 @@ class Progress:
         kept = self._load().get(KEPT)
         return kept.get(name) if isinstance(kept, dict) else None
 
+    def entries(self, refs: list[str]) -> dict[str, Any]:
+        """What is recorded for REFS, and the kept values: to be put back later with ``restore``."""
+        data = self._load()
+        return {ref: data[ref] for ref in [*refs, KEPT] if ref in data}
+
+    def restore(self, entries: dict[str, Any]) -> None:
+        data = self._load()
+        data.update(entries)
+        self._save(data)
+
     def forget(self, refs: list[str]) -> None:
         data = self._load()
         for ref in refs:

@@ -6,7 +6,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from labkit import outbox
+from labkit import outbox, rewind
 from labkit.checks import ANSWERS, CHECKS, Context, Result
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError, NodeDown, SolutionFailed
@@ -180,33 +180,50 @@ def starting_lab(labs: list[Lab], target: Step) -> Lab:
 
 
 def reset(cluster: Cluster, labs: list[Lab], target: Step, report: Report) -> None:
-    """A fresh cluster, then the solutions of every step before TARGET since the lab it grows from: the
-    first lab (bare engines of the default size) or a lab that begins on a fresh swarm of its own nodes."""
+    """The cluster as at the start of TARGET: the state saved the last time a reset reached TARGET, put
+    back (see rewind), or else a fresh cluster and the solutions of every step before TARGET since the
+    lab it grows from (the first lab, or a lab that begins on a fresh swarm of its own nodes), after which
+    that state is saved for the next time."""
     backend = cluster.backend
     origin = starting_lab(labs, target)
-    report("Fresh cluster: removing the lab")
-    backend.down(report)
-    nodes = backend.up(origin.topology, report)
-    if origin.fresh:
-        form_swarm(nodes, report)
     progress = Progress(cluster.lab)
     steps = all_steps(labs[labs.index(origin):])
     index = next(i for i, s in enumerate(steps) if s.ref == target.ref)
     every = all_steps(labs)
     progress.forget([s.ref for s in every[every.index(target):]])  # earlier labs' progress stays
+    key = rewind.state_key(origin, target)
+    if rewind.restore(cluster, key, origin, report):
+        checked = [s for s in steps[:index] if s.solution or not s.question]  # as the replay checks them
+        result = _replayed_check(cluster, checked[-1], progress) if checked else None
+        if result is None or result.passed:
+            report(f"Ready at the start of {target.ref}: {target.title}")
+            return
+        rewind.mark_unfit(cluster, key, f"{checked[-1].ref} failed after it was put back: {result.summary}")
+    began = time.monotonic()
+    report("Fresh cluster: removing the lab")
+    backend.down(report)
+    nodes = backend.up(origin.topology, report)
+    if origin.fresh:
+        form_swarm(nodes, report)
     for step in steps[:index]:
         if step.question and not step.solution:  # looking changes nothing on the cluster: count it as done
             progress.record(step.ref, passed=True)
             continue
         for command in step.solution:
             _run(cluster, step, command, report)
-        if step.question:
-            result, _ = _answer(cluster, step, progress)
-        else:
-            result = run_check(cluster, step, progress=progress, settle=True)
+        result = _replayed_check(cluster, step, progress)
         if not result.passed:
             raise SolutionFailed(f"Reset stopped at {step.ref}: {result.summary}")
+    if not rewind.unfit(cluster, key):
+        rewind.save(cluster, key, steps[:index], time.monotonic() - began, report)
     report(f"Ready at the start of {target.ref}: {target.title}")
+
+
+def _replayed_check(cluster: Cluster, step: Step, progress: Progress) -> Result:
+    """STEP's check once its solution ran: a question answered with the truth, else its check, settled."""
+    if step.question:
+        return _answer(cluster, step, progress)[0]
+    return run_check(cluster, step, progress=progress, settle=True)
 
 
 def begin(cluster: Cluster, labs: list[Lab], lab: Lab, report: Report) -> bool:

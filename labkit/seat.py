@@ -42,7 +42,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from labkit import images
+from labkit import engine_state, images
 from labkit.backends.dind import DindBackend, engine_host_config
 from labkit.errors import BackendError, ImageBuildError, InvalidInput
 from labkit.report import Report
@@ -57,7 +57,6 @@ PORT = 8888  # JupyterLab inside a seat
 ENGINE_DIR = "/var/lib/docker"  # the seat's engine folder, a volume
 ENGINE_TEMPLATE = "labkit-seat-engine"  # the template volume (a cache, of one recipe)
 TEMPLATE_DONE = ".labkit-template"  # in the template, once Docker has copied the image's engine folder into it
-LAYERS = "overlay2"  # the engine's image layers, in its folder
 READY = "/run/labkit/seat.ready"  # written in a seat once its engine and lab are up
 # What of the project goes into a seat (a checkout's layout, so labkit finds its labs and notebooks).
 PROJECT_FILES = ("labkit", "labs", "notebooks", "pyproject.toml", "requirements.txt")
@@ -342,7 +341,7 @@ def engine_volume(client: docker.DockerClient, name: str, labels: dict[str, str]
     volume = client.volumes.create(name, labels=labels)
     target = Path(volume.attrs["Mountpoint"])
     try:
-        fill_from_template(template, target)
+        engine_state.copy_engine(template, target, skip=frozenset({TEMPLATE_DONE}))
     except (OSError, subprocess.CalledProcessError):
         volume.remove(force=True)
         return None
@@ -373,36 +372,6 @@ def engine_template(client: docker.DockerClient) -> Path | None:
         copier.remove()
         (folder / TEMPLATE_DONE).touch()
         return folder
-
-
-def fill_from_template(template: Path, target: Path) -> None:
-    """Fill the empty engine folder TARGET from TEMPLATE: each image layer's content (``overlay2/*/diff``,
-    which no engine writes once committed) hard-linked, everything else (databases written in place, the
-    layers' own small files, the registry's data) copied, with owners, modes and attributes."""
-    for entry in sorted(template.iterdir()):
-        if entry.name == TEMPLATE_DONE:
-            continue
-        if entry.name != LAYERS:
-            _copy(entry, target)
-            continue
-        layers = target / LAYERS
-        layers.mkdir()
-        for layer in sorted(entry.iterdir()):
-            if not (layer / "diff").is_dir():  # l/, the short names' links
-                _copy(layer, layers)
-                continue
-            own = layers / layer.name
-            own.mkdir()
-            for part in sorted(layer.iterdir()):
-                _copy(part, own, link=part.name == "diff")
-            shutil.copystat(layer, own)
-        shutil.copystat(entry, layers)
-    shutil.copystat(template, target)
-
-
-def _copy(source: Path, folder: Path, link: bool = False) -> None:
-    subprocess.run(["cp", "-a", *(["--link"] if link else []), str(source), str(folder)], check=True,
-                   capture_output=True)
 
 
 @contextlib.contextmanager

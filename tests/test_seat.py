@@ -22,7 +22,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from labkit import hosted, seat
+from labkit import engine_state, hosted, seat
 from labkit.settings import PROJECT
 from tests.conftest import labkit_cli
 
@@ -72,7 +72,7 @@ def test_seats_share_the_image_layers_of_one_template_and_never_write_them(host,
     template = seat.engine_template(host)
     assert template is not None  # root, beside the engine: seats are filled from the template
     done = template / seat.TEMPLATE_DONE
-    some_layer_file = next(p for p in (template / seat.LAYERS).glob("*/diff/**/*") if p.is_file())
+    some_layer_file = next(p for p in (template / engine_state.LAYERS).glob("*/diff/**/*") if p.is_file())
     for name in SEATS:
         code, out = in_seat(name, "labkit", "solve", "swarm-init:init")  # the seat's engine and lab at work
         assert code == 0, out

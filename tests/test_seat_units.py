@@ -42,33 +42,3 @@ def test_a_seat_names_its_url_with_its_port_and_token() -> None:
     s = seat.Seat("ada", "running", 8890, "abc", True)
     assert s.url == "http://127.0.0.1:8890/lab/tree/start.ipynb?token=abc"
     assert seat.Seat("ada", "running", None, None, True).url is None
-
-
-def test_a_seats_engine_folder_links_the_image_layers_and_copies_what_an_engine_writes(tmp_path: Path) -> None:
-    template, target = tmp_path / "template", tmp_path / "target"
-    layer = template / seat.LAYERS / "abc"
-    (layer / "diff" / "bin").mkdir(parents=True)
-    (layer / "diff" / "bin" / "sh").write_text("#!")
-    (layer / "diff" / "bin" / "sh").chmod(0o755)
-    (layer / "link").write_text("SHORT")
-    (layer / "committed").write_text("")
-    (template / seat.LAYERS / "l").mkdir()
-    (template / seat.LAYERS / "l" / "SHORT").symlink_to("../abc/diff")
-    (template / "network" / "files").mkdir(parents=True)
-    (template / "network" / "files" / "local-kv.db").write_bytes(b"bolt")
-    (template / seat.TEMPLATE_DONE).touch()
-    template.chmod(0o710)
-    target.mkdir()
-
-    seat.fill_from_template(template, target)
-
-    def same(path: str) -> bool:
-        return (template / path).stat().st_ino == (target / path).stat().st_ino
-
-    assert same("overlay2/abc/diff/bin/sh")  # a layer's content: one file for every seat
-    assert (target / "overlay2/abc/diff/bin/sh").stat().st_mode & 0o777 == 0o755
-    assert not same("overlay2/abc/link") and not same("overlay2/abc/committed")  # written at times: own copy
-    assert not same("network/files/local-kv.db") and (target / "network/files/local-kv.db").read_bytes() == b"bolt"
-    assert (target / "overlay2/l/SHORT").resolve() == (target / "overlay2/abc/diff").resolve()
-    assert not (target / seat.TEMPLATE_DONE).exists()
-    assert target.stat().st_mode & 0o777 == 0o710

@@ -23,14 +23,14 @@ ROOT = PACKAGE.parent
 # Bottom to top; an import runs down this list (or within a layer), never up. ../shared/STYLE.md.
 LAYERS: list[set[str]] = [
     {"errors", "settings", "report", "topology", "aptsources", "progress", "outbox"},
-    {"engine", "images", "box", "hub", "swarm", "kernel"},
-    {"backends", "backends.base", "backends.dind", "backends.vagrant"},
+    {"engine", "engine_state", "images", "box", "hub", "swarm", "kernel"},
+    {"backends", "backends.base", "backends.dind_states", "backends.dind", "backends.vagrant"},
     {"cluster", "seat", "hosted"},
     {"labs", "fields"},
     {"checks", "checks.base", "checks.pki", "checks.placement", "checks.services", "checks.swarm",
      "checks.updates", "checks.failures", "checks.networks", "checks.configs", "checks.autolock",
      "checks.stacks", "checks.secrets", "checks.managers", "checks.health", "checks.trust", "diagrams"},
-    {"runner"},
+    {"runner", "rewind"},
     {"cli", "nb", "widgets", "notebook_build", "doctor", "__main__", "", "room", "room.store", "room.board",
      "room.server", "room.client"},
 ]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import docker
 import testinfra
@@ -162,6 +163,28 @@ class Backend(ABC):
     def findings(self) -> list[Finding]:
         """What `labkit doctor` should say about this backend on this machine."""
         return []
+
+    # Saved states (`labkit reset` rewinds with them). KEY names what a state is (the course's steps up to
+    # a step, the images, the engine); META is the runner's, kept beside it. A backend that cannot save
+    # its nodes' engines keeps the defaults: reset then always replays the solutions.
+
+    def saved_state(self, key: str) -> dict[str, Any] | None:
+        """The META saved under KEY for this lab, or None when there is none (or this backend saves none)."""
+        return None
+
+    def save_state(self, key: str, meta: dict[str, Any], report: Report) -> bool:
+        """Save every node's engine as it is now, under KEY, with META; whether it was saved."""
+        return False
+
+    def restore_state(self, key: str, topology: Topology, report: Report) -> dict[str, Any] | None:
+        """Put back the nodes' engines saved under KEY (nodes made for TOPOLOGY first, where missing),
+        and return once the engines that ran then answer; the META saved with them, or None when there
+        is no such state for this lab (nothing was changed then)."""
+        return None
+
+    def drop_state(self, key: str, meta: dict[str, Any]) -> None:
+        """Keep only META under KEY (the nodes' saved engines go): what was learnt of that state."""
+        return None
 
     # Failing a node on purpose (the node-failure lab). Each returns one line saying the node's new state,
     # and is idempotent: asking for the state a node is already in changes nothing and says so.

@@ -31,6 +31,7 @@ from labkit.backends.base import (
     sorted_nodes,
     wait_for,
 )
+from labkit.backends.dind_states import DindStates
 from labkit.errors import BackendError, InvalidInput, LabkitError, NodeDown, NotPermitted
 from labkit.kernel import kernel_findings
 from labkit.report import Finding, Report
@@ -348,6 +349,49 @@ class DindBackend(Backend):
     # ----------------------------------------------------------------- up
 
     def up(self, topology: Topology | None, report: Report) -> list[Node]:
+        plan = self.make(topology, report)
+        self.reconnect_cut(plan, report)
+        stopped = [c for c in self._containers("node") if c.status not in ("running", "paused")]
+        paused = [c for c in self._containers("node") if c.status == "paused"]
+        if stopped or paused:
+            report(f"Bringing back {', '.join(sorted(c.labels[LABEL_NODE] for c in stopped + paused))}")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda c: c.start(), stopped))  # joins side by side are safe (see the note at the top)
+        for c in paused:
+            c.unpause()
+        nodes = self.nodes()
+        report("Waiting for the engines to answer")
+        self._wait_engines(nodes)
+        hub.seed_registry(self.host, nodes[0].docker, plan.hub, report)
+        return nodes
+
+    def reconnect_cut(self, plan: AddressPlan, report: Report) -> None:
+        """Every node cut off the lab network back on it, with its own address."""
+        network = self._network()
+        cut = [c for c in self._containers("node") if network is not None and not _attached(c, network.name)]
+        if cut and network is not None:
+            report(f"Reconnecting {', '.join(sorted(c.labels[LABEL_NODE] for c in cut))} to the lab network")
+            for c in cut:
+                self._reconnect(network, c, plan)
+
+    # ----------------------------------------------------------------- saved states (dind_states)
+
+    def saved_state(self, key: str) -> dict[str, Any] | None:
+        return DindStates(self).saved(key)
+
+    def save_state(self, key: str, meta: dict[str, Any], report: Report) -> bool:
+        return DindStates(self).save(key, meta, report)
+
+    def restore_state(self, key: str, topology: Topology, report: Report) -> dict[str, Any] | None:
+        return DindStates(self).restore(key, topology, report)
+
+    def drop_state(self, key: str, meta: dict[str, Any]) -> None:
+        DindStates(self).drop(key, meta)
+
+    def make(self, topology: Topology | None, report: Report,
+             subnet: ipaddress.IPv4Network | None = None) -> AddressPlan:
+        """The lab network (on SUBNET, if given and the lab has none yet), its hub, and a container for
+        every node of TOPOLOGY that has none (created, not started); the lab's address plan."""
         images.ensure_images(self.host, report)
         existing = {c.labels.get(LABEL_NODE): c for c in self._containers("node")}
         if existing:
@@ -362,7 +406,7 @@ class DindBackend(Backend):
                 "Run `labkit down` first to change to a smaller lab."
             )
         self._refuse_clashes(topology)
-        plan = self._ensure_network(report)
+        plan = self._ensure_network(report, subnet)
         hosts = plan.hosts(topology)
         private_dir(self.run_dir)
         resolv = self.run_dir / "resolv.conf"
@@ -376,25 +420,7 @@ class DindBackend(Backend):
             report(f"Creating {', '.join(s.name for s in missing)} ({mode} mode)")
         with ThreadPoolExecutor(max_workers=4) as pool:  # creating joins no network: safe side by side
             list(pool.map(lambda s: self._create_node(s, plan, hosts, mode), missing))
-        network = self._network()
-        cut = [c for c in self._containers("node") if network is not None and not _attached(c, network.name)]
-        if cut and network is not None:
-            report(f"Reconnecting {', '.join(sorted(c.labels[LABEL_NODE] for c in cut))} to the lab network")
-            for c in cut:
-                self._reconnect(network, c, plan)
-        stopped = [c for c in self._containers("node") if c.status not in ("running", "paused")]
-        paused = [c for c in self._containers("node") if c.status == "paused"]
-        if stopped or paused:
-            report(f"Bringing back {', '.join(sorted(c.labels[LABEL_NODE] for c in stopped + paused))}")
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda c: c.start(), stopped))  # joins side by side are safe (see the note at the top)
-        for c in paused:
-            c.unpause()
-        nodes = self.nodes()
-        report("Waiting for the engines to answer")
-        self._wait_engines(nodes)
-        hub.seed_registry(self.host, nodes[0].docker, plan.hub, report)
-        return nodes
+        return plan
 
     def _refuse_clashes(self, topology: Topology) -> None:
         names = [self.names.container(s.name) for s in topology.nodes] + [self.names.hub]
@@ -410,7 +436,7 @@ class DindBackend(Backend):
                     "lab name (--lab NAME), whose containers get that prefix."
                 )
 
-    def _ensure_network(self, report: Report) -> AddressPlan:
+    def _ensure_network(self, report: Report, wanted: ipaddress.IPv4Network | None = None) -> AddressPlan:
         plan = self._plan()
         if plan is not None:
             return plan
@@ -424,7 +450,7 @@ class DindBackend(Backend):
             pass
         taken = self._subnets_in_use()
         for _ in range(5):  # another lab may take the subnet picked here first: pick again
-            subnet = pick_subnet(taken)
+            subnet = wanted or pick_subnet(taken)
             plan = AddressPlan(subnet)
             report(f"Creating the internal lab network {self.names.network} ({subnet})")
             pool = docker.types.IPAMPool(subnet=str(subnet), gateway=plan.gateway)
@@ -434,7 +460,7 @@ class DindBackend(Backend):
                                           labels=self.names.labels("network"))
                 return plan
             except docker.errors.APIError as exc:
-                if "overlap" not in str(exc):
+                if "overlap" not in str(exc) or wanted:
                     raise
                 taken.append(subnet)
         raise BackendError("Other labs kept taking the free subnets while this one was made: run `labkit up` again.")

@@ -1,0 +1,99 @@
+"""Benchmark `labkit reset LAB:STEP`: the first time (a replay, then the state is saved) and later (the
+saved state put back), on a lab of its own.
+
+    .venv/bin/python bench/reset.py [--steps REF ...] [--every] [--runs 3]
+
+By default the first step of every lab and the last step of every lab (--every: every step of the
+course; about an hour here). Each step: its saved state forgotten, one reset timed (first), then RUNS
+resets timed (later: median, max), each after the learner's usual damage (the lab's services removed).
+A later reset that replayed (a state that cannot come back as saved: see labkit/rewind.py) says so.
+Writes bench/results/reset.json and prints a table. Target (issue 17): later <= 3 s, median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from labkit import rewind
+from labkit.backends.dind import DindBackend
+from labkit.backends.dind_states import LABEL_STATE, DindStates
+from labkit.cluster import Cluster
+from labkit.labs import Step, all_steps
+from labkit.runner import course, reset, starting_lab
+
+LAB = "benchreset"
+RESULTS = Path(__file__).parent / "results" / "reset.json"
+
+
+def default_steps(labs: list[Any]) -> list[Step]:
+    chosen = []
+    for lab in labs:
+        chosen += [lab.steps[0]] + ([lab.steps[-1]] if len(lab.steps) > 1 else [])
+    return chosen
+
+
+def timed_reset(cluster: Cluster, labs: list[Any], target: Step) -> tuple[float, str]:
+    said: list[str] = []
+    began = time.monotonic()
+    reset(cluster, labs, target, said.append)
+    took = time.monotonic() - began
+    how = "put back" if any("Putting back" in s for s in said) and not any("Fresh cluster" in s for s in said) \
+        else "replayed"
+    return took, how
+
+
+def damage(cluster: Cluster) -> None:
+    """What a learner might have done since: every service removed."""
+    for node in cluster.managers:
+        if node.run("docker service rm $(docker service ls -q) 2>/dev/null").ok:
+            return
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", nargs="*", help="step refs (LAB:STEP)")
+    parser.add_argument("--every", action="store_true", help="every step of the course")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    labs = course()
+    steps = all_steps(labs)
+    chosen = [s for s in steps if s.ref in args.steps] if args.steps else None
+    targets = chosen or (steps if args.every else default_steps(labs))
+    backend = DindBackend(LAB)
+    backend.up(None, lambda _: None)
+    cluster = Cluster(backend)
+    states = DindStates(backend)
+    rows = []
+    for target in targets:
+        key = states.full_key(rewind.state_key(starting_lab(labs, target), target))
+        for volume in backend.host.volumes.list(filters={"label": f"{LABEL_STATE}={key}"}):
+            volume.remove(force=True)
+        first, _ = timed_reset(cluster, labs, target)
+        later = []
+        hows = set()
+        for _ in range(args.runs):
+            damage(cluster)
+            took, how = timed_reset(cluster, labs, target)
+            later.append(took)
+            hows.add(how)
+        row = {"step": target.ref, "first_s": round(first, 1), "later_median_s": round(statistics.median(later), 1),
+               "later_max_s": round(max(later), 1), "later": "/".join(sorted(hows))}
+        rows.append(row)
+        print(f"{row['step']:32} first {row['first_s']:6.1f} s   later {row['later_median_s']:5.1f} s "
+              f"(max {row['later_max_s']:5.1f}, {row['later']})", flush=True)
+    backend.down(lambda _: None)
+    put_back = [r["later_median_s"] for r in rows if r["later"] == "put back"]
+    result = {"steps": rows, "put_back_median_s": round(statistics.median(put_back), 1) if put_back else None,
+              "first_median_s": round(statistics.median(r["first_s"] for r in rows), 1)}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "steps"}))
+
+
+if __name__ == "__main__":
+    main()

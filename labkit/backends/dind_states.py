@@ -1,0 +1,221 @@
+"""Saved states of a dind lab: every node's engine folder copied into a volume of its own at the start
+of a step, and put back by a later `labkit reset` to that step.
+
+Saving freezes the nodes for a moment (``docker pause``: the engines' files as one instant) and copies
+each engine's folder, its image layers hard-linked. Putting back kills the nodes, fills each engine's
+folder from the saved one, sets the containers that ran to start with their engine (so Swarm's tasks run
+on, the same tasks: see ``engine_state.start_with_engine``) and starts the nodes that ran. A state is
+tied to the lab network's subnet (the nodes' addresses are in the swarm's own records) and to the
+images and engine it was made with. Root only: the engines' folders are root's; others replay.
+
+Volumes: ``labkit-state-KEY-SUBNET`` (``state.json``: what the runner keeps with it, which nodes ran) and
+``labkit-state-KEY-SUBNET-NODE`` per node; a cache (``labkit clean`` removes them, ``labkit down`` not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+import docker
+import docker.errors
+from docker.models.volumes import Volume
+
+from labkit import engine_state, images
+from labkit.backends.base import Node
+from labkit.report import Report
+from labkit.topology import LABEL_CACHE, LABEL_KIND, LABEL_NODE, AddressPlan, Names, Topology
+
+LABEL_STATE = "labkit.state"  # the state's key, on each of its volumes
+LABEL_SUBNET = "labkit.subnet"  # the lab network's subnet when the state was saved
+META = "state.json"
+MAX_AGE = 30 * 86400  # s; Swarm's node certificates last 90 days: an older state is made again
+TASK_LABEL = "com.docker.swarm.task.id"  # on a Swarm task's container
+FORMAT = "1"  # of a saved state: a change here makes every state again
+
+
+class Lab(Protocol):
+    """What of the dind backend a saved state uses (the backend itself: see dind.DindBackend)."""
+
+    host: docker.DockerClient
+    names: Names
+
+    def _plan(self) -> AddressPlan | None: ...
+    def _containers(self, kind: str | None = None) -> list[Any]: ...
+    def _subnets_in_use(self) -> list[ipaddress.IPv4Network]: ...
+    def _wait_engines(self, nodes: list[Node]) -> None: ...
+    def nodes(self) -> list[Node]: ...
+    def down(self, report: Report) -> int: ...
+    def make(self, topology: Topology | None, report: Report,
+             subnet: ipaddress.IPv4Network | None = None) -> AddressPlan: ...
+    def reconnect_cut(self, plan: AddressPlan, report: Report) -> None: ...
+
+
+class DindStates:
+    def __init__(self, backend: Lab) -> None:
+        self.backend = backend
+        self.host = backend.host
+
+    def full_key(self, key: str) -> str:
+        """KEY with what the engines' folders also depend on: the node image and the host's engine."""
+        version = self.host.version().get("Version", "")
+        return hashlib.sha256(f"{FORMAT}\0{key}\0{images.recipe_hash()}\0{version}".encode()).hexdigest()[:16]
+
+    # ----------------------------------------------------------------- reading
+
+    def _volumes(self, key: str) -> list[Volume]:
+        return self.host.volumes.list(filters={"label": f"{LABEL_STATE}={key}"})
+
+    def _metas(self, key: str) -> dict[str, tuple[Volume, dict[str, Any]]]:
+        """The complete states saved under KEY, by subnet, with what their state.json holds."""
+        found = {}
+        for volume in self._volumes(key):
+            labels = volume.attrs.get("Labels") or {}
+            if labels.get(LABEL_KIND) != "state":
+                continue
+            try:
+                data = json.loads((Path(volume.attrs["Mountpoint"]) / META).read_text())
+            except (OSError, ValueError):
+                continue  # half saved (or being saved): not a state
+            found[labels.get(LABEL_SUBNET, "")] = (volume, data)
+        return found
+
+    def saved(self, key: str) -> dict[str, Any] | None:
+        """What was saved with a state of KEY (any subnet); {"unfit": ...} when it cannot be put back."""
+        if os.geteuid() != 0:
+            return None
+        metas = self._metas(self.full_key(key))
+        for _, data in metas.values():
+            if data.get("unfit"):
+                return {"unfit": data["unfit"]}
+        return next((data["meta"] for _, data in metas.values() if "meta" in data), None)
+
+    # ----------------------------------------------------------------- saving
+
+    def save(self, key: str, meta: dict[str, Any], report: Report) -> bool:
+        b = self.backend
+        plan = b._plan()
+        if os.geteuid() != 0 or plan is None:
+            return False
+        containers = {c.labels[LABEL_NODE]: c for c in b._containers("node")}
+        if not containers or any(c.status == "paused" or not _on(c, b.names.network) for c in containers.values()):
+            return False  # a frozen or cut-off node is a moment to replay, not to save
+        key = self.full_key(key)
+        subnet = str(plan.subnet)
+        for volume in self._volumes(key):
+            if (volume.attrs.get("Labels") or {}).get(LABEL_SUBNET) == subnet:
+                volume.remove(force=True)
+        name = f"labkit-state-{key}-{plan.subnet.network_address}".replace(".", "-")
+        labels = {LABEL_CACHE: "state", LABEL_STATE: key, LABEL_SUBNET: subnet}
+        report("Saving this state, so that the next reset here takes seconds")
+        running = sorted(n for n, c in containers.items() if c.status == "running")
+        copies = {node: self.host.volumes.create(f"{name}-{node}", labels={**labels, LABEL_NODE: node})
+                  for node in containers}
+        frozen = []
+        try:
+            for node in running:
+                containers[node].pause()
+                frozen.append(containers[node])
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(lambda n: engine_state.copy_engine(self._folder(b.names.volume(n)),
+                                                                 _mountpoint(copies[n])), containers))
+        finally:
+            for c in frozen:
+                c.unpause()
+        data = {"meta": meta, "running": running, "nodes": sorted(containers), "saved": time.time()}
+        meta_volume = self.host.volumes.create(name, labels={**labels, LABEL_KIND: "state"})
+        (_mountpoint(meta_volume) / META).write_text(json.dumps(data))  # last: the state is complete
+        return True
+
+    def drop(self, key: str, meta: dict[str, Any]) -> None:
+        """Keep only the word that KEY's state cannot be put back (META["unfit"]), for every subnet."""
+        key = self.full_key(key)
+        for volume in self._volumes(key):
+            if (volume.attrs.get("Labels") or {}).get(LABEL_KIND) == "state":
+                (_mountpoint(volume) / META).write_text(json.dumps(meta))
+            else:
+                volume.remove(force=True)
+
+    # ----------------------------------------------------------------- putting back
+
+    def restore(self, key: str, topology: Topology, report: Report) -> dict[str, Any] | None:
+        b = self.backend
+        if os.geteuid() != 0:
+            return None
+        metas = {s: m for s, m in self._metas(self.full_key(key)).items() if "meta" in m[1]}
+        wanted = sorted(spec.name for spec in topology.nodes)
+        plan = b._plan()
+        existing = sorted(c.labels[LABEL_NODE] for c in b._containers("node"))
+        if plan is not None and existing and existing != wanted:
+            b.down(report)  # another lab's shape: made afresh, on the state's subnet
+            plan = None
+        if plan is not None:
+            chosen = metas.get(str(plan.subnet))
+        else:
+            taken = b._subnets_in_use()
+            chosen = next((m for s, m in metas.items()
+                           if not any(ipaddress.ip_network(s).overlaps(t) for t in taken)), None)
+        if chosen is None:
+            return None
+        volume, data = chosen
+        if data.get("nodes") != wanted or time.time() - float(data.get("saved", 0)) > MAX_AGE:
+            return None
+        subnet = ipaddress.ip_network((volume.attrs.get("Labels") or {})[LABEL_SUBNET])
+        copies = {(v.attrs.get("Labels") or {}).get(LABEL_NODE): v for v in self._volumes(self.full_key(key))
+                  if (v.attrs.get("Labels") or {}).get(LABEL_SUBNET) == str(subnet)}
+        if any(node not in copies for node in wanted):
+            return None
+        report("Putting back the saved state of the nodes' engines")
+        plan = b.make(topology, report, subnet)
+        b.reconnect_cut(plan, report)
+        containers = {c.labels[LABEL_NODE]: c for c in b._containers("node")}
+        for c in containers.values():  # one at a time: see dind's note on the engine's network deadlock
+            if c.status == "paused":
+                c.unpause()
+            if c.status in ("running", "paused", "restarting"):
+                c.kill()
+                c.wait(condition="not-running")
+        restarted: dict[str, list[engine_state.Restarted]] = {}
+
+        def fill(node: str) -> None:
+            folder = self._folder(b.names.volume(node))
+            engine_state.empty(folder)
+            engine_state.copy_engine(_mountpoint(copies[node]), folder)
+            restarted[node] = engine_state.start_with_engine(folder)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(fill, wanted))
+        running = [containers[n] for n in data["running"]]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda c: c.start(), running))
+        nodes = [n for n in b.nodes() if n.name in data["running"]]
+        b._wait_engines(nodes)
+        lost = []  # Swarm tasks whose container could not start with its engine (on an overlay network)
+        for node in nodes:  # the restart policies each container had
+            for r in restarted.get(node.name, []):
+                with contextlib.suppress(docker.errors.NotFound):
+                    node.docker.api.update_container(r.container, restart_policy={"Name": r.policy,
+                                                                                  "MaximumRetryCount": r.retries})
+                    seen = node.docker.api.inspect_container(r.container)
+                    task = (seen["Config"].get("Labels") or {}).get(TASK_LABEL)
+                    if task and not seen["State"]["Running"]:
+                        lost.append(task)
+        return {**data["meta"], "lost": lost}
+
+    def _folder(self, volume: str) -> Path:
+        return _mountpoint(self.host.volumes.get(volume))
+
+
+def _mountpoint(volume: Volume) -> Path:
+    return Path(volume.attrs["Mountpoint"])
+
+
+def _on(container: Any, network: str) -> bool:
+    return network in ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {})

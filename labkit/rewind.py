@@ -1,0 +1,115 @@
+"""Rewinds: a `labkit reset` to a step it has reached before puts the nodes' saved engines back (a few
+seconds) instead of replaying every earlier solution (a minute or more late in the course).
+
+The first reset to a step replays, then saves the state it reached, with what the learner's progress
+held and a fingerprint of the swarm. A later one puts that state back and waits until the fingerprint
+is the same again: the same nodes, roles and leader, the same node states, the same running tasks. A
+state that does not come back as it was (a multi-manager swarm electing another leader, a task that
+restarted) is marked unfit, and resets to that step replay from then on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from typing import Any
+
+from labkit.cluster import Cluster
+from labkit.labs import Lab, Step
+from labkit.progress import Progress
+from labkit.report import Report
+from labkit.settings import settings
+
+SETTLE = 20.0  # s a put-back state has to look as it was saved
+
+
+def state_key(origin: Lab, target: Step) -> str:
+    """What the state at the start of TARGET depends on in the course: every lab's definition (a change
+    to any makes the states again), the lab it grows from, TARGET."""
+    digest = hashlib.sha256(f"{origin.id}\0{origin.topology}\0{target.ref}\0".encode())
+    for path in sorted(settings().labs_dir.glob("*.toml")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(cluster: Cluster) -> dict[str, Any]:
+    """What a learner sees of the swarm that a rewind must give back as a replay gives it: each node's
+    engine and swarm role (leader included), each node's state and availability as the leader sees it,
+    and which tasks run."""
+    nodes = {}
+    leader = None
+    for node in cluster.nodes:
+        status = node.status()
+        nodes[node.name] = status.swarm if status.engine == "answering" else status.engine
+        if status.swarm == "leader":
+            leader = node
+    seen: dict[str, list[str]] = {}
+    tasks: list[str] = []
+    if leader is not None:
+        api = leader.docker.api
+        for n in api.nodes():
+            seen[n["Description"]["Hostname"]] = [n["Status"]["State"], n["Spec"]["Availability"]]
+        tasks = {t["ID"]: t["ServiceID"] for t in api.tasks(filters={"desired-state": "running"})
+                 if t["Status"]["State"] == "running"}
+    return {"nodes": nodes, "seen": seen, "tasks": tasks}
+
+
+def same(saved: dict[str, Any], now: dict[str, Any], lost: set[str]) -> bool:
+    """Whether the swarm is back as SAVED: the same nodes, roles, leader and node states, and the same
+    running tasks, except the LOST ones (whose containers could not start with their engine: Swarm
+    replaces each, as after any engine restart): as many tasks of each service run as then."""
+    if saved["nodes"] != now["nodes"] or saved["seen"] != now["seen"]:
+        return False
+    kept = set(saved["tasks"]) - lost
+    return kept <= set(now["tasks"]) and Counter(saved["tasks"].values()) == Counter(now["tasks"].values())
+
+
+def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float, report: Report) -> bool:
+    """Save the state CLUSTER is in (the start of the step after EARLIER, which a replay reached in
+    REPLAY_SECONDS) under KEY."""
+    meta = {"fingerprint": fingerprint(cluster), "replay_seconds": replay_seconds,
+            "progress": Progress(cluster.lab).entries([s.ref for s in earlier])}
+    return cluster.backend.save_state(key, meta, report)
+
+
+def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> bool:
+    """Put back the state saved under KEY, if there is one fit for it; whether the cluster is now in it
+    (its progress too). A state that does not come back as it was is marked unfit (False)."""
+    backend = cluster.backend
+    saved = backend.saved_state(key)
+    if saved is None or "unfit" in saved:
+        return False
+    began = time.monotonic()
+    meta = backend.restore_state(key, origin.topology, report)
+    if meta is None:
+        return False
+    deadline = time.monotonic() + SETTLE
+    lost = set(meta.pop("lost", []))
+    while not same(meta["fingerprint"], now := fingerprint(cluster), lost):
+        if time.monotonic() > deadline:
+            why = f"not as saved after {SETTLE:g} s: {_difference(meta['fingerprint'], now)}"
+            backend.drop_state(key, {"unfit": why})
+            report("The saved state did not come back as it was: replaying instead (and from now on)")
+            return False
+        time.sleep(0.1)
+    Progress(cluster.lab).restore(meta["progress"])
+    took, replay = time.monotonic() - began, float(meta.get("replay_seconds", SETTLE))
+    if took > replay:  # a swarm of several managers waits for an election (10 s or more) when put back
+        backend.drop_state(key, {"unfit": f"a replay is faster here ({replay:.1f} s against {took:.1f} s)"})
+    return True
+
+
+def unfit(cluster: Cluster, key: str) -> bool:
+    """Whether the state under KEY is known not to come back as it was (resets replay, and save nothing)."""
+    saved = cluster.backend.saved_state(key)
+    return saved is not None and "unfit" in saved
+
+
+def mark_unfit(cluster: Cluster, key: str, why: str) -> None:
+    cluster.backend.drop_state(key, {"unfit": why})
+
+
+def _difference(want: dict[str, Any], got: dict[str, Any]) -> str:
+    return "; ".join(f"{part}: {want.get(part)} != {got.get(part)}" for part in want if want.get(part) != got.get(part))
+

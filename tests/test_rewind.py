@@ -1,0 +1,114 @@
+"""Rewinds for real: a second `labkit reset` to a step puts the nodes' saved engines back, and the lab is
+as a replay leaves it (the same nodes, leader, services and running tasks, the same progress); Swarm
+still heals a killed task afterwards; a state that does not come back as saved is replayed from then on;
+`labkit down` keeps the saved states."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import labkit
+from labkit import rewind
+from labkit.backends.dind_states import LABEL_STATE, META, DindStates
+from labkit.labs import all_steps, find
+from labkit.progress import Progress
+from labkit.runner import course, reset, run_check, starting_lab
+from labkit.swarm import task_containers
+from tests.conftest import wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.destructive, pytest.mark.root]
+LABS = course()
+TARGET = "cleanup:rm"  # after init, join, create, scale, and a task killed and healed
+
+
+def step(ref: str) -> labkit.Step:
+    found = find(ref, LABS)[1]
+    assert found is not None
+    return found
+
+
+def full_key(lab: labkit.Cluster, ref: str) -> str:
+    target = step(ref)
+    return DindStates(lab.backend).full_key(rewind.state_key(starting_lab(LABS, target), target))  # type: ignore[arg-type]
+
+
+def forget(host, lab: labkit.Cluster, ref: str) -> None:
+    """No saved state for REF (one left by an earlier run on this machine would make the first reset a rewind)."""
+    for volume in host.volumes.list(filters={"label": f"{LABEL_STATE}={full_key(lab, ref)}"}):
+        volume.remove(force=True)
+
+
+def meta_file(host, lab: labkit.Cluster, ref: str) -> Path:
+    volumes = host.volumes.list(filters={"label": [f"{LABEL_STATE}={full_key(lab, ref)}", "labkit.kind=state"]})
+    assert len(volumes) == 1
+    return Path(volumes[0].attrs["Mountpoint"]) / META
+
+
+@pytest.fixture(scope="module")
+def lab(own_lab: labkit.Cluster, host) -> labkit.Cluster:
+    forget(host, own_lab, TARGET)
+    return own_lab
+
+
+def test_a_second_reset_puts_the_saved_state_back_as_the_replay_left_it(lab: labkit.Cluster, host) -> None:
+    said: list[str] = []
+    reset(lab, LABS, step(TARGET), said.append)
+    assert any("Fresh cluster" in line for line in said) and any("Saving" in line for line in said)
+    replayed = rewind.fingerprint(lab)
+    addresses = {n.name: n.address for n in lab.nodes}
+    progress = Progress(lab.lab)
+    earlier = [s.ref for s in all_steps(LABS)[: [s.ref for s in all_steps(LABS)].index(TARGET)]]
+    assert all(progress.passed(ref) for ref in earlier)
+
+    manager = lab["manager1"]  # the learner breaks things: the service goes, a worker leaves
+    assert manager.run("docker service rm pinger").ok
+    assert lab["worker2"].run("docker swarm leave --force").ok
+    progress.forget(earlier)
+
+    said.clear()
+    reset(lab, LABS, step(TARGET), said.append)
+    assert any("Putting back" in line for line in said) and not any("Fresh cluster" in line for line in said)
+    assert rewind.fingerprint(lab) == replayed  # the same nodes, roles, leader, node states and tasks
+    assert {n.name: n.address for n in lab.nodes} == addresses
+    assert all(progress.passed(ref) for ref in earlier)
+    assert not run_check(lab, step(TARGET), wait=False).passed  # the step itself is still to do
+    assert run_check(lab, step("scale:replicas"), wait=False, answer=progress.answer("scale:replicas")).passed
+
+
+def test_after_a_rewind_swarm_heals_a_killed_task_and_its_engine_does_not(lab: labkit.Cluster) -> None:
+    before = rewind.fingerprint(lab)["tasks"]
+    node = next(n for n in lab.nodes if task_containers(n.docker))
+    container = task_containers(node.docker)[0]
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] in ("", "no")  # given back after the start
+    container.kill()
+    wait_until(lambda: len(rewind.fingerprint(lab)["tasks"]) == len(before)
+               and set(rewind.fingerprint(lab)["tasks"]) != set(before), 30, "Swarm to replace the killed task")
+    container.reload()
+    assert container.status == "exited"  # its engine left it dead: Swarm made a new task
+
+
+def test_a_state_that_does_not_come_back_as_saved_is_replayed_from_then_on(lab: labkit.Cluster, host,
+                                                                           monkeypatch) -> None:
+    monkeypatch.setattr(rewind, "SETTLE", 3.0)
+    path = meta_file(host, lab, TARGET)
+    data = json.loads(path.read_text())
+    data["meta"]["fingerprint"]["nodes"]["manager1"] = "worker"  # as if another leader had been elected
+    path.write_text(json.dumps(data))
+    said: list[str] = []
+    reset(lab, LABS, step(TARGET), said.append)
+    assert any("did not come back" in line for line in said) and any("Fresh cluster" in line for line in said)
+    assert run_check(lab, step("scale:replicas"), wait=False, answer=Progress(lab.lab).answer("scale:replicas")).passed
+    assert "unfit" in json.loads(meta_file(host, lab, TARGET).read_text())
+    said.clear()
+    reset(lab, LABS, step(TARGET), said.append)  # known unfit: replayed at once, nothing saved
+    assert any("Fresh cluster" in line for line in said) and not any("Saving" in line for line in said)
+    assert not any("Putting back" in line for line in said)
+
+
+def test_down_keeps_the_saved_states(lab: labkit.Cluster, host) -> None:
+    lab.backend.down(lambda _: None)
+    assert host.volumes.list(filters={"label": f"{LABEL_STATE}={full_key(lab, TARGET)}"})
+    forget(host, lab, TARGET)
