@@ -11,16 +11,21 @@ restarted) is marked unfit, and resets to that step replay from then on.
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import time
 from collections import Counter
 from typing import Any
 
+from docker.errors import DockerException
+
 from labkit.cluster import Cluster
+from labkit.errors import LabkitError
 from labkit.labs import Lab, Step
-from labkit.progress import Progress
+from labkit.progress import Progress, log_exception
 from labkit.report import Report
 from labkit.settings import settings
 
+FAILURES = (DockerException, OSError, subprocess.CalledProcessError, LabkitError, ValueError, KeyError)
 SETTLE = 20.0  # s a put-back state has to look as it was saved
 
 
@@ -68,9 +73,33 @@ def same(saved: dict[str, Any], now: dict[str, Any], lost: set[str]) -> bool:
 def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float, report: Report) -> bool:
     """Save the state CLUSTER is in (the start of the step after EARLIER, which a replay reached in
     REPLAY_SECONDS) under KEY."""
-    meta = {"fingerprint": fingerprint(cluster), "replay_seconds": replay_seconds,
-            "progress": Progress(cluster.lab).entries([s.ref for s in earlier])}
-    return cluster.backend.save_state(key, meta, report)
+    try:
+        fp = fingerprint(cluster)
+        if unlikely_back(cluster, fp):
+            return False
+        meta = {"fingerprint": fp, "replay_seconds": replay_seconds,
+                "progress": Progress(cluster.lab).entries([s.ref for s in earlier])}
+        return cluster.backend.save_state(key, meta, report)
+    except FAILURES as exc:  # a state not saved costs the next reset a replay, nothing more
+        log_exception("saving a state", exc)
+        return False
+
+
+def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
+    """Why a state would not come back as saved, fast ('' when it would): several managers must elect a
+    leader when their engines start (10 s at least, and maybe another one); an autolocked swarm's
+    managers start locked."""
+    managers = [name for name, role in fp["nodes"].items() if role in ("leader", "manager", "locked")]
+    if len(managers) > 1:
+        return "several managers"
+    leader = next((n for n in cluster.nodes if fp["nodes"].get(n.name) == "leader"), None)
+    if any(role == "locked" for role in fp["nodes"].values()):
+        return "a locked manager"
+    if leader is not None:
+        spec = leader.docker.api.inspect_swarm().get("Spec") or {}
+        if (spec.get("EncryptionConfig") or {}).get("AutoLockManagers"):
+            return "autolock"
+    return ""
 
 
 def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> bool:
@@ -81,12 +110,21 @@ def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> bool:
     if saved is None or "unfit" in saved:
         return False
     began = time.monotonic()
-    meta = backend.restore_state(key, origin.topology, report)
+    try:
+        meta = backend.restore_state(key, origin.topology, report)
+    except FAILURES as exc:  # the replay that follows makes a fresh cluster anyway
+        path = log_exception("putting a state back", exc)
+        report(f"The saved state could not be put back (details in {path}): replaying instead")
+        return False
     if meta is None:
+        return False
+    if not _well_formed(meta):
+        backend.drop_state(key, {"unfit": "saved by another version of labkit"})
+        report("The saved state is of another version of labkit: replaying instead")
         return False
     deadline = time.monotonic() + SETTLE
     lost = set(meta.pop("lost", []))
-    while not same(meta["fingerprint"], now := fingerprint(cluster), lost):
+    while not ((now := _look(cluster)) and same(meta["fingerprint"], now, lost)):
         if time.monotonic() > deadline:
             why = f"not as saved after {SETTLE:g} s: {_difference(meta['fingerprint'], now)}"
             backend.drop_state(key, {"unfit": why})
@@ -108,6 +146,20 @@ def unfit(cluster: Cluster, key: str) -> bool:
 
 def mark_unfit(cluster: Cluster, key: str, why: str) -> None:
     cluster.backend.drop_state(key, {"unfit": why})
+
+
+def _well_formed(meta: dict[str, Any]) -> bool:
+    saved = meta.get("fingerprint")
+    return (isinstance(saved, dict) and all(isinstance(saved.get(part), dict) for part in ("nodes", "seen", "tasks"))
+            and isinstance(meta.get("progress"), dict))
+
+
+def _look(cluster: Cluster) -> dict[str, Any]:
+    """The fingerprint, or {} while the swarm cannot tell (an engine starting, a leader being elected)."""
+    try:
+        return fingerprint(cluster)
+    except FAILURES:
+        return {}
 
 
 def _difference(want: dict[str, Any], got: dict[str, Any]) -> str:

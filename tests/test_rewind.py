@@ -54,9 +54,11 @@ def lab(own_lab: labkit.Cluster, host) -> labkit.Cluster:
 
 
 def test_a_second_reset_puts_the_saved_state_back_as_the_replay_left_it(lab: labkit.Cluster, host) -> None:
+    old = host.volumes.create("labkit-state-ci-older-labkit", labels={"labkit.cache": "state", LABEL_STATE: "older"})
     said: list[str] = []
     reset(lab, LABS, step(TARGET), said.append)
     assert any("Fresh cluster" in line for line in said) and any("Saving" in line for line in said)
+    assert old.name not in {v.name for v in host.volumes.list()}  # an older labkit's state: pruned on a save
     replayed = rewind.fingerprint(lab)
     addresses = {n.name: n.address for n in lab.nodes}
     progress = Progress(lab.lab)

@@ -54,3 +54,23 @@ def test_a_states_key_follows_the_step_and_every_labs_definition(tmp_path: Path,
     assert rewind.state_key(starting_lab(labs, target), target) == key
     (copy / "17-stacks.toml").write_text((copy / "17-stacks.toml").read_text() + "\n# changed\n")
     assert rewind.state_key(starting_lab(labs, target), target) != key
+
+
+class NoNodes:
+    nodes: tuple = ()
+
+
+@pytest.mark.parametrize(("roles", "why"), [({"manager1": "leader", "manager2": "manager"}, "several managers"),
+                                            ({"manager1": "locked"}, "a locked manager")])
+def test_states_that_would_not_come_back_fast_are_not_saved(roles: dict, why: str) -> None:
+    assert rewind.unlikely_back(NoNodes(), {"nodes": roles}) == why  # type: ignore[arg-type]
+
+
+def test_a_swarm_of_one_manager_would_come_back() -> None:
+    assert rewind.unlikely_back(NoNodes(), {"nodes": {"manager1": "inactive", "worker1": "inactive"}}) == ""  # type: ignore[arg-type]
+
+
+def test_only_a_well_formed_saved_state_is_compared() -> None:
+    assert rewind._well_formed({"fingerprint": SAVED, "progress": {}})
+    assert not rewind._well_formed({"fingerprint": {**SAVED, "tasks": ["t1"]}, "progress": {}})  # an older labkit's
+    assert not rewind._well_formed({"progress": {}})

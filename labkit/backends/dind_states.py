@@ -37,8 +37,9 @@ LABEL_STATE = "labkit.state"  # the state's key, on each of its volumes
 LABEL_SUBNET = "labkit.subnet"  # the lab network's subnet when the state was saved
 META = "state.json"
 MAX_AGE = 30 * 86400  # s; Swarm's node certificates last 90 days: an older state is made again
+LABEL_FORMAT = "labkit.state.format"  # FORMAT, when the state was saved
 TASK_LABEL = "com.docker.swarm.task.id"  # on a Swarm task's container
-FORMAT = "1"  # of a saved state: a change here makes every state again
+FORMAT = "2"  # of a saved state (and of what the runner keeps with it): a change makes every state again
 
 
 class Lab(Protocol):
@@ -112,8 +113,9 @@ class DindStates:
         for volume in self._volumes(key):
             if (volume.attrs.get("Labels") or {}).get(LABEL_SUBNET) == subnet:
                 volume.remove(force=True)
+        self._prune()
         name = f"labkit-state-{key}-{plan.subnet.network_address}".replace(".", "-")
-        labels = {LABEL_CACHE: "state", LABEL_STATE: key, LABEL_SUBNET: subnet}
+        labels = {LABEL_CACHE: "state", LABEL_STATE: key, LABEL_SUBNET: subnet, LABEL_FORMAT: FORMAT}
         report("Saving this state, so that the next reset here takes seconds")
         running = sorted(n for n, c in containers.items() if c.status == "running")
         copies = {node: self.host.volumes.create(f"{name}-{node}", labels={**labels, LABEL_NODE: node})
@@ -133,6 +135,19 @@ class DindStates:
         meta_volume = self.host.volumes.create(name, labels={**labels, LABEL_KIND: "state"})
         (_mountpoint(meta_volume) / META).write_text(json.dumps(data))  # last: the state is complete
         return True
+
+    def _prune(self) -> None:
+        """Remove the states no labkit will put back: of another format, or older than MAX_AGE."""
+        for volume in self.host.volumes.list(filters={"label": f"{LABEL_CACHE}=state"}):
+            labels = volume.attrs.get("Labels") or {}
+            made = volume.attrs.get("CreatedAt", "")
+            try:
+                age = time.time() - time.mktime(time.strptime(made[:19], "%Y-%m-%dT%H:%M:%S"))
+            except ValueError:
+                age = 0
+            if labels.get(LABEL_FORMAT) != FORMAT or age > MAX_AGE:
+                with contextlib.suppress(docker.errors.APIError):
+                    volume.remove(force=True)
 
     def drop(self, key: str, meta: dict[str, Any]) -> None:
         """Keep only the word that KEY's state cannot be put back (META["unfit"]), for every subnet."""
