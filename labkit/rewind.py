@@ -119,7 +119,7 @@ def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> bool:
     if meta is None:
         return False
     if not _well_formed(meta):
-        backend.drop_state(key, {"unfit": "saved by another version of labkit"})
+        _drop(cluster, key, "saved by another version of labkit")
         report("The saved state is of another version of labkit: replaying instead")
         return False
     deadline = time.monotonic() + SETTLE
@@ -127,14 +127,14 @@ def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> bool:
     while not ((now := _look(cluster)) and same(meta["fingerprint"], now, lost)):
         if time.monotonic() > deadline:
             why = f"not as saved after {SETTLE:g} s: {_difference(meta['fingerprint'], now)}"
-            backend.drop_state(key, {"unfit": why})
+            _drop(cluster, key, why)
             report("The saved state did not come back as it was: replaying instead (and from now on)")
             return False
         time.sleep(0.1)
     Progress(cluster.lab).restore(meta["progress"])
     took, replay = time.monotonic() - began, float(meta.get("replay_seconds", SETTLE))
     if took > replay:  # a swarm of several managers waits for an election (10 s or more) when put back
-        backend.drop_state(key, {"unfit": f"a replay is faster here ({replay:.1f} s against {took:.1f} s)"})
+        _drop(cluster, key, f"a replay is faster here ({replay:.1f} s against {took:.1f} s)")
     return True
 
 
@@ -145,7 +145,15 @@ def unfit(cluster: Cluster, key: str) -> bool:
 
 
 def mark_unfit(cluster: Cluster, key: str, why: str) -> None:
-    cluster.backend.drop_state(key, {"unfit": why})
+    _drop(cluster, key, why)
+
+
+def _drop(cluster: Cluster, key: str, why: str) -> None:
+    """Mark KEY's state unfit (WHY); a failure to do so only costs the next reset a wasted try."""
+    try:
+        cluster.backend.drop_state(key, {"unfit": why})
+    except FAILURES as exc:
+        log_exception("marking a state unfit", exc)
 
 
 def _well_formed(meta: dict[str, Any]) -> bool:

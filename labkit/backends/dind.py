@@ -31,7 +31,7 @@ from labkit.backends.base import (
     sorted_nodes,
     wait_for,
 )
-from labkit.backends.dind_states import DindStates
+from labkit.backends.dind_states import DindStates, attached
 from labkit.errors import BackendError, InvalidInput, LabkitError, NodeDown, NotPermitted
 from labkit.kernel import kernel_findings
 from labkit.report import Finding, Report
@@ -140,7 +140,7 @@ class DindNode(Node):
             container = self._host.containers.get(self.container_name)
         except docker.errors.NotFound:
             return "-"
-        return "connected" if _attached(container, Names(self.lab).network) else "disconnected"
+        return "connected" if attached(container, Names(self.lab).network) else "disconnected"
 
 
 class DindBackend(Backend):
@@ -283,7 +283,7 @@ class DindBackend(Backend):
             if container.status == "paused":
                 container.unpause()
             elif container.status != "running":
-                if not _attached(container, self.names.network):
+                if not attached(container, self.names.network):
                     flag = "" if self.lab == "lab" else f" --lab {self.lab}"
                     raise BackendError(
                         f"{node} is also cut off from the lab network, and a swarm node's engine cannot start "
@@ -335,12 +335,12 @@ class DindBackend(Backend):
         if network is None or plan is None:
             raise BackendError(f"Lab '{self.lab}' has no lab network. `labkit up` recreates it.")
         address = plan.node(parse_node_name(node))
-        attached = _attached(container, network.name)
-        if connected and not attached:
+        was_on = attached(container, network.name)
+        if connected and not was_on:
             self._reconnect(network, container, plan)
-        elif not connected and attached:
+        elif not connected and was_on:
             network.disconnect(container)
-        return failure_line(node, "connect" if connected else "disconnect", attached != connected, self.lab, address)
+        return failure_line(node, "connect" if connected else "disconnect", was_on != connected, self.lab, address)
 
     def _reconnect(self, network: docker.models.networks.Network, container: Container, plan: AddressPlan) -> None:
         spec = parse_node_name(container.labels[LABEL_NODE])
@@ -368,7 +368,7 @@ class DindBackend(Backend):
     def reconnect_cut(self, plan: AddressPlan, report: Report) -> None:
         """Every node cut off the lab network back on it, with its own address."""
         network = self._network()
-        cut = [c for c in self._containers("node") if network is not None and not _attached(c, network.name)]
+        cut = [c for c in self._containers("node") if network is not None and not attached(c, network.name)]
         if cut and network is not None:
             report(f"Reconnecting {', '.join(sorted(c.labels[LABEL_NODE] for c in cut))} to the lab network")
             for c in cut:
@@ -576,11 +576,6 @@ def _mounted_socket(c: Container) -> Path | None:
         if mount.get("Destination") == "/labkit" and mount.get("Source"):
             return Path(mount["Source"]) / "docker.sock"
     return None
-
-
-def _attached(c: Container, network: str) -> bool:
-    """Whether container C is on the network named NETWORK (kept while C is stopped, too)."""
-    return network in ((c.attrs.get("NetworkSettings") or {}).get("Networks") or {})
 
 
 def _reloaded(c: Container) -> Container:

@@ -106,7 +106,7 @@ class DindStates:
         if os.geteuid() != 0 or plan is None:
             return False
         containers = {c.labels[LABEL_NODE]: c for c in b._containers("node")}
-        if not containers or any(c.status == "paused" or not _on(c, b.names.network) for c in containers.values()):
+        if not containers or any(c.status == "paused" or not attached(c, b.names.network) for c in containers.values()):
             return False  # a frozen or cut-off node is a moment to replay, not to save
         key = self.full_key(key)
         subnet = str(plan.subnet)
@@ -232,5 +232,6 @@ def _mountpoint(volume: Volume) -> Path:
     return Path(volume.attrs["Mountpoint"])
 
 
-def _on(container: Any, network: str) -> bool:
+def attached(container: Any, network: str) -> bool:
+    """Whether CONTAINER is on the network named NETWORK (kept while it is stopped, too)."""
     return network in ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {})
