@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from labkit import outbox, rewind
+from labkit.backends.base import Node, RunResult
 from labkit.checks import ANSWERS, CHECKS, Context, Result
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError, NodeDown, SolutionFailed
@@ -22,6 +23,7 @@ def course(directory: Path | None = None) -> list[Lab]:
     return load_labs(directory, known_checks=set(CHECKS))
 
 
+ENGINE_WAIT = 30.0  # s an engine that dropped a request has to answer again
 POLL = 0.1  # s between checks while the cluster converges (a check takes ~40 ms)
 
 
@@ -152,11 +154,30 @@ def _run(cluster: Cluster, step: Step, command: Command, report: Report) -> None
         return
     text = render(command.run, cluster, command.node)
     report(f"{command.node}$ {text}")
-    result = cluster[command.node].run(text)
+    node = cluster[command.node]
+    result = node.run(text)
+    if not result.ok and dropped(result):  # the engine closed the request unanswered: ask again, once
+        report(f"{command.node}: the engine dropped the request; asking again")
+        _wait_engine(node)
+        if _one_check(cluster, step, _true_answer(cluster, step)).passed:
+            return  # it was carried out before the connection dropped
+        result = node.run(text)
     if not result.ok:
         raise SolutionFailed(f"The solution of {step.ref} failed on {command.node}: "
                           f"{(result.stderr or result.stdout).strip()[:300]}. `labkit reset {step.ref}` "
                           "rewinds to the start of this step.")
+
+
+def dropped(result: RunResult) -> bool:
+    """Whether the docker CLI lost its connection mid-request (the engine closed it without an answer:
+    seen once in a few hundred walk-throughs, on `docker service rm` under load), not a refusal."""
+    return "error during connect" in result.stderr and result.stderr.rstrip().endswith("EOF")
+
+
+def _wait_engine(node: Node, timeout: float = ENGINE_WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not node.engine_answers() and time.monotonic() < deadline:
+        time.sleep(POLL)
 
 
 def solve(cluster: Cluster, lab: Lab, upto: Step | None, report: Report) -> list[Result]:

@@ -98,6 +98,12 @@ def auto_rollback(ctx: Context) -> Result:
                       hint="Watch `docker service ps web`: the new task never turns healthy.")
     image = image_of(service["Spec"]["TaskTemplate"]["ContainerSpec"])
     evidence.append("Swarm rolled back by itself: " + (status.get("Message") or "rollback completed"))
+    back = [t for t in _tasks(ctx, service, "running")
+            if t["Status"]["State"] == "running" and image_of(t["Spec"]["ContainerSpec"]) == image]
+    if len(back) < replicas_of(service):  # the next step breaks manager1's task: it has to be there
+        return Result(False, f"Swarm rolled web back to {image}; its tasks are starting again ({len(back)} of "
+                      f"{replicas_of(service)} running).", tuple(evidence), pending=True,
+                      hint="Give it a few seconds: a task counts as running once its health check passes.")
     return judge_answer(ctx, [image.partition(":")[2], image, f"nginx/{image.partition(':')[2]}"], evidence)
 
 
