@@ -71,8 +71,13 @@ def test_a_second_reset_puts_the_saved_state_back_as_the_replay_left_it(lab: lab
     progress.forget(earlier)
 
     said.clear()
+    nodes = host.containers.list(filters={"label": [f"labkit.lab={lab.lab}", "labkit.kind=node"]})
+    started = {c.name: c.attrs["State"]["StartedAt"] for c in nodes}
+    assert len(started) == 3
     reset(lab, LABS, step(TARGET), said.append)
     assert any("Putting back" in line for line in said) and not any("Fresh cluster" in line for line in said)
+    for name, at in started.items():  # each engine was put back in place: its node kept running (a second faster)
+        assert host.containers.get(name).attrs["State"]["StartedAt"] == at, name
     assert rewind.fingerprint(lab) == replayed  # the same nodes, roles, leader, node states and tasks
     assert {n.name: n.address for n in lab.nodes} == addresses
     assert all(progress.passed(ref) for ref in earlier)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from labkit import rewind
+from labkit.backends import dind_states
 from labkit.labs import find
 from labkit.runner import course, starting_lab
 from labkit.settings import PROJECT
@@ -74,3 +75,27 @@ def test_only_a_well_formed_saved_state_is_compared() -> None:
     assert rewind._well_formed({"fingerprint": SAVED, "progress": {}})
     assert not rewind._well_formed({"fingerprint": {**SAVED, "tasks": ["t1"]}, "progress": {}})  # an older labkit's
     assert not rewind._well_formed({"progress": {}})
+
+
+def fake_proc(tmp_path: Path, processes: dict[int, tuple[str, int]]) -> Path:
+    """A /proc of PROCESSES: pid -> (name, parent pid), as the kernel writes each stat line."""
+    for pid, (name, parent) in processes.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} ({name}) S {parent} {pid} {pid} 0 -1 4194560\n")
+    (tmp_path / "self").mkdir()
+    return tmp_path
+
+
+def test_a_nodes_engine_processes_are_all_it_started_and_never_its_loop(tmp_path: Path) -> None:
+    """Host pids: the node's init (docker-init, 100), its entry point's loop (107), dockerd (108) and its
+    containerd (120), a task's shim (130, an orphan adopted by init) and its process (131, a name with a
+    space and parentheses), the loop's own sleep (140); another container's process (900)."""
+    proc = fake_proc(tmp_path, {100: ("docker-init", 50), 107: ("labkit-entrypoi", 100), 108: ("dockerd", 107),
+                                120: ("containerd", 108), 130: ("containerd-shim", 100), 131: ("my (app) 1", 130),
+                                140: ("sleep", 107), 900: ("nginx", 60)})
+    assert dind_states.engine_processes(100, proc) == (107, [108, 120, 130, 131])
+
+
+def test_an_older_node_whose_dockerd_is_inits_child_has_no_loop(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, {100: ("docker-init", 50), 107: ("dockerd", 100), 120: ("containerd", 107)})
+    assert dind_states.engine_processes(100, proc) == (None, [])

@@ -2,9 +2,11 @@
 of a step, and put back by a later `labkit reset` to that step.
 
 Saving freezes the nodes for a moment (``docker pause``: the engines' files as one instant) and copies
-each engine's folder, its image layers hard-linked. Putting back kills the nodes, fills each engine's
-folder from the saved one, sets the containers that ran to start with their engine (so Swarm's tasks run
-on, the same tasks: see ``engine_state.start_with_engine``) and starts the nodes that ran. A state is
+each engine's folder, its image layers hard-linked. Putting back ends each running node's engine in
+place (dockerd and all it started killed, the node's entry point waiting: see node-entrypoint.sh; other
+nodes are killed), fills each engine's folder from the saved one, sets the containers that ran to start
+with their engine (so Swarm's tasks run on, the same tasks: see ``engine_state.start_with_engine``) and
+starts the engines that ran. A state is
 tied to the lab network's subnet (the nodes' addresses are in the swarm's own records) and to the
 images and engine it was made with. Root only: the engines' folders are root's; others replay.
 
@@ -19,6 +21,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +42,11 @@ META = "state.json"
 MAX_AGE = 30 * 86400  # s; Swarm's node certificates last 90 days: an older state is made again
 LABEL_FORMAT = "labkit.state.format"  # FORMAT, when the state was saved
 TASK_LABEL = "com.docker.swarm.task.id"  # on a Swarm task's container
+HOLD = "hold"  # in a node's /labkit: its entry point waits to start dockerd again (see node-entrypoint.sh)
+DOWN = "down"  # ... written by the entry point once dockerd ended and its mounts are let go
+RESPAWNS = "respawns"  # ... written by an entry point that can do this
+ENTRYPOINT_NAME = "labkit-entrypo"  # the kernel's name of the entry point's process (15 characters at most)
+END_WAIT = 5.0  # s for a node's engine to end
 FORMAT = "2"  # of a saved state (and of what the runner keeps with it): a change makes every state again
 
 
@@ -47,6 +55,9 @@ class Lab(Protocol):
 
     host: docker.DockerClient
     names: Names
+
+    @property
+    def run_dir(self) -> Path: ...
 
     def _plan(self) -> AddressPlan | None: ...
     def _containers(self, kind: str | None = None) -> list[Any]: ...
@@ -191,25 +202,36 @@ class DindStates:
         plan = b.make(topology, report, subnet)
         b.reconnect_cut(plan, report)
         containers = {c.labels[LABEL_NODE]: c for c in b._containers("node")}
-        for c in containers.values():  # one at a time: see dind's note on the engine's network deadlock
+        for c in containers.values():
             if c.status == "paused":
                 c.unpause()
-            if c.status in ("running", "paused", "restarting"):
-                c.kill()
-                c.wait(condition="not-running")
+                c.reload()
+        in_place = [n for n in data["running"] if containers[n].status == "running"
+                    and (b.run_dir / n / RESPAWNS).exists()]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            ended = {n for n, done in zip(in_place, pool.map(lambda n: self._end_engine(n, containers[n]), in_place),
+                                          strict=True) if done}
         restarted: dict[str, list[engine_state.Restarted]] = {}
+        try:
+            for name, c in containers.items():  # one at a time: see dind's note on the engine's network deadlock
+                if name not in ended and c.status in ("running", "paused", "restarting"):
+                    c.kill()
+                    c.wait(condition="not-running")
 
-        def fill(node: str) -> None:
-            folder = self._folder(b.names.volume(node))
-            engine_state.empty(folder)
-            engine_state.copy_engine(_mountpoint(copies[node]), folder)
-            restarted[node] = engine_state.start_with_engine(folder)
+            def fill(node: str) -> None:
+                folder = self._folder(b.names.volume(node))
+                engine_state.empty(folder)
+                engine_state.copy_engine(_mountpoint(copies[node]), folder)
+                restarted[node] = engine_state.start_with_engine(folder)
 
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(fill, wanted))
+        finally:  # the ended engines start again, on the saved folders (or, after a failure, on what is there)
+            for node in ended:
+                (b.run_dir / node / HOLD).unlink(missing_ok=True)
+        stopped = [containers[n] for n in data["running"] if n not in ended]
         with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(fill, wanted))
-        running = [containers[n] for n in data["running"]]
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda c: c.start(), running))
+            list(pool.map(lambda c: c.start(), stopped))
         nodes = [n for n in b.nodes() if n.name in data["running"]]
         b._wait_engines(nodes)
         lost = []  # Swarm tasks whose container could not start with its engine (on an overlay network)
@@ -224,8 +246,59 @@ class DindStates:
                         lost.append(task)
         return {**data["meta"], "lost": lost}
 
+    def _end_engine(self, node: str, container: Any) -> bool:
+        """End NODE's dockerd and everything it started, its container left running: the node's entry point
+        then waits (HOLD) to start dockerd again, on the folder put back meanwhile. Whether it did (else
+        the node is killed and started, as by an older node image)."""
+        folder = self.backend.run_dir / node
+        hold = folder / HOLD
+        hold.touch()
+        init = int((container.attrs.get("State") or {}).get("Pid") or 0)
+        deadline = time.monotonic() + END_WAIT
+        while init and time.monotonic() < deadline:
+            loop, others = engine_processes(init)
+            if loop is None:
+                break
+            for pid in others:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if not others and (folder / DOWN).exists():
+                return True
+            time.sleep(0.01)
+        hold.unlink(missing_ok=True)
+        return False
+
     def _folder(self, volume: str) -> Path:
         return _mountpoint(self.host.volumes.get(volume))
+
+
+def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None, list[int]]:
+    """Of the node whose init is host process INIT: its entry point's engine loop (None when it has none:
+    an older node image, whose dockerd is init's child) and every process of the engine (dockerd, what it
+    started, the containers' shims and processes; not the loop's own helpers, such as its sleep)."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        name, _, rest = stat.rpartition(")")
+        children.setdefault(int(rest.split()[1]), []).append(int(entry.name))
+        names[int(entry.name)] = name.partition("(")[2]
+    top = children.get(init, [])
+    loop = next((p for p in top if names.get(p, "").startswith(ENTRYPOINT_NAME)), None)
+    if loop is None:
+        return None, []
+    engine = [p for p in children.get(loop, []) if names.get(p) == "dockerd"] + [p for p in top if p != loop]
+    found, todo = [], list(engine)
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return loop, sorted(found)
 
 
 def _mountpoint(volume: Volume) -> Path:

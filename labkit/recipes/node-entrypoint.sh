@@ -73,17 +73,46 @@ own_group() {
         "$SELF_CGROUP"
 }
 
+# dockerd, and dockerd again each time labkit puts a saved engine folder back in place (a rewind: see
+# labkit/backends/dind_states.py). labkit creates /labkit/hold and ends dockerd and all it started; this
+# loop then lets go of their mounts, says so (/labkit/down), and waits until labkit has filled the folder
+# and removed hold: dockerd starts on it as after a restart of the node, without one (about a second
+# less, and nothing changes on the host's networks). Without hold, the node ends with dockerd's status;
+# docker stop's signal goes to dockerd, which shuts down cleanly.
+engine() {
+    rm -f /labkit/hold /labkit/down
+    : > /labkit/respawns  # labkit's sign that this node's engine can be put back in place
+    while :; do
+        # A node restarted after a hard stop keeps its old pid files; in a new pid namespace their
+        # pids may now be other processes, and dockerd would wait on a containerd that is not there.
+        rm -f /var/run/docker.pid /run/containerd/containerd.pid /var/run/docker/containerd/containerd.pid
+        dockerd "$@" &
+        pid=$!
+        trap 'kill -TERM "$pid" 2>/dev/null || :' TERM INT
+        status=0
+        while :; do
+            wait "$pid" && status=0 || status=$?
+            kill -0 "$pid" 2>/dev/null || break  # else a signal (forwarded) ended the wait, not dockerd
+        done
+        trap - TERM INT
+        [ -e /labkit/hold ] || exit "$status"
+        # What a restart of the node leaves of the ended engine: its files, none of its mounts.
+        awk '$2 ~ "^/var/lib/docker/|^/run/docker/|^/var/run/docker/" { print $2 }' /proc/self/mounts \
+            | sort -r | while read -r mount; do umount -l "$mount" 2>/dev/null || :; done
+        : > /labkit/down
+        while [ -e /labkit/hold ]; do sleep 0.02; done
+        rm -f /labkit/down
+    done
+}
+
 mode=${1:-node}
 [ $# -gt 0 ] && shift
 case "$mode" in
     node)
         writable_sys
         writable_cgroups
-        # A node restarted after a hard stop keeps its old pid files; in a new pid namespace their
-        # pids may now be other processes, and dockerd would wait on a containerd that is not there.
-        rm -f /var/run/docker.pid /run/containerd/containerd.pid /var/run/docker/containerd/containerd.pid
         mkdir -p /labkit
-        exec dockerd "$@"
+        engine "$@"
         ;;
     hub)
         # DNS: answer lab names from /etc/hosts, every other name NXDOMAIN at once
