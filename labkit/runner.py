@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from labkit import outbox, rewind
-from labkit.backends.base import Node, RunResult
+from labkit.backends.base import RunResult, wait_for
 from labkit.checks import ANSWERS, CHECKS, Context, Result
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError, NodeDown, SolutionFailed
@@ -158,7 +158,7 @@ def _run(cluster: Cluster, step: Step, command: Command, report: Report) -> None
     result = node.run(text)
     if not result.ok and dropped(result):  # the engine closed the request unanswered: ask again, once
         report(f"{command.node}: the engine dropped the request; asking again")
-        _wait_engine(node)
+        wait_for(node.engine_answers, ENGINE_WAIT, POLL)
         if _one_check(cluster, step, _true_answer(cluster, step)).passed:
             return  # it was carried out before the connection dropped
         result = node.run(text)
@@ -172,12 +172,6 @@ def dropped(result: RunResult) -> bool:
     """Whether the docker CLI lost its connection mid-request (the engine closed it without an answer:
     seen once in a few hundred walk-throughs, on `docker service rm` under load), not a refusal."""
     return "error during connect" in result.stderr and result.stderr.rstrip().endswith("EOF")
-
-
-def _wait_engine(node: Node, timeout: float = ENGINE_WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not node.engine_answers() and time.monotonic() < deadline:
-        time.sleep(POLL)
 
 
 def solve(cluster: Cluster, lab: Lab, upto: Step | None, report: Report) -> list[Result]:
