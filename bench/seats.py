@@ -23,7 +23,7 @@ from pathlib import Path
 
 import docker
 
-from labkit import seat
+from labkit import engine, seat
 
 RESULTS = Path(__file__).parent / "results" / "seats.json"
 GIB = 1024**3
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--seats", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    client = docker.from_env()
+    client = engine.connect()
     seat.ensure_seat_image(client, print)
     seat.engine_template(client)  # made by the first seat after a build (about 5 s), then shared
     names = [f"bench-seat-{i}" for i in range(max(args.seats, 1))]

@@ -14,6 +14,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from labkit.client import DockerClient
 from labkit.errors import EngineUnavailable
 from labkit.report import Report
 
@@ -22,10 +23,10 @@ HOST_PACKAGES = {"docker.io": "dockerd", "debootstrap": "debootstrap"}  # packag
 
 
 def connect(base_url: str | None = None, timeout: int = 60) -> docker.DockerClient:
-    """A docker SDK client that speaks whatever API version the engine has."""
+    """A docker SDK client that speaks whatever API version the engine has (labkit.client's)."""
     if base_url is None:
-        return docker.from_env(version="auto", timeout=timeout)
-    return docker.DockerClient(base_url=base_url, version="auto", timeout=timeout)
+        return DockerClient.from_env(version="auto", timeout=timeout)
+    return DockerClient(base_url=base_url, version="auto", timeout=timeout)
 
 
 def host_client() -> docker.DockerClient:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from labkit import rewind
@@ -99,3 +100,31 @@ def test_a_nodes_engine_processes_are_all_it_started_and_never_its_loop(tmp_path
 def test_an_older_node_whose_dockerd_is_inits_child_has_no_loop(tmp_path: Path) -> None:
     proc = fake_proc(tmp_path, {100: ("docker-init", 50), 107: ("dockerd", 100), 120: ("containerd", 107)})
     assert dind_states.engine_processes(100, proc) == (None, [])
+
+
+class Freezer:
+    """A container whose pause fails with ERRORS first (a busy cgroup's freezer giving up)."""
+
+    def __init__(self, *errors: str) -> None:
+        self.errors = list(errors)
+        self.paused = False
+
+    def pause(self) -> None:
+        if self.errors:
+            raise docker.errors.APIError(self.errors.pop(0))
+        self.paused = True
+
+
+def test_a_freezer_that_gives_up_is_asked_again(monkeypatch) -> None:
+    monkeypatch.setattr(dind_states.time, "sleep", lambda _s: None)
+    busy = Freezer("OCI runtime pause failed: unable to freeze: unknown")
+    dind_states.freeze(busy)
+    assert busy.paused
+
+
+def test_a_pause_refused_for_another_reason_or_too_often_is_an_error(monkeypatch) -> None:
+    monkeypatch.setattr(dind_states.time, "sleep", lambda _s: None)
+    with pytest.raises(docker.errors.APIError, match="not running"):
+        dind_states.freeze(Freezer("Container abc is not running"))
+    with pytest.raises(docker.errors.APIError, match="unable to freeze"):
+        dind_states.freeze(Freezer(*["unable to freeze"] * 3))

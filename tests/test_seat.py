@@ -19,10 +19,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import pytest
 
-from labkit import engine_state, hosted, seat
+from labkit import engine, engine_state, hosted, seat
 from labkit.settings import PROJECT
 from tests.conftest import labkit_cli
 
@@ -32,7 +31,7 @@ SEATS = ("ci-seat-a", "ci-seat-b")
 
 def in_seat(name: str, *cmd: str) -> tuple[int, str]:
     """Run CMD in seat NAME's container; its exit code and output."""
-    done = docker.from_env().containers.get(seat.container_name(name)).exec_run(list(cmd))
+    done = engine.connect().containers.get(seat.container_name(name)).exec_run(list(cmd))
     return done.exit_code, done.output.decode(errors="replace")
 
 
@@ -96,7 +95,7 @@ def test_jupyterlab_answers_on_127_0_0_1_with_the_token_only(seats: dict[str, se
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{s.port}/api/contents/start.ipynb")
         assert refused.value.code == 403
-        ports = docker.from_env().containers.get(seat.container_name(s.name)).attrs["NetworkSettings"]["Ports"]
+        ports = engine.connect().containers.get(seat.container_name(s.name)).attrs["NetworkSettings"]["Ports"]
         assert {b["HostIp"] for b in ports[f"{seat.PORT}/tcp"]} == {"127.0.0.1"}
 
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 from docker.models.volumes import Volume
 
 from labkit import engine_state, images
@@ -134,7 +135,7 @@ class DindStates:
         frozen = []
         try:
             for node in running:
-                containers[node].pause()
+                freeze(containers[node])
                 frozen.append(containers[node])
             with ThreadPoolExecutor(max_workers=4) as pool:
                 list(pool.map(lambda n: engine_state.copy_engine(self._folder(b.names.volume(n)),
@@ -308,3 +309,16 @@ def _mountpoint(volume: Volume) -> Path:
 def attached(container: Any, network: str) -> bool:
     """Whether CONTAINER is on the network named NETWORK (kept while it is stopped, too)."""
     return network in ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {})
+
+
+def freeze(container: Container, tries: int = 3) -> None:
+    """Pause CONTAINER. The cgroup freezer gives up on a busy container now and then ("unable to
+    freeze", seen once under a CI run's load); it is asked again, as `docker pause` would be by hand."""
+    for attempt in range(1, tries + 1):
+        try:
+            container.pause()
+            return
+        except docker.errors.APIError as exc:
+            if "unable to freeze" not in str(exc) or attempt == tries:
+                raise
+            time.sleep(0.5 * attempt)
