@@ -102,26 +102,27 @@ def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
     return ""
 
 
-def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> bool:
-    """Put back the state saved under KEY, if there is one fit for it; whether the cluster is now in it
-    (its progress too). A state that does not come back as it was is marked unfit (False)."""
+def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> float | None:
+    """Put back the state saved under KEY, if there is one fit for it; once the cluster is in it (its
+    progress too), the seconds a replay took to reach it (None: it is not). A state that does not come
+    back as it was is marked unfit."""
     backend = cluster.backend
     saved = backend.saved_state(key)
     if saved is None or "unfit" in saved:
-        return False
+        return None
     began = time.monotonic()
     try:
         meta = backend.restore_state(key, origin.topology, report)
     except FAILURES as exc:  # the replay that follows makes a fresh cluster anyway
         path = log_exception("putting a state back", exc)
         report(f"The saved state could not be put back (details in {path}): replaying instead")
-        return False
+        return None
     if meta is None:
-        return False
+        return None
     if not _well_formed(meta):
         _drop(cluster, key, "saved by another version of labkit")
         report("The saved state is of another version of labkit: replaying instead")
-        return False
+        return None
     deadline = time.monotonic() + SETTLE
     lost = set(meta.pop("lost", []))
     while not ((now := _look(cluster)) and same(meta["fingerprint"], now, lost)):
@@ -129,13 +130,19 @@ def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> bool:
             why = f"not as saved after {SETTLE:g} s: {_difference(meta['fingerprint'], now)}"
             _drop(cluster, key, why)
             report("The saved state did not come back as it was: replaying instead (and from now on)")
-            return False
+            return None
         time.sleep(0.1)
     Progress(cluster.lab).restore(meta["progress"])
     took, replay = time.monotonic() - began, float(meta.get("replay_seconds", SETTLE))
     if took > replay:  # a swarm of several managers waits for an election (10 s or more) when put back
         _drop(cluster, key, f"a replay is faster here ({replay:.1f} s against {took:.1f} s)")
-    return True
+    return replay
+
+
+def fit(cluster: Cluster, key: str) -> bool:
+    """Whether a state is saved under KEY that is not known to come back otherwise than it was."""
+    saved = cluster.backend.saved_state(key)
+    return saved is not None and "unfit" not in saved
 
 
 def unfit(cluster: Cluster, key: str) -> bool:

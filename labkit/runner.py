@@ -196,9 +196,9 @@ def starting_lab(labs: list[Lab], target: Step) -> Lab:
 
 def reset(cluster: Cluster, labs: list[Lab], target: Step, report: Report) -> None:
     """The cluster as at the start of TARGET: the state saved the last time a reset reached TARGET, put
-    back (see rewind), or else a fresh cluster and the solutions of every step before TARGET since the
-    lab it grows from (the first lab, or a lab that begins on a fresh swarm of its own nodes), after which
-    that state is saved for the next time."""
+    back (see rewind), or else the solutions of every step before TARGET since the lab it grows from (the
+    first lab, or a lab that begins on a fresh swarm of its own nodes), replayed on a fresh cluster or
+    from the nearest state saved before TARGET, after which that state is saved for the next time."""
     backend = cluster.backend
     origin = starting_lab(labs, target)
     progress = Progress(cluster.lab)
@@ -207,20 +207,19 @@ def reset(cluster: Cluster, labs: list[Lab], target: Step, report: Report) -> No
     every = all_steps(labs)
     progress.forget([s.ref for s in every[every.index(target):]])  # earlier labs' progress stays
     key = rewind.state_key(origin, target)
-    if rewind.restore(cluster, key, origin, report):
-        checked = [s for s in steps[:index] if s.solution or not s.question]  # as the replay checks them
-        result = _replayed_check(cluster, checked[-1], progress) if checked else None
-        if result is None or result.passed:
-            report(f"Ready at the start of {target.ref}: {target.title}")
-            return
-        rewind.mark_unfit(cluster, key, f"{checked[-1].ref} failed after it was put back: {result.summary}")
+    if _put_back(cluster, origin, steps[:index], key, progress, report) is not None:
+        report(f"Ready at the start of {target.ref}: {target.title}")
+        return
+    nearest = _nearest_state(cluster, origin, steps[:index], progress, report)
+    start, earlier = nearest or (0, 0.0)  # the seconds a replay took to reach the state put back
     began = time.monotonic()
-    report("Fresh cluster: removing the lab")
-    backend.down(report)
-    nodes = backend.up(origin.topology, report)
-    if origin.fresh:
-        form_swarm(nodes, report)
-    for step in steps[:index]:
+    if nearest is None:
+        report("Fresh cluster: removing the lab")
+        backend.down(report)
+        nodes = backend.up(origin.topology, report)
+        if origin.fresh:
+            form_swarm(nodes, report)
+    for step in steps[start:index]:
         if step.question and not step.solution:  # looking changes nothing on the cluster: count it as done
             progress.record(step.ref, passed=True)
             continue
@@ -230,8 +229,37 @@ def reset(cluster: Cluster, labs: list[Lab], target: Step, report: Report) -> No
         if not result.passed:
             raise SolutionFailed(f"Reset stopped at {step.ref}: {result.summary}")
     if not rewind.unfit(cluster, key):
-        rewind.save(cluster, key, steps[:index], time.monotonic() - began, report)
+        rewind.save(cluster, key, steps[:index], earlier + time.monotonic() - began, report)
     report(f"Ready at the start of {target.ref}: {target.title}")
+
+
+def _put_back(cluster: Cluster, origin: Lab, earlier: list[Step], key: str, progress: Progress,
+              report: Report) -> float | None:
+    """Put back the state saved under KEY (at the end of EARLIER) if it comes back as it was and the last
+    earlier step's check passes on it; the seconds a replay took to reach it (None: not put back)."""
+    replay = rewind.restore(cluster, key, origin, report)
+    if replay is None:
+        return None
+    checked = [s for s in earlier if s.solution or not s.question]  # as the replay checks them
+    result = _replayed_check(cluster, checked[-1], progress) if checked else None
+    if result is None or result.passed:
+        return replay
+    rewind.mark_unfit(cluster, key, f"{checked[-1].ref} failed after it was put back: {result.summary}")
+    return None
+
+
+def _nearest_state(cluster: Cluster, origin: Lab, earlier: list[Step], progress: Progress,
+                   report: Report) -> tuple[int, float] | None:
+    """A first reset replays from the nearest state saved before it: put back, how many steps of EARLIER
+    it covers and the seconds a replay took to reach it (None: there is none, the replay starts afresh)."""
+    for i in range(len(earlier) - 1, -1, -1):
+        key = rewind.state_key(origin, earlier[i])
+        if not rewind.fit(cluster, key):
+            continue
+        report(f"Starting from the state saved at the start of {earlier[i].ref}, then replaying from there")
+        replay = _put_back(cluster, origin, earlier[:i], key, progress, report)
+        return None if replay is None else (i, replay)
+    return None
 
 
 def _replayed_check(cluster: Cluster, step: Step, progress: Progress) -> Result:

@@ -27,6 +27,15 @@ TARGET = "first-service:find"
 BEFORE = "first-service:create"
 
 
+FRESH_LAB_START = "secrets:create"  # a lab on a fresh swarm of its own: its start, and the step after it
+FRESH_LAB_NEXT = "secrets:grant"
+
+
+def replayed_from_earlier(said: list[str]) -> bool:
+    """Whether a reset replayed: from a fresh cluster, or from a state saved at an earlier step."""
+    return any("Fresh cluster" in line or "then replaying from there" in line for line in said)
+
+
 def step(ref: str) -> labkit.Step:
     found = find(ref, LABS)[1]
     assert found is not None
@@ -60,7 +69,7 @@ def test_a_second_reset_puts_the_saved_state_back_as_the_replay_left_it(lab: lab
     old = host.volumes.create("labkit-state-ci-older-labkit", labels={"labkit.cache": "state", LABEL_STATE: "older"})
     said: list[str] = []
     reset(lab, LABS, step(TARGET), said.append)
-    assert any("Fresh cluster" in line for line in said) and any("Saving" in line for line in said)
+    assert replayed_from_earlier(said) and any("Saving" in line for line in said)
     assert old.name not in {v.name for v in host.volumes.list()}  # an older labkit's state: pruned on a save
     replayed = rewind.fingerprint(lab)
     addresses = {n.name: n.address for n in lab.nodes}
@@ -109,13 +118,32 @@ def test_a_state_that_does_not_come_back_as_saved_is_replayed_from_then_on(lab: 
     path.write_text(json.dumps(data))
     said: list[str] = []
     reset(lab, LABS, step(TARGET), said.append)
-    assert any("did not come back" in line for line in said) and any("Fresh cluster" in line for line in said)
+    assert any("did not come back" in line for line in said) and replayed_from_earlier(said)
     assert run_check(lab, step(BEFORE), wait=False, answer=Progress(lab.lab).answer(BEFORE)).passed
     assert "unfit" in json.loads(meta_file(host, lab, TARGET).read_text())
     said.clear()
     reset(lab, LABS, step(TARGET), said.append)  # known unfit: replayed at once, nothing saved
-    assert any("Fresh cluster" in line for line in said) and not any("Saving" in line for line in said)
-    assert not any("Putting back" in line for line in said)
+    assert replayed_from_earlier(said) and not any("Saving" in line for line in said)
+    assert not any("did not come back" in line for line in said)
+
+
+def test_a_first_reset_replays_from_the_nearest_state_saved_before_it(lab: labkit.Cluster, host) -> None:
+    """A first reset to a step puts back the state saved nearest before it (here the lab's start) and
+    replays only the steps between; then that state is saved as well."""
+    start, target = step(FRESH_LAB_START), step(FRESH_LAB_NEXT)
+    reset(lab, LABS, start, lambda _: None)  # saved (or put back, when an earlier run saved it)
+    forget(host, lab, FRESH_LAB_NEXT)
+    said: list[str] = []
+    reset(lab, LABS, target, said.append)
+    assert any(f"saved at the start of {FRESH_LAB_START}, then replaying" in line for line in said), said
+    assert not any("Fresh cluster" in line for line in said) and any("Saving" in line for line in said)
+    progress = Progress(lab.lab)
+    assert progress.passed(FRESH_LAB_START)
+    assert run_check(lab, start, wait=False).passed and not run_check(lab, target, wait=False).passed
+    said.clear()
+    reset(lab, LABS, target, said.append)  # now its own state comes back
+    assert any("Putting back" in line for line in said) and not replayed_from_earlier(said)
+    assert progress.passed(FRESH_LAB_START) and not run_check(lab, target, wait=False).passed
 
 
 def test_down_keeps_the_saved_states(lab: labkit.Cluster, host) -> None:

@@ -128,3 +128,27 @@ def test_a_pause_refused_for_another_reason_or_too_often_is_an_error(monkeypatch
         dind_states.freeze(Freezer("Container abc is not running"))
     with pytest.raises(docker.errors.APIError, match="unable to freeze"):
         dind_states.freeze(Freezer(*["unable to freeze"] * 3))
+
+
+TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+
+
+def net_tcp(tmp_path: Path, pid: int, tcp: list[str], tcp6: list[str] | None = None) -> Path:
+    """A /proc whose process PID sees the sockets TCP (and TCP6) in its network namespace."""
+    net = tmp_path / str(pid) / "net"
+    net.mkdir(parents=True)
+    (net / "tcp").write_text(TCP_HEADER + "".join(f"   {i}: {line}\n" for i, line in enumerate(tcp)))
+    if tcp6 is not None:
+        (net / "tcp6").write_text(TCP_HEADER + "".join(f"   {i}: {line}\n" for i, line in enumerate(tcp6)))
+    return tmp_path
+
+
+def test_a_manager_listens_once_its_swarm_port_is_in_listen_state(tmp_path: Path) -> None:
+    """A worker's engine starts once its manager listens on 2377 (0x0949): a worker that finds none
+    waits a second or more before it tries again."""
+    dialing = "0B1E10AC:C2A4 0B1E10AC:0949 02 00000000:00000000 01:00000014 00000000     0        0 0"
+    ssh = "00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1"
+    swarm = "00000000000000000000000000000000:0949 00000000000000000000000000000000:0000 0A 00000000:00000000"
+    assert not dind_states.listening(7, 2377, net_tcp(tmp_path / "a", 7, [dialing, ssh]))
+    assert dind_states.listening(7, 2377, net_tcp(tmp_path / "b", 7, [ssh], [swarm]))
+    assert not dind_states.listening(8, 2377, tmp_path / "b")  # a process that is gone

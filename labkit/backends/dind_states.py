@@ -33,7 +33,7 @@ from docker.models.containers import Container
 from docker.models.volumes import Volume
 
 from labkit import engine_state, images
-from labkit.backends.base import Node
+from labkit.backends.base import Node, wait_for
 from labkit.report import Report
 from labkit.topology import LABEL_CACHE, LABEL_KIND, LABEL_NODE, AddressPlan, Names, Topology
 
@@ -47,7 +47,14 @@ HOLD = "hold"  # in a node's /labkit: its entry point waits to start dockerd aga
 DOWN = "down"  # ... written by the entry point once dockerd ended and its mounts are let go
 RESPAWNS = "respawns"  # ... written by an entry point that can do this
 ENTRYPOINT_NAME = "labkit-entrypo"  # the kernel's name of the entry point's process (15 characters at most)
-END_WAIT = 5.0  # s for a node's engine to end
+END_WAIT = 5.0  # s for a node's engine to end, and for a manager's to listen again
+# What an engine is put back without: its network store (the local networks, the endpoints of the containers
+# that ran). With it, an engine that starts first removes every endpoint it lists (about 0.3 s each); without
+# it, the engine makes its local networks afresh (new IDs, as a replay makes) and Swarm its own (ingress).
+FORGOTTEN = frozenset({"network"})
+SWARM_PORT = 2377
+TCP_LISTEN = "0A"  # a socket's state in /proc/net/tcp
+MANAGER_ROLES = ("leader", "manager")
 FORMAT = "2"  # of a saved state (and of what the runner keeps with it): a change makes every state again
 
 
@@ -222,17 +229,20 @@ class DindStates:
             def fill(node: str) -> None:
                 folder = self._folder(b.names.volume(node))
                 engine_state.empty(folder)
-                engine_state.copy_engine(_mountpoint(copies[node]), folder)
+                engine_state.copy_engine(_mountpoint(copies[node]), folder, skip=FORGOTTEN)
                 restarted[node] = engine_state.start_with_engine(folder)
 
             with ThreadPoolExecutor(max_workers=4) as pool:
                 list(pool.map(fill, wanted))
-        finally:  # the ended engines start again, on the saved folders (or, after a failure, on what is there)
+            managers = [n for n in data["running"] if _roles(data).get(n) in MANAGER_ROLES]
+            self._start(managers, ended, containers)
+            if managers:  # a worker that finds no manager yet retries after 1 s and more: it waits here instead
+                pids = [_pid(containers[n]) for n in managers]
+                wait_for(lambda: all(listening(pid, SWARM_PORT) for pid in pids), END_WAIT, 0.02)
+            self._start([n for n in data["running"] if n not in managers], ended, containers)
+        finally:  # after a failure, the ended engines start again on what is there
             for node in ended:
                 (b.run_dir / node / HOLD).unlink(missing_ok=True)
-        stopped = [containers[n] for n in data["running"] if n not in ended]
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda c: c.start(), stopped))
         nodes = [n for n in b.nodes() if n.name in data["running"]]
         b._wait_engines(nodes)
         lost = []  # Swarm tasks whose container could not start with its engine (on an overlay network)
@@ -246,6 +256,14 @@ class DindStates:
                     if task and not seen["State"]["Running"]:
                         lost.append(task)
         return {**data["meta"], "lost": lost}
+
+    def _start(self, names: list[str], ended: set[str], containers: dict[str, Any]) -> None:
+        """Start the engines of NAMES: those ENDED in place go on (their HOLD goes), the others' containers start."""
+        for node in names:
+            if node in ended:
+                (self.backend.run_dir / node / HOLD).unlink(missing_ok=True)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda c: c.start(), [containers[n] for n in names if n not in ended]))
 
     def _end_engine(self, node: str, container: Any) -> bool:
         """End NODE's dockerd and everything it started, its container left running: the node's entry point
@@ -300,6 +318,31 @@ def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None,
         found.append(pid)
         todo.extend(children.get(pid, []))
     return loop, sorted(found)
+
+
+def listening(pid: int, port: int, proc: Path = Path("/proc")) -> bool:
+    """Whether something in the network namespace of host process PID listens on TCP PORT."""
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (proc / str(pid) / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == TCP_LISTEN and int(fields[1].rpartition(":")[2], 16) == port:
+                return True
+    return False
+
+
+def _pid(container: Any) -> int:
+    container.reload()
+    return int((container.attrs.get("State") or {}).get("Pid") or 0)
+
+
+def _roles(data: dict[str, Any]) -> dict[str, str]:
+    """Each node's role in a saved state's fingerprint ({} if it has none)."""
+    nodes = ((data.get("meta") or {}).get("fingerprint") or {}).get("nodes")
+    return nodes if isinstance(nodes, dict) else {}
 
 
 def _mountpoint(volume: Volume) -> Path:
