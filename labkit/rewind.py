@@ -50,7 +50,7 @@ def fingerprint(cluster: Cluster) -> dict[str, Any]:
         if status.swarm == "leader":
             leader = node
     seen: dict[str, list[str]] = {}
-    tasks: list[str] = []
+    tasks: dict[str, str] = {}
     if leader is not None:
         api = leader.docker.api
         for n in api.nodes():

@@ -13,6 +13,7 @@ from labkit.backends import dind_states
 from labkit.labs import find
 from labkit.runner import course, starting_lab
 from labkit.settings import PROJECT
+from tests.fakes import FakeLab
 
 SAVED = {"nodes": {"manager1": "leader", "worker1": "worker"},
          "seen": {"manager1": ["ready", "active"], "worker1": ["ready", "active"]},
@@ -152,3 +153,14 @@ def test_a_manager_listens_once_its_swarm_port_is_in_listen_state(tmp_path: Path
     assert not dind_states.listening(7, 2377, net_tcp(tmp_path / "a", 7, [dialing, ssh]))
     assert dind_states.listening(7, 2377, net_tcp(tmp_path / "b", 7, [ssh], [swarm]))
     assert not dind_states.listening(8, 2377, tmp_path / "b")  # a process that is gone
+
+
+@pytest.mark.parametrize("swarm", [False, True], ids=["bare engines", "a swarm"])
+def test_a_fingerprint_is_one_a_saved_state_may_hold(swarm: bool) -> None:
+    """The state of bare engines (the course's start) is saved too: its fingerprint has the same shape."""
+    lab = FakeLab()
+    if swarm:
+        lab.init()
+    fp = rewind.fingerprint(lab.cluster)
+    assert rewind._well_formed({"fingerprint": fp, "progress": {}}), fp
+    assert rewind.same(fp, rewind.fingerprint(lab.cluster), lost=set())
