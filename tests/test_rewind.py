@@ -29,6 +29,7 @@ BEFORE = "first-service:create"
 
 FRESH_LAB_START = "secrets:create"  # a lab on a fresh swarm of its own: its start, and the step after it
 FRESH_LAB_NEXT = "secrets:grant"
+OWN_STEPS = {TARGET, FRESH_LAB_START, FRESH_LAB_NEXT}  # the walk-through saves every other step's state
 
 
 def replayed_from_earlier(said: list[str]) -> bool:

@@ -164,3 +164,50 @@ def test_a_fingerprint_is_one_a_saved_state_may_hold(swarm: bool) -> None:
     fp = rewind.fingerprint(lab.cluster)
     assert rewind._well_formed({"fingerprint": fp, "progress": {}}), fp
     assert rewind.same(fp, rewind.fingerprint(lab.cluster), lost=set())
+
+
+class TaskAPI:
+    """What remove_orphans asks of a node's engine: its task containers; a leader's tasks."""
+
+    def __init__(self, containers: dict[str, str], tasks: list[str] | None = None, refusals: int = 0) -> None:
+        self.held = dict(containers)  # container id: task id
+        self.task_ids = tasks
+        self.refusals = refusals
+        self.removed: list[str] = []
+
+    def containers(self, all: bool, filters: dict) -> list[dict]:
+        assert all and filters == {"label": dind_states.TASK_LABEL}
+        return [{"Id": c, "Labels": {dind_states.TASK_LABEL: t}} for c, t in self.held.items()]
+
+    def tasks(self) -> list[dict]:
+        if self.refusals:
+            self.refusals -= 1
+            raise docker.errors.APIError("rpc error: this node is not the leader yet")
+        assert self.task_ids is not None
+        return [{"ID": t} for t in self.task_ids]
+
+    def remove_container(self, container: str, force: bool) -> None:
+        assert force
+        self.removed.append(container)
+        del self.held[container]
+
+
+class TaskNode:
+    def __init__(self, api: TaskAPI) -> None:
+        self.docker = type("Docker", (), {"api": api})()
+
+
+def test_the_containers_of_tasks_swarm_no_longer_has_are_removed_once_the_leader_answers(monkeypatch) -> None:
+    """A state saved just after a service was removed holds its containers; put back, Swarm's engines
+    never remove them (the lab's clean-up checks would wait for ever): labkit does."""
+    monkeypatch.setattr(dind_states.time, "sleep", lambda _s: None)
+    leader = TaskAPI({"c1": "t1", "c2": "gone1"}, tasks=["t1", "t2"], refusals=2)
+    worker = TaskAPI({"c3": "t2", "c4": "gone2"})
+    dind_states.remove_orphans(TaskNode(leader), [TaskNode(leader), TaskNode(worker)])
+    assert (leader.removed, worker.removed) == (["c2"], ["c4"])
+
+
+def test_without_task_containers_the_leader_is_not_asked() -> None:
+    idle = TaskAPI({})  # tasks() would fail: it has no task list to give
+    dind_states.remove_orphans(TaskNode(idle), [TaskNode(idle)])
+    assert idle.removed == []

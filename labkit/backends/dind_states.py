@@ -254,7 +254,11 @@ class DindStates:
                     seen = node.docker.api.inspect_container(r.container)
                     task = (seen["Config"].get("Labels") or {}).get(TASK_LABEL)
                     if task and not seen["State"]["Running"]:
-                        lost.append(task)
+                        lost.append(task)  # Swarm replaces its task, but would never remove this container:
+                        node.docker.api.remove_container(r.container, force=True)  # gone, as in a replay
+        leader = next((n for n in nodes if _roles(data).get(n.name) == "leader"), None)
+        if leader is not None:
+            remove_orphans(leader, nodes)
         return {**data["meta"], "lost": lost}
 
     def _start(self, names: list[str], ended: set[str], containers: dict[str, Any]) -> None:
@@ -318,6 +322,36 @@ def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None,
         found.append(pid)
         todo.extend(children.get(pid, []))
     return loop, sorted(found)
+
+
+def remove_orphans(leader: Node, nodes: list[Node]) -> None:
+    """Remove the task containers of tasks Swarm no longer has. A state saved a moment after a service
+    went holds its containers, which the engines were about to remove; put back, no engine ever would."""
+    found = {node: node.docker.api.containers(all=True, filters={"label": TASK_LABEL}) for node in nodes}
+    if not any(found.values()):
+        return
+    known: set[str] = set()
+
+    def ask() -> bool:
+        tasks = _tasks(leader)
+        known.update(t["ID"] for t in tasks or [])
+        return tasks is not None
+
+    if not wait_for(ask, END_WAIT, 0.1):
+        return  # no leader yet to tell orphans by: they stay, as before
+    for node, containers in found.items():
+        for c in containers:
+            if (c.get("Labels") or {}).get(TASK_LABEL) not in known:
+                with contextlib.suppress(docker.errors.NotFound):
+                    node.docker.api.remove_container(c["Id"], force=True)
+
+
+def _tasks(leader: Node) -> list[dict[str, Any]] | None:
+    """Every task the leader has (None while it cannot say: a leader still taking office)."""
+    try:
+        return list(leader.docker.api.tasks())
+    except docker.errors.APIError:
+        return None
 
 
 def listening(pid: int, port: int, proc: Path = Path("/proc")) -> bool:
