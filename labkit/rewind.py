@@ -87,11 +87,15 @@ def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float,
 
 def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
     """Why a state would not come back as saved, fast ('' when it would): several managers must elect a
-    leader when their engines start (10 s at least, and maybe another one); an autolocked swarm's
-    managers start locked."""
+    leader when their engines start (10 s at least, and maybe another one); a node cut off or frozen is
+    a moment, not a state; an autolocked swarm's managers start locked."""
     managers = [name for name, role in fp["nodes"].items() if role in ("leader", "manager", "locked")]
     if len(managers) > 1:
         return "several managers"
+    if any(node.network_state() == "disconnected" for node in cluster.nodes):
+        return "a node cut off from the lab network (a put-back connects every node)"
+    if any(node.container_state() == "paused" for node in cluster.nodes):
+        return "a frozen node"
     leader = next((n for n in cluster.nodes if fp["nodes"].get(n.name) == "leader"), None)
     if any(role == "locked" for role in fp["nodes"].values()):
         return "a locked manager"

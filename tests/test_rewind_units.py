@@ -69,6 +69,18 @@ def test_states_that_would_not_come_back_fast_are_not_saved(roles: dict, why: st
     assert rewind.unlikely_back(NoNodes(), {"nodes": roles}) == why  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("change", "why"), [({"network": "disconnected"}, "a node cut off"),
+                                             ({"state": "paused"}, "a frozen node")])
+def test_a_moment_with_a_node_cut_off_or_frozen_is_not_saved(change: dict, why: str) -> None:
+    """A put-back connects every node and starts every engine that ran: those moments are replayed."""
+    lab = FakeLab()
+    lab.init()
+    assert rewind.unlikely_back(lab.cluster, rewind.fingerprint(lab.cluster)) == ""
+    for name, value in change.items():
+        setattr(lab["worker1"], name, value)
+    assert rewind.unlikely_back(lab.cluster, rewind.fingerprint(lab.cluster)).startswith(why)
+
+
 def test_a_swarm_of_one_manager_would_come_back() -> None:
     assert rewind.unlikely_back(NoNodes(), {"nodes": {"manager1": "inactive", "worker1": "inactive"}}) == ""  # type: ignore[arg-type]
 
