@@ -27,6 +27,7 @@ from labkit.settings import settings
 
 FAILURES = (DockerException, OSError, subprocess.CalledProcessError, LabkitError, ValueError, KeyError)
 SETTLE = 20.0  # s a put-back state has to look as it was saved
+LOST_SETTLE = 20.0  # s more when Swarm replaces tasks (each try waits its restart delay; a busy machine, two)
 
 
 def state_key(origin: Lab, target: Step) -> str:
@@ -127,8 +128,8 @@ def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> float | 
         _drop(cluster, key, "saved by another version of labkit")
         report("The saved state is of another version of labkit: replaying instead")
         return None
-    deadline = time.monotonic() + SETTLE
     lost = set(meta.pop("lost", []))
+    deadline = time.monotonic() + SETTLE + (LOST_SETTLE if lost else 0)
     while not ((now := _look(cluster)) and same(meta["fingerprint"], now, lost)):
         if time.monotonic() > deadline:
             why = f"not as saved after {SETTLE:g} s: {_difference(meta['fingerprint'], now)}"

@@ -82,10 +82,10 @@ def walk(lab: labkit.Cluster, part: list[Lab], fresh: bool = False, saves: dict[
     """Reset LAB to the start of PART (unless FRESH: it was just made so), then each step: its check fails
     before its solution and passes after it, and each likely wrong answer gets its own explanation. Any
     backend. SAVES: save the start of each later step of PART as a reset would, its fingerprint kept there."""
+    began = time.monotonic()  # a replay's time to each step, as a reset measures it: a fresh cluster first
     if not fresh:
         reset(lab, LABS, part[0].steps[0], quiet)
     progress = Progress(lab.lab)
-    began = time.monotonic()
     steps = all_steps(part)
     starts = {step.ref for step in steps[1:]} - OWN_STEPS  # test_rewind's steps: it saves and forgets them
     for i, step in enumerate(steps):
