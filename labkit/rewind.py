@@ -18,6 +18,7 @@ from typing import Any
 
 from docker.errors import DockerException
 
+from labkit.backends.base import wait_for
 from labkit.cluster import Cluster
 from labkit.errors import LabkitError
 from labkit.labs import Lab, Step
@@ -27,6 +28,8 @@ from labkit.settings import settings
 
 FAILURES = (DockerException, OSError, subprocess.CalledProcessError, LabkitError, ValueError, KeyError)
 SETTLE = 20.0  # s a put-back state has to look as it was saved
+SAVE_WAIT = 10.0  # s at most for a swarm's tasks to settle before its state is saved
+TRANSIENT = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")  # a task's states
 LOST_SETTLE = 20.0  # s more when Swarm replaces tasks (each try waits its restart delay; a busy machine, two)
 
 
@@ -61,6 +64,30 @@ def fingerprint(cluster: Cluster) -> dict[str, Any]:
     return {"nodes": nodes, "seen": seen, "tasks": tasks}
 
 
+def wait_settled(cluster: Cluster) -> bool:
+    """Wait (up to SAVE_WAIT) until no task of the swarm is between states: a step's check may pass while
+    Swarm still stops the tasks of a scale-in, and a state saved then comes back still changing."""
+    return wait_for(lambda: _settled(cluster), SAVE_WAIT, 0.2)
+
+
+def _settled(cluster: Cluster) -> bool:
+    try:
+        leader = next((n for n in cluster.managers if n.status().swarm == "leader"), None)
+        if leader is None:
+            return True
+        api = leader.docker.api
+        ready = {n["ID"] for n in api.nodes() if n["Status"]["State"] == "ready"}
+        for task in api.tasks():
+            if task.get("NodeID") and task["NodeID"] not in ready:
+                continue  # on a node that is down: its tasks never report again
+            state, desired = task["Status"]["State"], task["DesiredState"]
+            if state in TRANSIENT or (state == "running" and desired != "running"):
+                return False
+        return True
+    except FAILURES:
+        return True  # the swarm cannot tell: nothing to wait for
+
+
 def same(saved: dict[str, Any], now: dict[str, Any], lost: set[str]) -> bool:
     """Whether the swarm is back as SAVED: the same nodes, roles, leader and node states, and the same
     running tasks, except the LOST ones (whose containers could not start with their engine: Swarm
@@ -73,8 +100,9 @@ def same(saved: dict[str, Any], now: dict[str, Any], lost: set[str]) -> bool:
 
 def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float, report: Report) -> bool:
     """Save the state CLUSTER is in (the start of the step after EARLIER, which a replay reached in
-    REPLAY_SECONDS) under KEY."""
+    REPLAY_SECONDS) under KEY, once its tasks are done changing."""
     try:
+        wait_settled(cluster)
         fp = fingerprint(cluster)
         if unlikely_back(cluster, fp):
             return False

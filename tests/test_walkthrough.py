@@ -91,6 +91,7 @@ def walk(lab: labkit.Cluster, part: list[Lab], fresh: bool = False, saves: dict[
     for i, step in enumerate(steps):
         if saves is not None and step.ref in starts:
             key = rewind.state_key(starting_lab(LABS, step), step)
+            rewind.wait_settled(lab)  # as a save does before it takes its fingerprint
             fingerprint = rewind.fingerprint(lab)
             why = rewind.unlikely_back(lab, fingerprint)  # not saved, as a reset would not save it
             if not why:
