@@ -53,6 +53,10 @@ END_WAIT = 5.0  # s for a node's engine to end, and for a manager's to listen ag
 # it, the engine makes its local networks afresh (new IDs, as a replay makes) and Swarm its own (ingress).
 FORGOTTEN = frozenset({"network"})
 SWARM_PORT = 2377
+# A worker joins the nodes' gossip (service discovery, the routing mesh) once, as its engine starts, and
+# retries only a minute later: it starts once its managers listen on both ports.
+GOSSIP_PORT = 7946
+GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
 TCP_LISTEN = "0A"  # a socket's state in /proc/net/tcp
 MANAGER_ROLES = ("leader", "manager")
 FORMAT = "2"  # of a saved state (and of what the runner keeps with it): a change makes every state again
@@ -236,9 +240,9 @@ class DindStates:
                 list(pool.map(fill, wanted))
             managers = [n for n in data["running"] if _roles(data).get(n) in MANAGER_ROLES]
             self._start(managers, ended, containers)
-            if managers:  # a worker that finds no manager yet retries after 1 s and more: it waits here instead
+            if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits here
                 pids = [_pid(containers[n]) for n in managers]
-                wait_for(lambda: all(listening(pid, SWARM_PORT) for pid in pids), END_WAIT, 0.02)
+                wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.02)
             self._start([n for n in data["running"] if n not in managers], ended, containers)
         finally:  # after a failure, the ended engines start again on what is there
             for node in ended:
@@ -255,7 +259,7 @@ class DindStates:
                     task = (seen["Config"].get("Labels") or {}).get(TASK_LABEL)
                     if task and not seen["State"]["Running"]:
                         lost.append(task)  # Swarm replaces its task, but would never remove this container:
-                        node.docker.api.remove_container(r.container, force=True)  # gone, as in a replay
+                        remove_container(node, r.container)  # gone, as in a replay
         leader = next((n for n in nodes if _roles(data).get(n.name) == "leader"), None)
         if leader is not None:
             remove_orphans(leader, nodes)
@@ -342,8 +346,17 @@ def remove_orphans(leader: Node, nodes: list[Node]) -> None:
     for node, containers in found.items():
         for c in containers:
             if (c.get("Labels") or {}).get(TASK_LABEL) not in known:
-                with contextlib.suppress(docker.errors.NotFound):
-                    node.docker.api.remove_container(c["Id"], force=True)
+                remove_container(node, c["Id"])
+
+
+def remove_container(node: Node, container: str) -> None:
+    """Remove CONTAINER from NODE's engine, by force; one already gone, or already being removed by the
+    engine itself (409), is as good."""
+    try:
+        node.docker.api.remove_container(container, force=True)
+    except docker.errors.APIError as e:
+        if e.status_code not in (404, 409):
+            raise
 
 
 def _tasks(leader: Node) -> list[dict[str, Any]] | None:
@@ -352,6 +365,12 @@ def _tasks(leader: Node) -> list[dict[str, Any]] | None:
         return list(leader.docker.api.tasks())
     except docker.errors.APIError:
         return None
+
+
+def manager_ready(pid: int, proc: Path = Path("/proc")) -> bool:
+    """Whether the manager whose node's init is host process PID is ready for its workers: it listens on
+    the swarm port and on the gossip port (its engine opens the second about a second after the first)."""
+    return all(listening(pid, port, proc) for port in (SWARM_PORT, GOSSIP_PORT))
 
 
 def listening(pid: int, port: int, proc: Path = Path("/proc")) -> bool:
