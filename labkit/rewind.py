@@ -153,7 +153,7 @@ def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> float | 
     if meta is None:
         return None
     if not _well_formed(meta):
-        _drop(cluster, key, "saved by another version of labkit")
+        mark_unfit(cluster, key, "saved by another version of labkit")
         report("The saved state is of another version of labkit: replaying instead")
         return None
     lost = set(meta.pop("lost", []))
@@ -161,14 +161,14 @@ def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> float | 
     while not ((now := _look(cluster)) and same(meta["fingerprint"], now, lost)):
         if time.monotonic() > deadline:
             why = f"not as saved after {SETTLE:g} s: {_difference(meta['fingerprint'], now)}"
-            _drop(cluster, key, why)
+            mark_unfit(cluster, key, why)
             report("The saved state did not come back as it was: replaying instead (and from now on)")
             return None
         time.sleep(0.1)
     Progress(cluster.lab).restore(meta["progress"])
     took, replay = time.monotonic() - began, float(meta.get("replay_seconds", SETTLE))
     if took > replay:  # a swarm of several managers waits for an election (10 s or more) when put back
-        _drop(cluster, key, f"a replay is faster here ({replay:.1f} s against {took:.1f} s)")
+        mark_unfit(cluster, key, f"a replay is faster here ({replay:.1f} s against {took:.1f} s)")
     return replay
 
 
@@ -185,10 +185,6 @@ def unfit(cluster: Cluster, key: str) -> bool:
 
 
 def mark_unfit(cluster: Cluster, key: str, why: str) -> None:
-    _drop(cluster, key, why)
-
-
-def _drop(cluster: Cluster, key: str, why: str) -> None:
     """Mark KEY's state unfit (WHY); a failure to do so only costs the next reset a wasted try."""
     try:
         cluster.backend.drop_state(key, {"unfit": why})
