@@ -25,6 +25,7 @@ from labkit import rewind
 from labkit.backends.dind import DindBackend
 from labkit.backends.dind_states import LABEL_STATE, DindStates
 from labkit.cluster import Cluster
+from labkit.errors import LabkitError
 from labkit.labs import Step, all_steps
 from labkit.runner import course, reset, starting_lab
 
@@ -71,38 +72,54 @@ def main() -> None:
     backend.up(None, lambda _: None)
     cluster = Cluster(backend)
     states = DindStates(backend)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for target in targets:
         key = states.full_key(rewind.state_key(starting_lab(labs, target), target))
         for volume in backend.host.volumes.list(filters={"label": f"{LABEL_STATE}={key}"}):
             volume.remove(force=True)
-        first, start, saved = timed_reset(cluster, labs, target)
-        later = []
-        hows = set()
-        for _ in range(args.runs if saved else 1):  # a state not saved (several managers, autolock) replays again
-            damage(cluster)
-            took, how, _ = timed_reset(cluster, labs, target)
-            later.append(took)
-            hows.add(how)
-        row = {"step": target.ref, "first_s": round(first, 1), "first": start,
-               "later_median_s": round(statistics.median(later), 1), "later_max_s": round(max(later), 1),
-               "later": "/".join(sorted(hows))}
+        try:
+            row = measure(cluster, labs, target, args.runs)
+        except LabkitError as exc:  # one step that fails is a row that says so; the others are still measured
+            row = {"step": target.ref, "failed": str(exc)}
+            print(f"{target.ref:32} FAILED: {exc}", flush=True)
         rows.append(row)
-        print(f"{row['step']:32} first {row['first_s']:6.1f} s ({start})   later {row['later_median_s']:5.1f} s "
-              f"(max {row['later_max_s']:5.1f}, {row['later']})", flush=True)
+        write(rows, steps, partial=bool(args.steps))  # a run stopped halfway keeps the rows it measured
     backend.down(lambda _: None)
-    if args.steps and RESULTS.exists():  # a few steps again: the other steps' figures stay
+    print(json.dumps({k: v for k, v in write(rows, steps, partial=bool(args.steps)).items() if k != "steps"}))
+
+
+def measure(cluster: Cluster, labs: list[Any], target: Step, runs: int) -> dict[str, Any]:
+    """TARGET's row: its first reset, then RUNS later ones (one only for a state that is not saved)."""
+    first, start, saved = timed_reset(cluster, labs, target)
+    later = []
+    hows = set()
+    for _ in range(runs if saved else 1):  # a state not saved (several managers, autolock) replays again
+        damage(cluster)
+        took, how, _ = timed_reset(cluster, labs, target)
+        later.append(took)
+        hows.add(how)
+    row = {"step": target.ref, "first_s": round(first, 1), "first": start,
+           "later_median_s": round(statistics.median(later), 1), "later_max_s": round(max(later), 1),
+           "later": "/".join(sorted(hows))}
+    print(f"{row['step']:32} first {row['first_s']:6.1f} s ({start})   later {row['later_median_s']:5.1f} s "
+          f"(max {row['later_max_s']:5.1f}, {row['later']})", flush=True)
+    return row
+
+
+def write(rows: list[dict[str, Any]], steps: list[Step], partial: bool) -> dict[str, Any]:
+    """Write ROWS (with PARTIAL, a few steps again: the other steps' figures stay) and their medians."""
+    if partial and RESULTS.exists():
         done = {r["step"] for r in rows}
         rows = [r for r in json.loads(RESULTS.read_text())["steps"] if r["step"] not in done] + rows
         order = [s.ref for s in steps]
-        rows.sort(key=lambda r: order.index(r["step"]))
-    put_back = [r["later_median_s"] for r in rows if r["later"] == "put back"]
+        rows = sorted(rows, key=lambda r: order.index(r["step"]))
+    measured = [r for r in rows if "failed" not in r]
+    put_back = [r["later_median_s"] for r in measured if r["later"] == "put back"]
     result = {"steps": rows, "put_back_median_s": round(statistics.median(put_back), 1) if put_back else None,
-              "first_median_s": round(statistics.median(r["first_s"] for r in rows), 1)}
+              "first_median_s": round(statistics.median(r["first_s"] for r in measured), 1) if measured else None}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "steps"}))
-
+    return result
 
 if __name__ == "__main__":
     main()

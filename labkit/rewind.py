@@ -65,8 +65,9 @@ def fingerprint(cluster: Cluster) -> dict[str, Any]:
 
 
 def wait_settled(cluster: Cluster) -> bool:
-    """Wait (up to SAVE_WAIT) until no task of the swarm is between states: a step's check may pass while
-    Swarm still stops the tasks of a scale-in, and a state saved then comes back still changing."""
+    """Wait (up to SAVE_WAIT) until no task of the swarm is between states, nor any node between roles: a
+    step's check may pass while Swarm still stops the tasks of a scale-in, or while a promoted node's
+    engine still becomes a manager, and a state saved then comes back still changing."""
     return wait_for(lambda: _settled(cluster), SAVE_WAIT, 0.2)
 
 
@@ -76,7 +77,10 @@ def _settled(cluster: Cluster) -> bool:
         if leader is None:
             return True
         api = leader.docker.api
-        ready = {n["ID"] for n in api.nodes() if n["Status"]["State"] == "ready"}
+        listed = [n for n in api.nodes() if n["Status"]["State"] == "ready"]
+        if not _roles_settled(listed, {n.name: n.status().swarm for n in cluster.nodes}):
+            return False
+        ready = {n["ID"] for n in listed}
         for task in api.tasks():
             if task.get("NodeID") and task["NodeID"] not in ready:
                 continue  # on a node that is down: its tasks never report again
@@ -86,6 +90,20 @@ def _settled(cluster: Cluster) -> bool:
         return True
     except FAILURES:
         return True  # the swarm cannot tell: nothing to wait for
+
+
+def _roles_settled(listed: list[dict[str, Any]], own: dict[str, str]) -> bool:
+    """Whether no promotion or demotion is under way among the ready nodes the leader LISTED: each is in
+    Raft as its role says, and tells itself (OWN: its swarm state) the same. A CI walk had taken a
+    promoted node as a worker, its own engine not yet a manager, then seen it a manager."""
+    for node in listed:
+        manager = node["Spec"]["Role"] == "manager"
+        if manager != ("ManagerStatus" in node):
+            return False
+        itself = own.get(node["Description"]["Hostname"])
+        if itself in ("worker", "manager", "leader") and (itself != "worker") != manager:
+            return False
+    return True
 
 
 def same(saved: dict[str, Any], now: dict[str, Any], lost: set[str]) -> bool:

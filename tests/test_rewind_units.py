@@ -246,3 +246,25 @@ def test_without_task_containers_the_leader_is_not_asked() -> None:
     idle = TaskAPI({})  # tasks() would fail: it has no task list to give
     dind_states.remove_orphans(TaskNode(idle), [TaskNode(idle)])
     assert idle.removed == []
+
+
+def listed(name: str, role: str, in_raft: bool) -> dict:
+    """A ready node as the leader lists it."""
+    node = {"Description": {"Hostname": name}, "Spec": {"Role": role}, "Status": {"State": "ready"}}
+    return {**node, "ManagerStatus": {"Reachability": "reachable"}} if in_raft else node
+
+
+def test_a_node_between_roles_is_not_settled() -> None:
+    """A state is saved once no promotion or demotion is under way: a CI walk had taken worker1, just
+    promoted, as a worker (its engine not yet a manager), then as a manager."""
+    leader = listed("manager1", "manager", True)
+    worker, manager = {"manager1": "leader", "worker1": "worker"}, {"manager1": "leader", "worker1": "manager"}
+    assert rewind._roles_settled([leader, listed("worker1", "worker", False)], worker)
+    assert rewind._roles_settled([leader, listed("worker1", "manager", True)], manager)
+    promoting = worker
+    assert not rewind._roles_settled([leader, listed("worker1", "manager", False)], promoting)  # not in Raft yet
+    assert not rewind._roles_settled([leader, listed("worker1", "manager", True)], promoting)  # its engine not yet
+    demoting = manager
+    assert not rewind._roles_settled([leader, listed("worker1", "worker", True)], demoting)
+    stopped = {"manager1": "leader", "worker1": "exited"}  # an engine that does not answer tells nothing
+    assert rewind._roles_settled([leader, listed("worker1", "worker", False)], stopped)

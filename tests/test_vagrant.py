@@ -15,6 +15,7 @@ from labkit import images
 from labkit.backends import get_backend
 from labkit.backends.vagrant import (
     QUIET_VAGRANT,
+    VANISHED_NETWORK,
     VagrantBackend,
     config_key,
     created_topology,
@@ -216,6 +217,50 @@ def test_docker_provider_states_come_from_the_local_engine_without_vagrant(
         assert [n.name for n in backend.nodes()] == ["manager1"]
     finally:
         machine.remove(v=True, force=True)
+
+
+VANISHED = ("A Docker command executed by Vagrant didn't complete successfully!\n"
+            "Command: [\"docker\", \"network\", \"inspect\", \"cirewind_default\"]\n\n"
+            "Stderr: Error response from daemon: network cirewind_default not found\n\nStdout: []\n")
+
+
+def test_a_network_that_went_away_while_vagrant_read_them_is_told_apart() -> None:
+    """Vagrant's docker provider inspects every network of the engine by name; another lab going down
+    meanwhile fails its up (a CI run's), and only that failure is worth a second try."""
+    assert VANISHED_NETWORK.search(VANISHED)
+    assert VANISHED_NETWORK.search("Stderr: Error: No such network: labkit-old\n\nStdout: []")
+    assert not VANISHED_NETWORK.search("Stderr: Error response from daemon: Pool overlaps with other one on this space")
+    assert not VANISHED_NETWORK.search("The box 'labkit/box' could not be found")
+
+
+def test_vagrant_up_tries_once_more_when_a_network_went_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first `vagrant up` fails on a network another program removed meanwhile: what it made is
+    destroyed and it runs again; a second failure of any kind is the learner's error, with nothing left."""
+    bin_dir, calls, failure = tmp_path / "bin", tmp_path / "calls", tmp_path / "failure"
+    bin_dir.mkdir()
+    failure.write_text(VANISHED)  # what the first up says; the second says it too, once `again` exists
+    (bin_dir / "vagrant").write_text(
+        f'#!/bin/sh\necho "$1" >> {calls}\n'
+        f'if [ "$1" = up ] && {{ [ "$(grep -c up {calls})" = 1 ] || [ -e {tmp_path / "again"} ]; }}; then\n'
+        f'  cat {failure}; exit 1\nfi\n')
+    (bin_dir / "vagrant").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("LABKIT_VAGRANT_PROVIDER", "docker")
+    backend = VagrantBackend("lab", project=tmp_path)
+    removed = []
+    monkeypatch.setattr(backend, "_prepare_docker", lambda topology, report: "dind")  # no hub, no networks here
+    monkeypatch.setattr(backend, "_remove_docker_lab", lambda: removed.append(1) or 0)
+    monkeypatch.setattr(backend, "nodes", lambda: [])
+    said: list[str] = []
+    assert backend.up(Topology(), said.append) == []
+    assert calls.read_text().split() == ["up", "destroy", "up"]
+    assert any("trying once more" in line for line in said) and not removed
+
+    calls.unlink()
+    (tmp_path / "again").touch()
+    with pytest.raises(BackendError, match="Nothing was left half-created"):
+        backend.up(Topology(), said.append)
+    assert calls.read_text().split() == ["up", "destroy", "up", "destroy"] and removed == [1]
 
 
 def test_the_config_key_follows_the_project_and_the_machines(tmp_path: Path) -> None:

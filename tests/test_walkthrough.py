@@ -97,6 +97,8 @@ def walk(lab: labkit.Cluster, part: list[Lab], fresh: bool = False, saves: dict[
             if not why:
                 forget_verdicts(lab, key)
             saved = not why and rewind.save(lab, key, steps[:i], time.monotonic() - began, quiet)
+            if not saved and not why:  # save looks again once the swarm settled: why it did not save, if it knows
+                why = rewind.unlikely_back(lab, rewind.fingerprint(lab))
             saves[step.ref] = fingerprint if saved else {"not saved": why}
         before = run_check(lab, step, wait=False)
         assert not before.passed, f"{step.ref} passed before its solution: {before.summary}"

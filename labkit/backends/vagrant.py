@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -46,6 +47,8 @@ DOCKER_LAB = Names("vagrant")
 SSH_NETWORK = f"{DOCKER_LAB.network}-ssh"
 
 # What vagrant says when it fails, and what the user should do about it.
+# What Docker says of a network that went away, in a vagrant up's output (docker provider): see up()
+VANISHED_NETWORK = re.compile(r"network \S+ not found|no such network", re.IGNORECASE)
 FAILURES = [
     (
         "No usable default provider",
@@ -325,6 +328,14 @@ class VagrantBackend(Backend):
         made = {provider for provider, _ in machine_ids(self.project).values()}
         return made.pop() if len(made) == 1 else None
 
+    def _up(self, argv: list[str], env: dict[str, str], report: Report) -> tuple[int, str]:
+        """Run `vagrant up` (ARGV), passing its progress on: its status and output."""
+        with subprocess.Popen(argv, cwd=self.project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) as proc:
+            assert proc.stdout is not None
+            output = "".join(_relay(proc.stdout, report, time.monotonic() + UP_TIMEOUT))
+        return proc.returncode, output
+
     def up(self, topology: Topology | None, report: Report) -> list[Node]:
         if not shutil.which("vagrant"):
             self._vagrant("version")  # raises the install advice
@@ -338,18 +349,18 @@ class VagrantBackend(Backend):
         else:
             argv = ["vagrant", "up", "--no-parallel", *(["--provider", provider] if provider else [])]
             report("vagrant up --no-parallel (first boot of a box takes minutes)")
-        with subprocess.Popen(
-            argv,
-            cwd=self.project,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        ) as proc:
-            assert proc.stdout is not None
-            output = "".join(_relay(proc.stdout, report, time.monotonic() + UP_TIMEOUT))
-        self._states = None
-        if proc.returncode != 0:
+        for attempt in range(2):
+            returncode, output = self._up(argv, env, report)
+            self._states = None
+            if returncode == 0:
+                break
+            if attempt == 0 and provider == "docker" and VANISHED_NETWORK.search(output):
+                # Vagrant inspects every network of the engine by name: one removed meanwhile (another lab
+                # going down) fails the up, and trying again is all it takes.
+                report("vagrant up failed: a Docker network went away while Vagrant read them all "
+                       "(something else removed it): removing what it created and trying once more")
+                self._vagrant("destroy", "-f", topology=topology, check=False, timeout=600)
+                continue
             report("vagrant up failed: removing what it created (vagrant destroy -f)")
             self._vagrant("destroy", "-f", topology=topology, check=False, timeout=600)
             self._remove_docker_lab()
