@@ -30,6 +30,7 @@ FAILURES = (DockerException, OSError, subprocess.CalledProcessError, LabkitError
 SETTLE = 20.0  # s a put-back state has to look as it was saved
 SAVE_WAIT = 10.0  # s at most for a swarm's tasks to settle before its state is saved
 TRANSIENT = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")  # a task's states
+IN_SWARM = ("worker", "manager", "pending", "error")  # a node's swarm states (besides leader and locked)
 LOST_SETTLE = 20.0  # s more when Swarm replaces tasks (each try waits its restart delay; a busy machine, two)
 
 
@@ -135,7 +136,8 @@ def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float,
 def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
     """Why a state would not come back as saved, fast ('' when it would): several managers must elect a
     leader when their engines start (10 s at least, and maybe another one); a node cut off or frozen is
-    a moment, not a state; an autolocked swarm's managers start locked."""
+    a moment, not a state; an autolocked swarm's managers start locked; a swarm without a leader comes
+    back with its nodes still looking for one (pending) where they had given up (error)."""
     managers = [name for name, role in fp["nodes"].items() if role in ("leader", "manager", "locked")]
     if len(managers) > 1:
         return "several managers"
@@ -146,6 +148,8 @@ def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
     leader = next((n for n in cluster.nodes if fp["nodes"].get(n.name) == "leader"), None)
     if any(role == "locked" for role in fp["nodes"].values()):
         return "a locked manager"
+    if any(role in IN_SWARM for role in fp["nodes"].values()) and "leader" not in fp["nodes"].values():
+        return "a swarm without a leader (its quorum lost)"
     if leader is not None:
         spec = leader.docker.api.inspect_swarm().get("Spec") or {}
         if (spec.get("EncryptionConfig") or {}).get("AutoLockManagers"):

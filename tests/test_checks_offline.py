@@ -590,6 +590,17 @@ def test_self_healed_failed_without_replacement_yet_is_pending():
     assert result.evidence == (f"task {killed['ID'][:12]} on worker1 failed: task: non-zero exit (137)",)
 
 
+def test_self_healed_a_failure_the_orchestrator_has_not_shut_down_yet_is_pending():
+    """The agent has reported the failure, the orchestrator not yet set it to shutdown: a CI run's check
+    looked at that moment and said no task had failed."""
+    lab, pinger = three_pingers()
+    killed = lab.tasks(pinger)[1]
+    lab.fail(killed, at=10)
+    killed["DesiredState"] = "running"
+    failed(run_check("self_healed", lab), "The orchestrator saw the task fail and is starting a replacement.",
+           pending=True)
+
+
 def test_self_healed_replacement_still_starting_is_pending():
     lab, pinger = three_pingers()
     killed = lab.tasks(pinger)[1]

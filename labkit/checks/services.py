@@ -117,9 +117,10 @@ def self_healed(ctx: Context) -> Result:
     assert service is not None
     name = service["Spec"]["Name"]
     hosts = ctx.hostnames()
-    history = _tasks(ctx, service, "shutdown")
-    failed = sorted((t for t in history if t["Status"]["State"] == "failed"), key=_when)
-    running = [t for t in _tasks(ctx, service) if t["Status"]["State"] == "running"]
+    current = _tasks(ctx, service)  # a failed task is still desired running until the orchestrator shuts it down
+    failed = sorted((t for t in _tasks(ctx, service, "shutdown") + current if t["Status"]["State"] == "failed"),
+                    key=_when)
+    running = [t for t in current if t["Status"]["State"] == "running"]
     if not failed:
         gone = _removed_containers(ctx, running, hosts)
         if gone:
