@@ -189,8 +189,8 @@ def test_service_discovery_both_tasks_answer():
     assert run_check("service_discovery", lab, "2").evidence == (
         "web tasks on: manager1, worker2", "client on: worker1",
         f"client asked http://web/whoami 6 times: 0 failed, answered by 2 task(s): {', '.join(ids)}")
-    assert container.exec_log[-1] == ["sh", "-c", "for i in $(seq 6); do wget -q -T 2 -O- http://web/whoami || "
-                                      "echo FAIL; done"]
+    assert container.exec_log[-1] == ["sh", "-c", "for i in $(seq 6); do timeout 4 wget -q -T 2 -O- http://web/whoami "
+                                      "|| echo FAIL; done"]  # each request bounded, as -T alone does not
 
 
 def test_service_discovery_one_is_explained():
@@ -302,7 +302,8 @@ def test_virtual_ip_with_ipvs_answers():
     passed(result, "webvip has one virtual IP, and the kernel balances it over the tasks.")
     assert result.evidence == ("webvip: endpoint mode vip, virtual IP(s) 10.0.1.2/24", "webvip tasks on: worker2",
                                "IPVS in the kernel: yes", "client asked http://webvip/whoami twice: 2 answered")
-    assert client_container(lab, lab.swarm.services[1]).exec_log[-1][2].startswith("for i in $(seq 2); do wget")
+    script = client_container(lab, lab.swarm.services[1]).exec_log[-1][2]
+    assert script.startswith("for i in $(seq 2); do timeout 4 wget")
 
 
 def test_virtual_ip_ipvs_as_a_module():

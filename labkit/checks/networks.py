@@ -54,13 +54,19 @@ def overlay_lazy(ctx: Context) -> Result:
     return judge_answer(ctx, ["yes", "y"] if seen.get(worker) else ["no", "n", "not yet"], evidence)
 
 
+REQUEST_TIMEOUT = 4  # s for one request from the client's container
+
+
 def ask_web(ctx: Context, path: str = "/whoami", times: int = 6, target: str = WEB) -> list[str]:
     """TIMES requests from the client's container to http://TARGET/PATH: each answer, or 'FAIL'."""
     found = ctx.task_container(CLIENT)
     if found is None:
         return []
     _, container = found
-    script = f"for i in $(seq {times}); do wget -q -T 2 -O- http://{target}{path} || echo FAIL; done"
+    # busybox wget's -T bounds reads, not a connect nobody answers (a VIP without IPVS, after a put-back:
+    # a CI check hung past the client's 60 s): timeout bounds each request.
+    script = (f"for i in $(seq {times}); do timeout {REQUEST_TIMEOUT} wget -q -T 2 -O- http://{target}{path} "
+              "|| echo FAIL; done")
     _, out = container.exec_run(["sh", "-c", script])
     return [line.strip() for line in (out or b"").decode(errors="replace").splitlines() if line.strip()]
 
