@@ -78,10 +78,10 @@ def _settled(cluster: Cluster) -> bool:
         if leader is None:
             return True
         api = leader.docker.api
-        listed = [n for n in api.nodes() if n["Status"]["State"] == "ready"]
-        if not _roles_settled(listed, {n.name: n.status().swarm for n in cluster.nodes}):
+        listed = api.nodes()
+        if not _nodes_settled(listed, {n.name: n.status().swarm for n in cluster.nodes}):
             return False
-        ready = {n["ID"] for n in listed}
+        ready = {n["ID"] for n in listed if n["Status"]["State"] == "ready"}
         for task in api.tasks():
             if task.get("NodeID") and task["NodeID"] not in ready:
                 continue  # on a node that is down: its tasks never report again
@@ -93,16 +93,21 @@ def _settled(cluster: Cluster) -> bool:
         return True  # the swarm cannot tell: nothing to wait for
 
 
-def _roles_settled(listed: list[dict[str, Any]], own: dict[str, str]) -> bool:
-    """Whether no promotion or demotion is under way among the ready nodes the leader LISTED: each is in
-    Raft as its role says, and tells itself (OWN: its swarm state) the same. A CI walk had taken a
-    promoted node as a worker, its own engine not yet a manager, then seen it a manager."""
+def _nodes_settled(listed: list[dict[str, Any]], own: dict[str, str]) -> bool:
+    """Whether no node the leader LISTED is between states: none whose engine answers (OWN: each node's
+    own swarm state) is still "unknown" to the leader (a new leader has not heard from it yet: a CI walk
+    saved the moment after `--force-new-cluster`, and put back, the workers were ready), and no ready
+    node is between roles: each is in Raft as its role says and tells itself the same (a CI walk had
+    taken a just-promoted node as a worker, its own engine not yet a manager)."""
     for node in listed:
-        manager = node["Spec"]["Role"] == "manager"
-        if manager != ("ManagerStatus" in node):
-            return False
         itself = own.get(node["Description"]["Hostname"])
-        if itself in ("worker", "manager", "leader") and (itself != "worker") != manager:
+        answers = itself in ("worker", "manager", "leader")
+        if node["Status"]["State"] == "unknown" and answers:
+            return False
+        if node["Status"]["State"] != "ready":
+            continue
+        manager = node["Spec"]["Role"] == "manager"
+        if manager != ("ManagerStatus" in node) or (answers and (itself != "worker") != manager):
             return False
     return True
 

@@ -253,9 +253,9 @@ def test_without_task_containers_the_leader_is_not_asked() -> None:
     assert idle.removed == []
 
 
-def listed(name: str, role: str, in_raft: bool) -> dict:
-    """A ready node as the leader lists it."""
-    node = {"Description": {"Hostname": name}, "Spec": {"Role": role}, "Status": {"State": "ready"}}
+def listed(name: str, role: str, in_raft: bool, state: str = "ready") -> dict:
+    """A node as the leader lists it."""
+    node = {"Description": {"Hostname": name}, "Spec": {"Role": role}, "Status": {"State": state}}
     return {**node, "ManagerStatus": {"Reachability": "reachable"}} if in_raft else node
 
 
@@ -264,12 +264,23 @@ def test_a_node_between_roles_is_not_settled() -> None:
     promoted, as a worker (its engine not yet a manager), then as a manager."""
     leader = listed("manager1", "manager", True)
     worker, manager = {"manager1": "leader", "worker1": "worker"}, {"manager1": "leader", "worker1": "manager"}
-    assert rewind._roles_settled([leader, listed("worker1", "worker", False)], worker)
-    assert rewind._roles_settled([leader, listed("worker1", "manager", True)], manager)
+    assert rewind._nodes_settled([leader, listed("worker1", "worker", False)], worker)
+    assert rewind._nodes_settled([leader, listed("worker1", "manager", True)], manager)
     promoting = worker
-    assert not rewind._roles_settled([leader, listed("worker1", "manager", False)], promoting)  # not in Raft yet
-    assert not rewind._roles_settled([leader, listed("worker1", "manager", True)], promoting)  # its engine not yet
+    assert not rewind._nodes_settled([leader, listed("worker1", "manager", False)], promoting)  # not in Raft yet
+    assert not rewind._nodes_settled([leader, listed("worker1", "manager", True)], promoting)  # its engine not yet
     demoting = manager
-    assert not rewind._roles_settled([leader, listed("worker1", "worker", True)], demoting)
+    assert not rewind._nodes_settled([leader, listed("worker1", "worker", True)], demoting)
     stopped = {"manager1": "leader", "worker1": "exited"}  # an engine that does not answer tells nothing
-    assert rewind._roles_settled([leader, listed("worker1", "worker", False)], stopped)
+    assert rewind._nodes_settled([leader, listed("worker1", "worker", False)], stopped)
+
+
+def test_a_node_the_leader_has_not_heard_from_yet_is_not_settled() -> None:
+    """Right after `--force-new-cluster` the new leader lists every other node as unknown until it hears
+    from it: a CI walk saved that moment, and put back, the workers came back ready. A stopped node
+    stays unknown (or down): nothing to wait for."""
+    leader = listed("manager3", "manager", True)
+    own = {"manager3": "leader", "worker1": "worker", "manager1": "stopped"}
+    stopped = listed("manager1", "manager", True, state="unknown")
+    assert not rewind._nodes_settled([leader, stopped, listed("worker1", "worker", False, "unknown")], own)
+    assert rewind._nodes_settled([leader, stopped, listed("worker1", "worker", False)], own)
