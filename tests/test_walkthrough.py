@@ -99,7 +99,9 @@ def walk(lab: labkit.Cluster, part: list[Lab], fresh: bool = False, saves: dict[
             saved = not why and rewind.save(lab, key, steps[:i], time.monotonic() - began, quiet)
             if not saved and not why:  # save looks again once the swarm settled: why it did not save, if it knows
                 why = rewind.unlikely_back(lab, rewind.fingerprint(lab))
-            saves[step.ref] = fingerprint if saved else {"not saved": why}
+            # what was saved: save waits again for the swarm to settle (a worker that a new leader had not
+            # heard from yet at the walk's look was ready at the save's)
+            saves[step.ref] = lab.backend.saved_state(key)["fingerprint"] if saved else {"not saved": why}
         before = run_check(lab, step, wait=False)
         assert not before.passed, f"{step.ref} passed before its solution: {before.summary}"
         assert before.hint, f"{step.ref} failed without a hint"
