@@ -47,7 +47,7 @@ HOLD = "hold"  # in a node's /labkit: its entry point waits to start dockerd aga
 DOWN = "down"  # ... written by the entry point once dockerd ended and its mounts are let go
 RESPAWNS = "respawns"  # ... written by an entry point that can do this
 ENTRYPOINT_NAME = "labkit-entrypo"  # the kernel's name of the entry point's process (15 characters at most)
-END_WAIT = 5.0  # s for a node's engine to end, and for a manager's to listen again
+END_WAIT = 5.0  # s for a node's engine to end, and for a leader to answer (orphans)
 # What an engine is put back without: its network store (the local networks, the endpoints of the containers
 # that ran). With it, an engine that starts first removes every endpoint it lists (about 0.3 s each); without
 # it, the engine makes its local networks afresh (new IDs, as a replay makes) and Swarm its own (ingress).
