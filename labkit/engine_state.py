@@ -54,6 +54,13 @@ def copy_engine(source: Path, target: Path, skip: frozenset[str] = frozenset()) 
     shutil.copystat(source, target)
 
 
+def copy_folder(source: Path, target: Path) -> None:
+    """Copy what is in SOURCE into the folder TARGET (cp -a)."""
+    for entry in sorted(source.iterdir()):
+        _cp(entry, target)
+    shutil.copystat(source, target)
+
+
 def empty(folder: Path) -> None:
     """Remove everything in FOLDER, keeping FOLDER itself."""
     for entry in folder.iterdir():

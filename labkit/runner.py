@@ -245,6 +245,8 @@ def _put_back(cluster: Cluster, origin: Lab, earlier: list[Step], key: str, prog
     if result is None or result.passed:
         return replay
     rewind.mark_unfit(cluster, key, f"{checked[-1].ref} failed after it was put back: {result.summary}")
+    report(f"Put back, the state did not pass {checked[-1].ref} ({result.summary}): replaying instead "
+           "(and from now on)")
     return None
 
 

@@ -116,6 +116,10 @@ class Names:
     def volume(self, node: str) -> str:
         return f"labkit-{self.lab}-{node}-docker"
 
+    def home(self, node: str) -> str:
+        """The volume of NODE's /root: what the learner writes there is saved with a state, as its engine is."""
+        return f"labkit-{self.lab}-{node}-home"
+
     def labels(self, kind: str, **extra: str) -> dict[str, str]:
         return {LABEL_LAB: self.lab, LABEL_KIND: kind, **extra}
 

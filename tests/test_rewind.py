@@ -145,6 +145,29 @@ def test_after_a_put_back_a_service_reaches_another_on_another_node_by_name(lab:
             volume.remove(force=True)
 
 
+def test_what_a_step_wrote_in_a_nodes_home_comes_back_with_the_state(lab: labkit.Cluster, host) -> None:
+    """Steps keep files in a node's /root (the trust lab's old token, the stacks lab's app folder): a
+    put-back brings back those of the state, and only those, whether the nodes stayed or were made again
+    (a CI walk came to the trust lab from the managers lab's five nodes: the saved token was gone, and
+    the state was marked unfit)."""
+    reset(lab, LABS, step(TARGET), lambda _: None)
+    assert lab["worker2"].run("mkdir -p /root/app && echo saved > /root/app/note").ok
+    key = "ci-probe-home"
+    assert rewind.save(lab, key, [], 60.0, lambda _: None)
+    origin = starting_lab(LABS, step(TARGET))
+    try:
+        for made_again in (False, True):
+            assert lab["worker2"].run("echo later > /root/app/note && echo later > /root/later").ok
+            if made_again:
+                lab.backend.down(lambda _: None)
+            assert rewind.restore(lab, key, origin, lambda _: None) is not None, made_again
+            assert lab["worker2"].run("cat /root/app/note").stdout.strip() == "saved", made_again
+            assert not lab["worker2"].run("test -e /root/later").ok, made_again
+    finally:
+        for volume in host.volumes.list(filters={"label": f"{LABEL_STATE}={DindStates(lab.backend).full_key(key)}"}):
+            volume.remove(force=True)
+
+
 def test_a_state_that_does_not_come_back_as_saved_is_replayed_from_then_on(lab: labkit.Cluster, host,
                                                                            monkeypatch) -> None:
     monkeypatch.setattr(rewind, "SETTLE", 3.0)

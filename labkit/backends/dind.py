@@ -31,7 +31,7 @@ from labkit.backends.base import (
     sorted_nodes,
     wait_for,
 )
-from labkit.backends.dind_states import DindStates, attached
+from labkit.backends.dind_states import HOME, DindStates, attached
 from labkit.errors import BackendError, InvalidInput, LabkitError, NodeDown, NotPermitted
 from labkit.kernel import kernel_findings
 from labkit.report import Finding, Report
@@ -498,9 +498,12 @@ class DindBackend(Backend):
         shutil.rmtree(socket_dir, ignore_errors=True)
         socket_dir.mkdir(parents=True)
         volume = self.names.volume(spec.name)
-        self.host.volumes.create(volume, labels=self.names.labels("volume", **{LABEL_NODE: spec.name}))
+        home = self.names.home(spec.name)
+        for name in (volume, home):
+            self.host.volumes.create(name, labels=self.names.labels("volume", **{LABEL_NODE: spec.name}))
         resolv = self.run_dir / "resolv.conf"
-        binds = [f"{volume}:/var/lib/docker", f"{socket_dir}:/labkit", f"{resolv}:/etc/resolv.conf:ro"]
+        binds = [f"{volume}:/var/lib/docker", f"{home}:{HOME}", f"{socket_dir}:/labkit",
+                 f"{resolv}:/etc/resolv.conf:ro"]
         if self.shared:
             binds.append(f"{self.shared}:/vagrant")
         host_config = engine_host_config(

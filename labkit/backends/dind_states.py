@@ -59,7 +59,9 @@ GOSSIP_PORT = 7946
 GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
 TCP_LISTEN = "0A"  # a socket's state in /proc/net/tcp
 MANAGER_ROLES = ("leader", "manager")
-FORMAT = "2"  # of a saved state (and of what the runner keeps with it): a change makes every state again
+HOME = "/root"  # a node's home: a volume of its own, saved with the state (files a step writes there)
+HOMES = "home"  # in a state's meta volume: a copy of each node's home, by node
+FORMAT = "3"  # of a saved state (and of what the runner keeps with it): a change makes every state again
 
 
 class Lab(Protocol):
@@ -131,6 +133,8 @@ class DindStates:
         containers = {c.labels[LABEL_NODE]: c for c in b._containers("node")}
         if not containers or any(c.status == "paused" or not attached(c, b.names.network) for c in containers.values()):
             return False  # a frozen or cut-off node is a moment to replay, not to save
+        if not all(_has_home(c) for c in containers.values()):
+            return False  # nodes made by an older labkit: their homes are not saved (a reset makes them again)
         key = self.full_key(key)
         subnet = str(plan.subnet)
         for volume in self._volumes(key):
@@ -151,11 +155,15 @@ class DindStates:
             with ThreadPoolExecutor(max_workers=4) as pool:
                 list(pool.map(lambda n: engine_state.copy_engine(self._folder(b.names.volume(n)),
                                                                  _mountpoint(copies[n])), containers))
+            meta_volume = self.host.volumes.create(name, labels={**labels, LABEL_KIND: "state"})
+            for node in containers:
+                home = _mountpoint(meta_volume) / HOMES / node
+                home.mkdir(parents=True)
+                engine_state.copy_folder(self._folder(b.names.home(node)), home)
         finally:
             for c in frozen:
                 c.unpause()
         data = {"meta": meta, "running": running, "nodes": sorted(containers), "saved": time.time()}
-        meta_volume = self.host.volumes.create(name, labels={**labels, LABEL_KIND: "state"})
         (_mountpoint(meta_volume) / META).write_text(json.dumps(data))  # last: the state is complete
         return True
 
@@ -190,9 +198,10 @@ class DindStates:
         metas = {s: m for s, m in self._metas(self.full_key(key)).items() if "meta" in m[1]}
         wanted = sorted(spec.name for spec in topology.nodes)
         plan = b._plan()
-        existing = sorted(c.labels[LABEL_NODE] for c in b._containers("node"))
-        if plan is not None and existing and existing != wanted:
-            b.down(report)  # another lab's shape: made afresh, on the state's subnet
+        nodes = b._containers("node")
+        existing = sorted(c.labels[LABEL_NODE] for c in nodes)
+        if plan is not None and existing and (existing != wanted or not all(_has_home(c) for c in nodes)):
+            b.down(report)  # another lab's shape (or an older labkit's nodes): made afresh, on the state's subnet
             plan = None
         if plan is not None:
             chosen = metas.get(str(plan.subnet))
@@ -234,6 +243,9 @@ class DindStates:
                 folder = self._folder(b.names.volume(node))
                 engine_state.empty(folder)
                 engine_state.copy_engine(_mountpoint(copies[node]), folder, skip=FORGOTTEN)
+                home = self._folder(b.names.home(node))
+                engine_state.empty(home)
+                engine_state.copy_folder(_mountpoint(volume) / HOMES / node, home)
                 restarted[node] = engine_state.start_with_engine(folder)
 
             with ThreadPoolExecutor(max_workers=4) as pool:
@@ -297,6 +309,10 @@ class DindStates:
 
     def _folder(self, volume: str) -> Path:
         return _mountpoint(self.host.volumes.get(volume))
+
+
+def _has_home(container: Container) -> bool:
+    return any(m.get("Destination") == HOME for m in container.attrs.get("Mounts") or [])
 
 
 def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None, list[int]]:
