@@ -31,6 +31,7 @@ SETTLE = 20.0  # s a put-back state has to look as it was saved
 SAVE_WAIT = 10.0  # s at most for a swarm's tasks to settle before its state is saved
 TRANSIENT = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")  # a task's states
 IN_SWARM = ("worker", "manager", "pending", "error")  # a node's swarm states (besides leader and locked)
+UNFIT_AGE = 86400.0  # s a state stays known unfit; then it is saved and tried again (it may have been bad luck)
 LOST_SETTLE = 20.0  # s more when Swarm replaces tasks (each try waits its restart delay; a busy machine, two)
 
 
@@ -206,15 +207,16 @@ def fit(cluster: Cluster, key: str) -> bool:
 
 
 def unfit(cluster: Cluster, key: str) -> bool:
-    """Whether the state under KEY is known not to come back as it was (resets replay, and save nothing)."""
+    """Whether the state under KEY is known not to come back as it was (resets replay, and save nothing),
+    marked so less than UNFIT_AGE ago."""
     saved = cluster.backend.saved_state(key)
-    return saved is not None and "unfit" in saved
+    return saved is not None and "unfit" in saved and time.time() - float(saved.get("marked", 0)) < UNFIT_AGE
 
 
 def mark_unfit(cluster: Cluster, key: str, why: str) -> None:
     """Mark KEY's state unfit (WHY); a failure to do so only costs the next reset a wasted try."""
     try:
-        cluster.backend.drop_state(key, {"unfit": why})
+        cluster.backend.drop_state(key, {"unfit": why, "marked": time.time()})
     except FAILURES as exc:
         log_exception("marking a state unfit", exc)
 

@@ -3,6 +3,7 @@ counts as back as it was."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import docker.errors
@@ -10,6 +11,7 @@ import pytest
 
 from labkit import rewind
 from labkit.backends import dind_states
+from labkit.cluster import Cluster
 from labkit.labs import find
 from labkit.runner import course, starting_lab
 from labkit.settings import PROJECT
@@ -284,3 +286,28 @@ def test_a_node_the_leader_has_not_heard_from_yet_is_not_settled() -> None:
     stopped = listed("manager1", "manager", True, state="unknown")
     assert not rewind._nodes_settled([leader, stopped, listed("worker1", "worker", False, "unknown")], own)
     assert rewind._nodes_settled([leader, stopped, listed("worker1", "worker", False)], own)
+
+
+class SavedOnly:
+    """A backend that has saved KEY's state as given (only what rewind's fit and unfit read)."""
+
+    def __init__(self, saved: dict | None) -> None:
+        self.saved = saved
+
+    def saved_state(self, key: str) -> dict | None:
+        return self.saved
+
+
+@pytest.mark.parametrize(("saved", "fit", "unfit"), [
+    (None, False, False),
+    ({"fingerprint": SAVED}, True, False),
+    ({"unfit": "a worker came back down", "marked": 0.0}, False, False),  # long ago: saved and tried again
+])
+def test_a_state_is_fit_until_marked_and_unfit_for_a_day(saved: dict | None, fit: bool, unfit: bool) -> None:
+    cluster = Cluster(SavedOnly(saved))  # type: ignore[arg-type]
+    assert (rewind.fit(cluster, "k"), rewind.unfit(cluster, "k")) == (fit, unfit)
+
+
+def test_a_state_just_marked_unfit_replays() -> None:
+    cluster = Cluster(SavedOnly({"unfit": "a worker came back down", "marked": time.time() - 60}))  # type: ignore[arg-type]
+    assert not rewind.fit(cluster, "k") and rewind.unfit(cluster, "k")

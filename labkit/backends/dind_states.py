@@ -114,13 +114,14 @@ class DindStates:
         return found
 
     def saved(self, key: str) -> dict[str, Any] | None:
-        """What was saved with a state of KEY (any subnet); {"unfit": ...} when it cannot be put back."""
+        """What was saved with a state of KEY (any subnet); {"unfit": ...} when it cannot be put back (the
+        mark itself, as rewind.mark_unfit wrote it)."""
         if os.geteuid() != 0:
             return None
         metas = self._metas(self.full_key(key))
         for _, data in metas.values():
             if data.get("unfit"):
-                return {"unfit": data["unfit"]}
+                return dict(data)
         return next((data["meta"] for _, data in metas.values() if "meta" in data), None)
 
     # ----------------------------------------------------------------- saving
