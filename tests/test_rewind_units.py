@@ -88,6 +88,20 @@ def test_a_moment_with_a_node_cut_off_or_frozen_is_not_saved(change: dict, why: 
     assert rewind.unlikely_back(lab.cluster, rewind.fingerprint(lab.cluster)).startswith(why)
 
 
+def test_a_swarm_with_a_manager_down_is_not_saved() -> None:
+    """The managers lab's rejoin: manager3 leads alone after --force-new-cluster, manager1 is stopped. An
+    engine started again dials the managers it knew (a demoted worker1 knew only manager1): a CI
+    put-back's workers stayed unknown past 20 s, where the replay's had long found manager3."""
+    lab = FakeLab(managers=2, workers=1)
+    swarm = lab.init("manager2")
+    lab.join("worker1", swarm)
+    assert rewind.unlikely_back(lab.cluster, rewind.fingerprint(lab.cluster)) == ""
+    lab.join("manager1", swarm, role="manager", state="unknown")
+    lab.stop_node("manager1")
+    why = rewind.unlikely_back(lab.cluster, rewind.fingerprint(lab.cluster))
+    assert why.startswith("a manager that is down (manager1)"), why
+
+
 def test_a_swarm_of_one_manager_would_come_back() -> None:
     assert rewind.unlikely_back(NoNodes(), {"nodes": {"manager1": "inactive", "worker1": "inactive"}}) == ""  # type: ignore[arg-type]
 
