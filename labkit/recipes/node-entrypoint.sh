@@ -99,6 +99,7 @@ engine() {
         # What a restart of the node leaves of the ended engine: its files, none of its mounts.
         awk '$2 ~ "^/var/lib/docker/|^/run/docker/|^/var/run/docker/" { print $2 }' /proc/self/mounts \
             | sort -r | while read -r mount; do umount -l "$mount" 2>/dev/null || :; done
+        : > /labkit/down  # labkit fills the folder meanwhile (the rest takes about 0.2 s: bridges, iptables)
         # Nor its bridges (docker0, docker_gwbridge, ...) and firewall rules: a bare engine that found
         # docker_gwbridge could not choose an address for `docker swarm init`.
         ip -o link show type bridge | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' \
@@ -108,7 +109,6 @@ engine() {
             iptables -t "$table" -X 2>/dev/null || :
         done
         for chain in INPUT FORWARD OUTPUT; do iptables -P "$chain" ACCEPT 2>/dev/null || :; done
-        : > /labkit/down
         while [ -e /labkit/hold ]; do sleep 0.02; done
         rm -f /labkit/down
     done
