@@ -18,6 +18,7 @@ from labkit.labs import all_steps, find
 from labkit.progress import Progress
 from labkit.runner import course, reset, run_check, starting_lab
 from labkit.swarm import task_containers
+from labkit.topology import pick_subnet
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.destructive, pytest.mark.root]
@@ -166,6 +167,47 @@ def test_what_a_step_wrote_in_a_nodes_home_comes_back_with_the_state(lab: labkit
     finally:
         for volume in host.volumes.list(filters={"label": f"{LABEL_STATE}={DindStates(lab.backend).full_key(key)}"}):
             volume.remove(force=True)
+
+
+def test_a_state_saved_on_another_subnet_is_put_back_there_once_it_is_free(lab: labkit.Cluster, host) -> None:
+    """A lab made afresh takes the first free subnet, which may not be the one it had (another lab took it
+    meanwhile): a CI walk-through's lab moved, and every reset to a state saved before replayed."""
+    reset(lab, LABS, step(TARGET), lambda _: None)
+    backend = lab.backend
+    saved_on = backend._plan().subnet  # type: ignore[attr-defined]
+    key = "ci-probe-subnet"
+    assert rewind.save(lab, key, [], 60.0, lambda _: None)
+    origin = starting_lab(LABS, step(TARGET))
+    try:
+        backend.down(lambda _: None)
+        elsewhere = pick_subnet([*backend._subnets_in_use(), saved_on])  # type: ignore[attr-defined]
+        backend.make(origin.topology, lambda _: None, elsewhere)  # type: ignore[attr-defined]
+        backend.up(origin.topology, lambda _: None)
+        assert backend._plan().subnet == elsewhere  # type: ignore[attr-defined]
+        said: list[str] = []
+        assert rewind.restore(lab, key, origin, said.append) is not None, said
+        assert backend._plan().subnet == saved_on  # type: ignore[attr-defined]
+        assert run_check(lab, step(BEFORE), wait=False, answer=Progress(lab.lab).answer(BEFORE)).passed
+    finally:
+        for volume in host.volumes.list(filters={"label": f"{LABEL_STATE}={DindStates(lab.backend).full_key(key)}"}):
+            volume.remove(force=True)
+
+
+def test_a_lab_made_afresh_keeps_its_subnet_while_it_is_free(lab: labkit.Cluster) -> None:
+    """A reset to a fresh cluster gives the nodes the addresses they had (a learner's notes stay right),
+    and the states saved on them stay usable: not the first free subnet, which another lab left."""
+    backend = lab.backend
+    topology = starting_lab(LABS, step(TARGET)).topology
+    backend.down(lambda _: None)
+    first = pick_subnet(backend._subnets_in_use())  # type: ignore[attr-defined]
+    elsewhere = pick_subnet([*backend._subnets_in_use(), first])  # type: ignore[attr-defined]
+    backend.make(topology, lambda _: None, elsewhere)  # type: ignore[attr-defined]
+    backend.up(topology, lambda _: None)
+    addresses = {n.name: n.address for n in lab.nodes}
+    backend.down(lambda _: None)
+    backend.up(topology, lambda _: None)
+    assert backend._plan().subnet == elsewhere  # type: ignore[attr-defined]
+    assert {n.name: n.address for n in lab.nodes} == addresses
 
 
 def test_a_state_that_does_not_come_back_as_saved_is_replayed_from_then_on(lab: labkit.Cluster, host,

@@ -37,6 +37,7 @@ from labkit.kernel import kernel_findings
 from labkit.report import Finding, Report
 from labkit.settings import settings
 from labkit.topology import (
+    CANDIDATE_SUBNETS,
     LABEL_KIND,
     LABEL_LAB,
     LABEL_NODE,
@@ -449,8 +450,14 @@ class DindBackend(Backend):
         except docker.errors.NotFound:
             pass
         taken = self._subnets_in_use()
+        last = self._last_subnet()
         for _ in range(5):  # another lab may take the subnet picked here first: pick again
-            subnet = wanted or pick_subnet(taken)
+            if wanted is not None:
+                subnet = wanted
+            elif last is not None and not any(last.overlaps(t) for t in taken):
+                subnet = last  # the lab's addresses stay as they were, and so do the states saved on them
+            else:
+                subnet = pick_subnet(taken)
             plan = AddressPlan(subnet)
             report(f"Creating the internal lab network {self.names.network} ({subnet})")
             pool = docker.types.IPAMPool(subnet=str(subnet), gateway=plan.gateway)
@@ -458,12 +465,32 @@ class DindBackend(Backend):
                 self.host.networks.create(self.names.network, driver="bridge", internal=True,
                                           ipam=docker.types.IPAMConfig(pool_configs=[pool]),
                                           labels=self.names.labels("network"))
+                self._remember_subnet(subnet)
                 return plan
             except docker.errors.APIError as exc:
                 if "overlap" not in str(exc) or wanted:
                     raise
                 taken.append(subnet)
         raise BackendError("Other labs kept taking the free subnets while this one was made: run `labkit up` again.")
+
+    @property
+    def _subnet_file(self) -> Path:
+        return settings().state_dir / f"subnet-{self.lab}"
+
+    def _last_subnet(self) -> ipaddress.IPv4Network | None:
+        """The subnet this lab's network had last (kept across `down`), if it is one labkit picks."""
+        try:
+            subnet = ipaddress.ip_network(self._subnet_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return subnet if subnet in CANDIDATE_SUBNETS else None
+
+    def _remember_subnet(self, subnet: ipaddress.IPv4Network) -> None:
+        try:
+            self._subnet_file.parent.mkdir(parents=True, exist_ok=True)
+            self._subnet_file.write_text(f"{subnet}\n")
+        except OSError:
+            pass  # the next lab made afresh takes the first free subnet instead
 
     def _subnets_in_use(self) -> list[ipaddress.IPv4Network]:
         taken = []

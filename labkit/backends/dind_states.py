@@ -196,25 +196,24 @@ class DindStates:
         b = self.backend
         if os.geteuid() != 0:
             return None
-        metas = {s: m for s, m in self._metas(self.full_key(key)).items() if "meta" in m[1]}
         wanted = sorted(spec.name for spec in topology.nodes)
+        metas = {s: m for s, m in self._metas(self.full_key(key)).items() if "meta" in m[1]
+                 and m[1].get("nodes") == wanted and time.time() - float(m[1].get("saved", 0)) <= MAX_AGE}
         plan = b._plan()
         nodes = b._containers("node")
         existing = sorted(c.labels[LABEL_NODE] for c in nodes)
-        if plan is not None and existing and (existing != wanted or not all(_has_home(c) for c in nodes)):
-            b.down(report)  # another lab's shape (or an older labkit's nodes): made afresh, on the state's subnet
-            plan = None
-        if plan is not None:
-            chosen = metas.get(str(plan.subnet))
-        else:
-            taken = b._subnets_in_use()
+        same_shape = plan is not None and existing == wanted and all(_has_home(c) for c in nodes)
+        chosen = metas.get(str(plan.subnet)) if plan is not None and same_shape else None
+        if chosen is None:  # a state saved on a subnet no other lab uses now: the lab is made again there
+            own = plan.subnet if plan is not None else None
+            taken = [t for t in b._subnets_in_use() if t != own]
             chosen = next((m for s, m in metas.items()
                            if not any(ipaddress.ip_network(s).overlaps(t) for t in taken)), None)
-        if chosen is None:
-            return None
+            if chosen is None:
+                return None
+            if plan is not None:
+                b.down(report)  # another lab's shape, an older labkit's nodes, or another subnet
         volume, data = chosen
-        if data.get("nodes") != wanted or time.time() - float(data.get("saved", 0)) > MAX_AGE:
-            return None
         subnet = ipaddress.ip_network((volume.attrs.get("Labels") or {})[LABEL_SUBNET])
         copies = {(v.attrs.get("Labels") or {}).get(LABEL_NODE): v for v in self._volumes(self.full_key(key))
                   if (v.attrs.get("Labels") or {}).get(LABEL_SUBNET) == str(subnet)}
