@@ -110,7 +110,7 @@ def check(ref: str) -> CheckWidget:
     room_client.send_in_background()  # to the learner's room, if they joined one (never waits)
     widget = CheckWidget(c, step, result)
     if settings().strict and not result.passed and not step.question:
-        raise StepNotDone(result_text(ref, result))
+        raise StepNotDone(result_text(ref, result) + "".join(f"\n     seen: {e}" for e in result.evidence))
     return widget
 
 

@@ -120,7 +120,7 @@ def test_spread_service_starting_is_pending():
     lab.task(pinger, "worker2", 3, state="starting")
     result = run_check("spread_service", lab)
     failed(result, "pinger's tasks are starting.", pending=True, hint="Wait a moment.")
-    assert result.evidence == ("pinger tasks on: manager1, worker1",)
+    assert result.evidence == ("pinger tasks on: manager1, worker1", "pinger.3 on worker2: starting")
 
 
 def test_spread_service_two_tasks_on_one_node_is_pending():

@@ -314,7 +314,21 @@ def test_service_tasks_starting_is_pending():
     lab.task(service, "worker2", 2, state="preparing")
     result = run_check("pinger_on_workers", lab, step="service")
     failed(result, "pinger's tasks are starting.", pending=True, hint="Wait a moment.")
-    assert result.evidence[1] == "pinger tasks on: worker1"
+    assert result.evidence[1:] == ("pinger tasks on: worker1", "pinger.2 on worker2: preparing")
+
+
+def test_change_a_task_no_worker_can_take_says_why():
+    lab, service = recovered_lab()
+    lab.scale(service, 3, at=100)
+    task = lab.task(service, "worker1", 3, state="pending")
+    task["NodeID"] = ""
+    task["Status"]["Message"] = "pending task scheduling"
+    task["Status"]["Err"] = ("no suitable node (1 node not available for new tasks; scheduling constraints not "
+                             "satisfied on 4 nodes)")
+    result = run_check("pinger_on_workers", lab, step="change")
+    failed(result, "pinger's tasks are starting.", pending=True, hint="Wait a moment.")
+    assert result.evidence[2:] == ("pinger.3: pending (no suitable node (1 node not available for new tasks; "
+                                   "scheduling constraints not satisfied on 4 nodes))",)
 
 
 # --- managers:leader-down ------------------------------------------------------------------------------------

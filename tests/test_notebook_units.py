@@ -155,3 +155,25 @@ def test_a_saved_prediction_is_what_the_check_judges(tmp_path, monkeypatch) -> N
 def test_the_learner_sees_the_container_names_before_the_cell_that_removes_one() -> None:
     cells = [src for _, src in lab_notebook("self-heal") if src.startswith("%%node worker1")]
     assert len(cells) == 2 and "container ls" in cells[0] and cells[1].endswith("rm -f {task_container}")
+
+
+def test_a_failing_check_in_a_regression_run_says_what_labkit_saw(tmp_path, monkeypatch) -> None:
+    """The cell's error is all nbval shows of a failed run: it carries the evidence, so it tells a slow
+    start from a stuck task."""
+    import types
+
+    import pytest
+
+    from labkit import nb
+    from labkit.errors import StepNotDone
+
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv(nb.STRICT_ENV, "1")
+    monkeypatch.setattr(nb, "lab", lambda: types.SimpleNamespace(lab="t"))
+    monkeypatch.setattr(nb, "run_check", lambda c, step: Result(
+        False, "pinger's tasks are starting.", ("pinger tasks on: worker2", "pinger.3 on worker1: assigned"),
+        pending=True, hint="Wait a moment."))
+    with pytest.raises(StepNotDone) as raised:
+        nb.check("managers:change")
+    assert str(raised.value).splitlines()[1:] == ["     try: Wait a moment.", "     seen: pinger tasks on: worker2",
+                                                  "     seen: pinger.3 on worker1: assigned"]

@@ -107,6 +107,23 @@ class Context:
         tasks = self.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
         return [t for t in tasks if t["Status"]["State"] == "running"]
 
+    def not_running(self, service: dict[str, Any]) -> list[str]:
+        """SERVICE's tasks that are meant to run and do not yet, each with its node, state and Swarm's words:
+        what a learner (or a failed regression run) needs to tell a slow start from a stuck one."""
+        tasks = self.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
+        hosts = self.hostnames()
+        name = service["Spec"]["Name"]
+        found = []
+        for t in sorted(tasks, key=lambda t: t.get("Slot", 0)):
+            status = t["Status"]
+            if status["State"] == "running":
+                continue
+            where = f" on {hosts.get(t.get('NodeID', ''), '?')}" if t.get("NodeID") else ""
+            why = status.get("Err") or status.get("Message", "")
+            said = f" ({why})" if why and why != status["State"] else ""
+            found.append(f"{name}.{t.get('Slot', '?')}{where}: {status['State']}{said}")
+        return found
+
     def task_container(self, service: str) -> tuple[Node, Any] | None:
         """A running container of SERVICE, as its node's own engine lists it, and that node (None: none runs)."""
         for node in self.cluster.nodes:

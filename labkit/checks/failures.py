@@ -46,7 +46,8 @@ def spread_service(ctx: Context) -> Result:
     where = _where(ctx, ctx.running_tasks(service))
     evidence = (f"pinger tasks on: {', '.join(where) or 'none'}",)
     if len(where) < 3 or len(set(where)) < 3:
-        return Result(False, "pinger's tasks are starting.", evidence, pending=True, hint="Wait a moment.")
+        return Result(False, "pinger's tasks are starting.", (*evidence, *ctx.not_running(service)), pending=True,
+                      hint="Wait a moment.")
     return Result(True, "pinger runs one task on each node.", evidence)
 
 

@@ -101,7 +101,8 @@ def pinger_on_workers(ctx: Context) -> Result:
         return Result(False, f"pinger asks for {replicas} replica(s); this step wants {wanted}.", evidence,
                       hint=ctx.step.hints[0])
     if len(where) < wanted:
-        return Result(False, "pinger's tasks are starting.", evidence, pending=True, hint="Wait a moment.")
+        return Result(False, "pinger's tasks are starting.", (*evidence, *ctx.not_running(service)), pending=True,
+                      hint="Wait a moment.")
     return Result(True, f"pinger runs {wanted} tasks, on the workers only.", evidence)
 
 
