@@ -59,7 +59,10 @@ class Context:
                 leader = leader_hostname(node.docker.api)
             except docker.errors.APIError:  # it has no quorum, so no leader to name: ask the next
                 continue
-            return next((n for n in able if n.name == leader), node)
+            named = next((n for n in managers if n.name == leader), None)
+            if named is not None and (named in able or named.engine_answers()):  # a leader busy for one ping is
+                return named  # still the one to ask: a follower may not have applied the latest change yet
+            return node
         return able[0]
 
     @cached_property
