@@ -77,17 +77,6 @@ def test_the_checks_ask_the_leader_when_there_are_several_managers():
     assert Context(lab.cluster, step_of("manager_quorum", "quorum")).manager.name == "manager3"
 
 
-def test_a_leader_that_misses_a_ping_under_load_is_still_the_one_asked():
-    """A follower applies a change a moment after the leader commits it: asked right after `docker node
-    promote`, it still lists worker1 as a worker (a regression run failed 'The swarm has 3 managers' so).
-    So a leader too busy for one ping is asked again, not passed over for a follower."""
-    lab = managers_lab()
-    lab["manager1"].engine.missed_pings = 1
-    assert Context(lab.cluster, step_of("manager_quorum", "promote")).manager.name == "manager1"
-    lab["manager1"].engine.missed_pings = 2  # it does not answer twice running: a follower it is
-    assert Context(lab.cluster, step_of("manager_quorum", "promote")).manager.name == "manager2"
-
-
 def test_a_manager_back_from_a_lost_cluster_is_not_the_one_asked():
     """After --force-new-cluster, manager1 boots believing it still manages the old cluster (control, but no
     leader): the checks ask manager3, which knows the leader, not manager1 (whose words would flicker)."""

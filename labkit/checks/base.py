@@ -59,10 +59,7 @@ class Context:
                 leader = leader_hostname(node.docker.api)
             except docker.errors.APIError:  # it has no quorum, so no leader to name: ask the next
                 continue
-            named = next((n for n in managers if n.name == leader), None)
-            if named is not None and (named in able or named.engine_answers()):  # a leader busy for one ping is
-                return named  # still the one to ask: a follower may not have applied the latest change yet
-            return node
+            return next((n for n in able if n.name == leader), node)
         return able[0]
 
     @cached_property
