@@ -207,7 +207,8 @@ def test_quorum_one_manager_is_told():
     lab.init("manager1")
     result = run_check("manager_quorum", lab, "1", step="quorum")
     failed(result, "The swarm has 1 manager; this step wants 3.", hint="`labkit reset managers`")
-    assert result.evidence == ("managers: manager1 Leader", "1 manager: a quorum is 1, so 0 may be lost")
+    assert result.evidence == ("managers: manager1 Leader", "1 manager: a quorum is 1, so 0 may be lost",
+                               "not in Raft: none")
 
 
 def test_quorum_a_manager_not_reachable_is_pending():
@@ -246,6 +247,7 @@ def test_promote_not_done():
     result = run_check("manager_quorum", managers_lab(), "1", step="promote")
     failed(result, "The swarm has 3 managers; this step wants 4.", hint="`docker node promote worker1` on manager1.")
     assert "even" not in result.summary
+    assert result.evidence[-1] == "not in Raft: worker1 worker (ready), worker2 worker (ready)"
 
 
 def test_promote_new_manager_not_reachable_yet_is_pending():

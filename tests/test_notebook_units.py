@@ -177,3 +177,31 @@ def test_a_failing_check_in_a_regression_run_says_what_labkit_saw(tmp_path, monk
         nb.check("managers:change")
     assert str(raised.value).splitlines()[1:] == ["     try: Wait a moment.", "     seen: pinger tasks on: worker2",
                                                   "     seen: pinger.3 on worker1: assigned"]
+
+
+def test_a_question_step_fails_a_regression_run_with_what_labkit_saw_unless_it_only_awaits_the_answer(
+        tmp_path, monkeypatch) -> None:
+    """A question step's check waits for the learner's answer ('? ...' is its recorded output); any other
+    failure there raises like any step's, with the evidence (a run once saw 3 managers after a promote)."""
+    import types
+
+    import pytest
+
+    from labkit import nb
+    from labkit.errors import StepNotDone
+
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv(nb.STRICT_ENV, "1")
+    monkeypatch.setattr(nb, "lab", lambda: types.SimpleNamespace(lab="t"))
+    seen = ("managers: manager1 Leader, manager2 Reachable, manager3 Reachable",)
+    monkeypatch.setattr(nb, "run_check", lambda c, step: Result(
+        False, "Predict, run the command(s), then answer: With four managers, how many can the swarm lose?",
+        seen))
+    nb.check("managers:promote")  # waits for the answer: no error
+    monkeypatch.setattr(nb, "run_check", lambda c, step: Result(
+        False, "The swarm has 3 managers; this step wants 4.", seen, hint="Promote worker1."))
+    with pytest.raises(StepNotDone) as raised:
+        nb.check("managers:promote")
+    assert str(raised.value).splitlines() == [
+        "FAIL managers:promote: The swarm has 3 managers; this step wants 4.", "     try: Promote worker1.",
+        "     seen: managers: manager1 Leader, manager2 Reachable, manager3 Reachable"]

@@ -53,11 +53,13 @@ def manager_quorum(ctx: Context) -> Result:
     managers = _managers(ctx)
     wanted = int(ctx.params.get("managers", 3))
     count = len(managers)
+    nodes = ctx.nodes_by_hostname()
+    others = ", ".join(f"{h} {n['Spec'].get('Role')} ({n['Status'].get('State')})" for h, n in sorted(nodes.items())
+                       if h not in managers)
     evidence = (f"managers: {_status(managers)}",
                 f"{count} manager{'' if count == 1 else 's'}: a quorum is {count // 2 + 1}, so {tolerance(count)} "
                 "may be lost")
-    joining = sorted(h for h, n in ctx.nodes_by_hostname().items()
-                     if n["Spec"].get("Role") == "manager" and not n.get("ManagerStatus"))
+    joining = sorted(h for h, n in nodes.items() if n["Spec"].get("Role") == "manager" and not n.get("ManagerStatus"))
     if count < wanted and joining:
         return Result(False, f"{', '.join(joining)}: manager by role, not yet back in Raft.", evidence,
                       pending=True, hint="A manager that comes back waits for a seat in Raft: watch `docker node "
@@ -66,7 +68,7 @@ def manager_quorum(ctx: Context) -> Result:
         even = (f" An even number adds no tolerance: {count} managers may lose {tolerance(count)}, like "
                 f"{count - 1}." if count % 2 == 0 else "")
         return Result(False, f"The swarm has {count} manager{'' if count == 1 else 's'}; this step wants "
-                      f"{wanted}.{even}", evidence,
+                      f"{wanted}.{even}", (*evidence, f"not in Raft: {others or 'none'}"),
                       hint=ctx.step.hints[0])
     unreachable = sorted(h for h, n in managers.items()
                          if (n.get("ManagerStatus") or {}).get("Reachability") != "reachable")
