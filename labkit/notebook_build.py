@@ -166,8 +166,9 @@ def main() -> None:
     built = build_all()
     for name, nb in built.items():
         path = NOTEBOOKS / name
-        if path.exists() and sources(nbformat.read(path, as_version=4)) == sources(nb) and not args.execute:
-            continue
+        same = path.exists() and sources(nbformat.read(path, as_version=4)) == sources(nb)
+        if (same and not args.execute) or (args.execute and args.names and name not in args.names):
+            continue  # a notebook not executed keeps its recorded outputs
         nbformat.write(nb, path)
         print(f"wrote {path}")
     if args.execute:

@@ -469,8 +469,18 @@ def test_quorum_lost_without_running_tasks_the_answer_is_no():
 def test_leader_back():
     lab, _ = recovered_lab()
     result = run_check("leader_back", lab)
-    passed(result, "The swarm has a leader again: a majority of its managers is on.")
+    passed(result, "The swarm has a leader again, and every node that is on reports to it.")
     assert result.evidence == ("managers: manager1 Unreachable, manager2 Reachable, manager3 Leader",)
+
+
+def test_leader_back_while_a_worker_has_not_found_the_new_leader_is_pending():
+    """The next step scales pinger on the workers: a worker still unknown to the new leader would get no task
+    (a regression run's scale-up waited 90 s in vain once)."""
+    lab, _ = recovered_lab()
+    lab.mark_node("worker1", "unknown", at=96)
+    result = run_check("leader_back", lab)
+    failed(result, "The swarm has a leader again; not every node reports to it yet: worker1 (unknown).",
+           pending=True, hint="watch `docker node ls` until they are Ready")
 
 
 def test_leader_back_manager2_still_off():

@@ -205,3 +205,21 @@ def test_a_question_step_fails_a_regression_run_with_what_labkit_saw_unless_it_o
     assert str(raised.value).splitlines() == [
         "FAIL managers:promote: The swarm has 3 managers; this step wants 4.", "     try: Promote worker1.",
         "     seen: managers: manager1 Leader, manager2 Reachable, manager3 Reachable"]
+
+
+def test_recording_some_notebooks_leaves_the_others_recorded_outputs(tmp_path, monkeypatch) -> None:
+    """`notebook_build --execute 12-managers.ipynb` once rewrote every notebook without its outputs."""
+    import shutil
+
+    from labkit import notebook_build
+
+    for path in notebook_build.NOTEBOOKS.glob("*.ipynb"):
+        shutil.copy(path, tmp_path / path.name)
+    monkeypatch.setattr(notebook_build, "NOTEBOOKS", tmp_path)
+    ran: list[list[str]] = []
+    monkeypatch.setattr(notebook_build, "execute", lambda order, lab: ran.append(order))
+    monkeypatch.setattr("sys.argv", ["notebook_build", "--execute", "12-managers.ipynb"])
+    kept = (tmp_path / "11-node-failure.ipynb").read_text()
+    notebook_build.main()
+    assert ran == [["12-managers.ipynb"]]
+    assert (tmp_path / "11-node-failure.ipynb").read_text() == kept

@@ -224,7 +224,14 @@ def leader_back(ctx: Context) -> Result:
     evidence = (f"managers: {_status(managers)}",)
     if not leader:
         return Result(False, "The managers are electing a leader.", evidence, pending=True, hint="Wait a moment.")
-    return Result(True, "The swarm has a leader again: a majority of its managers is on.", evidence)
+    down = set(ctx.params.get("nodes_down", []))
+    silent = sorted(f"{h} ({n['Status'].get('State')})" for h, n in ctx.nodes_by_hostname().items()
+                    if h not in down and n["Status"].get("State") != "ready")
+    if silent:  # a new leader's dispatcher marks every node unknown until it hears from it
+        return Result(False, f"The swarm has a leader again; not every node reports to it yet: {', '.join(silent)}.",
+                      evidence, pending=True, hint="Each node's agent finds the new leader within seconds: watch "
+                      "`docker node ls` until they are Ready.")
+    return Result(True, "The swarm has a leader again, and every node that is on reports to it.", evidence)
 
 
 @check("new_cluster", answer=lambda ctx: "yes" if ctx.service(PINGER) else "no")
