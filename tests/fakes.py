@@ -177,6 +177,8 @@ class FakeEngine:
     swarm: FakeSwarm | None = None
     containers: list[FakeContainer] = field(default_factory=list)
     answers: bool = True  # False: the engine does not answer (its machine is stopped)
+    knows: list[str] | None = None  # the manager addresses its agent knows (None: every manager in Raft)
+    error: str = ""  # the engine's swarm error (`docker info`: Swarm.Error)
     local_networks: list[Json] = field(default_factory=list)  # made with `docker network create` on this node
     vanishing: set[str] = field(default_factory=set)  # container ids removed between listing and inspecting
 
@@ -410,8 +412,11 @@ class FakeDocker:
     def info(self) -> Json:
         e = self.engine
         swarm: Json = {"NodeID": e.node_id if e.local_state == "active" else "", "NodeAddr": "",
-                       "LocalNodeState": e.local_state, "ControlAvailable": e.is_manager, "Error": "",
+                       "LocalNodeState": e.local_state, "ControlAvailable": e.is_manager, "Error": e.error,
                        "RemoteManagers": None}
+        if e.local_state == "active" and e.swarm is not None:
+            seated = [n["ManagerStatus"]["Addr"] for n in e.swarm.nodes if n.get("ManagerStatus")]
+            swarm["RemoteManagers"] = [{"Addr": a} for a in (seated if e.knows is None else e.knows)]
         if e.is_manager and e.swarm is not None:  # the engine tells the cluster only to managers
             managers = [n for n in e.swarm.nodes if n["Spec"]["Role"] == "manager"]
             swarm |= {"Cluster": {"ID": e.swarm.id}, "Nodes": len(e.swarm.nodes), "Managers": len(managers)}

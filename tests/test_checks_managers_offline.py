@@ -264,6 +264,32 @@ def test_demote_back_to_three():
     assert result.evidence[0] == "managers: manager1 Leader, manager2 Reachable, manager3 Reachable"
 
 
+def test_demote_waits_until_worker1_is_a_worker_that_knows_every_manager():
+    """Until its engine holds a worker certificate and a session, a demoted worker1 knows only the manager it
+    joined through (manager1): powered off on the next steps, that left worker1 Down for good in a replay."""
+    lab = demoted_lab()
+    worker1 = lab["worker1"].engine
+    worker1.knows = [f"{lab['manager1'].address}:2377"]
+    failed(run_check("manager_quorum", lab, step="demote"),
+           "worker1 is a worker again, and knows 1 of the 3 managers yet.", pending=True,
+           hint="`docker info` on worker1")
+    worker1.knows, worker1.local_state = None, "error"
+    worker1.error = "manager stopped: can't initialize raft node"
+    failed(run_check("manager_quorum", lab, step="demote"),
+           "worker1 is becoming a worker: manager stopped: can't initialize raft node.", pending=True)
+    worker1.local_state, worker1.error = "active", ""
+    passed(run_check("manager_quorum", lab, step="demote"), "3 managers, all reachable")
+
+
+def test_demote_waits_while_worker1_still_runs_a_manager(monkeypatch):
+    lab = demoted_lab()  # out of Raft; its engine still runs a manager
+    still = lab["worker1"].engine
+    was = type(still).is_manager
+    monkeypatch.setattr(type(still), "is_manager", property(lambda e: e is still or was.fget(e)))
+    failed(run_check("manager_quorum", lab, step="demote"), "worker1 still runs as a manager: it is leaving Raft.",
+           pending=True)
+
+
 def test_demote_not_done_names_the_even_number():
     result = run_check("manager_quorum", promoted_lab(), step="demote")
     failed(result, "The swarm has 4 managers; this step wants 3. An even number adds no tolerance: 4 managers may "

@@ -76,10 +76,33 @@ def manager_quorum(ctx: Context) -> Result:
         return Result(False, f"{', '.join(unreachable)} {'is' if len(unreachable) == 1 else 'are'} not reachable "
                       "yet.", evidence, pending=True,
                       hint="A new manager needs a few seconds to join Raft: watch `docker node ls`.")
+    demoted = ctx.params.get("demoted")
+    unsettled = _unsettled_worker(ctx, str(demoted), managers) if demoted else ""
+    if unsettled:
+        return Result(False, unsettled, evidence, pending=True,
+                      hint=f"A demoted manager needs a few seconds to become a worker: its engine trades its "
+                      f"manager certificate for a worker's and learns every manager (`docker info` on {demoted}).")
     if not ctx.step.question:
         return Result(True, f"{count} managers, all reachable: the swarm may lose {tolerance(count)}.", evidence)
     return judge_answer(ctx, [str(tolerance(count)), ["none", "one", "two", "three"][min(tolerance(count), 3)]],
                         evidence)
+
+
+def _unsettled_worker(ctx: Context, name: str, managers: dict[str, dict[str, Any]]) -> str:
+    """Why NAME, just demoted, is not a worker in its own eyes yet ('' when it is): its engine still runs a
+    manager, reports an error, or knows fewer managers than there are. Until it holds a worker certificate
+    and a session it knows only the manager it joined through: power that one off then, and it stays Down
+    until it comes back (the managers lab once lost worker1 so: manager1 went off right after the demote)."""
+    state = ctx.swarm_state(ctx.cluster[name])
+    if state.get("ControlAvailable"):
+        return f"{name} still runs as a manager: it is leaving Raft."
+    if state.get("Error") or state.get("LocalNodeState") != "active":
+        return f"{name} is becoming a worker: {state.get('Error') or state.get('LocalNodeState')}."
+    known = {m.get("Addr") for m in state.get("RemoteManagers") or []}
+    seated = {(n.get("ManagerStatus") or {}).get("Addr") for n in managers.values()}
+    if not seated <= known:
+        return f"{name} is a worker again, and knows {len(known & seated)} of the {len(seated)} managers yet."
+    return ""
 
 
 @check("pinger_on_workers")
