@@ -30,7 +30,7 @@ from labkit.runner import begin as runner_begin
 from labkit.runner import course, run_check
 from labkit.settings import settings
 from labkit.topology import lab_name
-from labkit.widgets import CheckWidget, ClusterMap, PredictWidget, awaits_answer, result_text
+from labkit.widgets import CheckWidget, ClusterMap, PredictWidget, result_text
 
 __all__ = ["begin", "check", "cluster_map", "lab", "load_ipython_extension", "node_connect", "node_disconnect",
            "node_restart", "node_start", "node_stop", "predict", "status", "topology"]
@@ -109,7 +109,7 @@ def check(ref: str) -> CheckWidget:
     result = run_check(c, step)
     room_client.send_in_background()  # to the learner's room, if they joined one (never waits)
     widget = CheckWidget(c, step, result)
-    if settings().strict and not result.passed and not (step.question and awaits_answer(result)):
+    if settings().strict and not result.passed and not (step.question and result.awaits_answer):
         raise StepNotDone(result_text(ref, result) + "".join(f"\n     seen: {e}" for e in result.evidence))
     return widget
 

@@ -32,14 +32,8 @@ def result_text(ref: str, result: Result | None, question: bool = False) -> str:
         return f"… {ref}: not checked yet"
     if result.passed:
         return f"PASS {ref}: {result.summary}"
-    mark = "?" if question and awaits_answer(result) else "FAIL"
+    mark = "?" if question and result.awaits_answer else "FAIL"
     return f"{mark} {ref}: {result.summary}" + (f"\n     try: {result.hint}" if result.hint else "")
-
-
-def awaits_answer(result: Result) -> bool:
-    """Whether RESULT only waits for the learner's answer (the cluster is as the step wants)."""
-    return not result.passed and result.summary.startswith(
-        ("Run the command(s), then answer", "Predict, run the command(s), then answer"))
 
 
 def inline_md(text: str) -> str:

@@ -17,6 +17,9 @@ from labkit.errors import LabDefinitionError, LabNotRunning
 from labkit.labs import Step
 from labkit.swarm import leader_hostname, local_state, task_containers
 
+ASK = "Run the command(s), then answer"  # how a question step's summary begins while it awaits the answer
+ASK_PREDICT = "Predict, run the command(s), then answer"
+
 
 @dataclass(frozen=True)
 class Result:
@@ -28,6 +31,11 @@ class Result:
     hint: str | None = None  # what to try (failures only)
     pending: bool = False  # the cluster is still converging: waiting may help
     seconds: float = 0.0  # how long the check took, waits included
+
+    @property
+    def awaits_answer(self) -> bool:
+        """Whether it only waits for the learner's answer (the cluster is as the step wants)."""
+        return not self.passed and self.summary.startswith((ASK, ASK_PREDICT))
 
 
 @dataclass
@@ -195,7 +203,7 @@ def judge_answer(ctx: Context, accepted: Iterable[str], evidence: Iterable[str] 
     question = ctx.step.question or "the question"
     hint = ctx.step.hints[0] if ctx.step.hints else None
     if ctx.answer is None or not ctx.answer.strip():
-        verb = "Predict, run the command(s), then answer" if ctx.step.predict else "Run the command(s), then answer"
+        verb = ASK_PREDICT if ctx.step.predict else ASK
         return Result(False, f"{verb}: {question}", hint=hint)
     if matches(ctx.answer, accepted):
         return Result(True, f"Right: {ctx.answer.strip().rstrip('.')}.", tuple(evidence))
