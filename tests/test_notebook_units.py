@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+import types
+from collections.abc import Callable
 
+import pytest
+
+from labkit import nb
 from labkit.checks import Result
 from labkit.diagrams import NodeView, Task, tasks_svg, tasks_text, topology_svg
+from labkit.errors import StepNotDone
 from labkit.nb import collapse_progress, terminal_script
 from labkit.widgets import result_text
 
@@ -157,22 +163,22 @@ def test_the_learner_sees_the_container_names_before_the_cell_that_removes_one()
     assert len(cells) == 2 and "container ls" in cells[0] and cells[1].endswith("rm -f {task_container}")
 
 
-def test_a_failing_check_in_a_regression_run_says_what_labkit_saw(tmp_path, monkeypatch) -> None:
-    """The cell's error is all nbval shows of a failed run: it carries the evidence, so it tells a slow
-    start from a stuck task."""
-    import types
-
-    import pytest
-
-    from labkit import nb
-    from labkit.errors import StepNotDone
-
+@pytest.fixture
+def strict_check(tmp_path, monkeypatch) -> Callable[[Result], None]:
+    """nb.check as a regression run (LABKIT_STRICT) calls it, on a fake lab; call it with the Result the
+    check should give."""
     monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
     monkeypatch.setenv(nb.STRICT_ENV, "1")
     monkeypatch.setattr(nb, "lab", lambda: types.SimpleNamespace(lab="t"))
-    monkeypatch.setattr(nb, "run_check", lambda c, step: Result(
-        False, "pinger's tasks are starting.", ("pinger tasks on: worker2", "pinger.3 on worker1: assigned"),
-        pending=True, hint="Wait a moment."))
+    return lambda result: monkeypatch.setattr(nb, "run_check", lambda c, step: result)
+
+
+def test_a_failing_check_in_a_regression_run_says_what_labkit_saw(strict_check) -> None:
+    """The cell's error is all nbval shows of a failed run: it carries the evidence, so it tells a slow
+    start from a stuck task."""
+    strict_check(Result(False, "pinger's tasks are starting.", ("pinger tasks on: worker2",
+                                                                "pinger.3 on worker1: assigned"),
+                        pending=True, hint="Wait a moment."))
     with pytest.raises(StepNotDone) as raised:
         nb.check("managers:change")
     assert str(raised.value).splitlines()[1:] == ["     try: Wait a moment.", "     seen: pinger tasks on: worker2",
@@ -180,26 +186,14 @@ def test_a_failing_check_in_a_regression_run_says_what_labkit_saw(tmp_path, monk
 
 
 def test_a_question_step_fails_a_regression_run_with_what_labkit_saw_unless_it_only_awaits_the_answer(
-        tmp_path, monkeypatch) -> None:
+        strict_check) -> None:
     """A question step's check waits for the learner's answer ('? ...' is its recorded output); any other
     failure there raises like any step's, with the evidence (a run once saw 3 managers after a promote)."""
-    import types
-
-    import pytest
-
-    from labkit import nb
-    from labkit.errors import StepNotDone
-
-    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
-    monkeypatch.setenv(nb.STRICT_ENV, "1")
-    monkeypatch.setattr(nb, "lab", lambda: types.SimpleNamespace(lab="t"))
     seen = ("managers: manager1 Leader, manager2 Reachable, manager3 Reachable",)
-    monkeypatch.setattr(nb, "run_check", lambda c, step: Result(
-        False, "Predict, run the command(s), then answer: With four managers, how many can the swarm lose?",
-        seen))
+    strict_check(Result(False, "Predict, run the command(s), then answer: With four managers, how many can the "
+                        "swarm lose?", seen))
     nb.check("managers:promote")  # waits for the answer: no error
-    monkeypatch.setattr(nb, "run_check", lambda c, step: Result(
-        False, "The swarm has 3 managers; this step wants 4.", seen, hint="Promote worker1."))
+    strict_check(Result(False, "The swarm has 3 managers; this step wants 4.", seen, hint="Promote worker1."))
     with pytest.raises(StepNotDone) as raised:
         nb.check("managers:promote")
     assert str(raised.value).splitlines() == [
