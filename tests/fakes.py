@@ -1086,7 +1086,11 @@ NODE_CERT_VERIFY = f"openssl verify -CAfile {CA_CERT} {NODE_CERT}"
 def trust_lab() -> FakeLab:
     """A full swarm as `swarm inspect` shows it to the trust checks: CAConfig (90 days), TLSInfo of its root
     CA, no rotation in progress; every node holds a certificate of that CA on its disk."""
-    lab = swarm_lab()
+    return with_certs(swarm_lab())
+
+
+def with_certs(lab: FakeLab) -> FakeLab:
+    """LAB's swarm with its CA's settings (90 days) and TLSInfo, and a certificate of its role on every node."""
     lab.swarm.trust = {"Spec": {"CAConfig": {"NodeCertExpiry": NODE_CERT_DAYS * 24 * HOUR_NS}},
                        "TLSInfo": _tls_info(lab.swarm.ca_pem), "RootRotationInProgress": False}
     for name in lab.nodes:
@@ -1190,14 +1194,15 @@ ELECTING = "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
 
 
 def managers_lab() -> FakeLab:
-    """manager1 leads a swarm of three managers (manager2 and manager3 Reachable) and two workers."""
+    """manager1 leads a swarm of three managers (manager2 and manager3 Reachable) and two workers, each with a
+    certificate of its role on its disk."""
     lab = FakeLab(managers=3, workers=2)
     swarm = lab.init("manager1")
     for name in ("manager2", "manager3"):
         lab.join(name, swarm, "manager")
     for name in ("worker1", "worker2"):
         lab.join(name, swarm)
-    return lab
+    return with_certs(lab)
 
 
 def _raft_of(swarm: FakeSwarm) -> Json:

@@ -20,10 +20,12 @@ from labkit.labs import Step
 from tests.fakes import (
     ELECTING,
     NO_LEADER,
+    NODE_CERT_READ,
     FakeLab,
     Json,
     elect,
     force_new_cluster,
+    issue_cert,
     managers_lab,
     no_leader,
     node_event,
@@ -95,14 +97,14 @@ def test_a_manager_back_from_a_lost_cluster_is_not_the_one_asked():
 def promoted_lab(reachability: str = "reachable") -> FakeLab:
     """promote done: worker1 a manager (in Raft with REACHABILITY)."""
     lab = managers_lab()
-    set_role(lab, "worker1", "manager", cert_follows=False, reachability=reachability)
+    set_role(lab, "worker1", "manager", reachability=reachability)
     return lab
 
 
-def demoted_lab() -> FakeLab:
-    """demote done: worker1 a worker again."""
+def demoted_lab(cert_follows: bool = True) -> FakeLab:
+    """demote done: worker1 a worker again (with CERT_FOLLOWS, holding a worker's certificate already)."""
     lab = promoted_lab()
-    set_role(lab, "worker1", "worker", cert_follows=False)
+    set_role(lab, "worker1", "worker", cert_follows=cert_follows)
     return lab
 
 
@@ -288,6 +290,21 @@ def test_demote_waits_while_worker1_still_runs_a_manager(monkeypatch):
     monkeypatch.setattr(type(still), "is_manager", property(lambda e: e is still or was.fget(e)))
     failed(run_check("manager_quorum", lab, step="demote"), "worker1 still runs as a manager: it is leaving Raft.",
            pending=True)
+
+
+def test_demote_waits_until_worker1_holds_a_worker_certificate():
+    """Out of Raft, its manager stopped, worker1 still holds a manager's certificate for some seconds (8 s
+    measured). Managers powered off then, its engine starts a manager again and stays Down: the regression
+    run lost worker1 so at managers:recover, three steps later."""
+    lab = demoted_lab(cert_follows=False)
+    failed(run_check("manager_quorum", lab, step="demote"),
+           "worker1 has left Raft; the certificate on its disk still says OU=swarm-manager, a worker's is on its "
+           "way.", pending=True, hint="trades its manager certificate for a worker's")
+    lab["worker1"].outputs[NODE_CERT_READ] = (1, "", "Could not open file\n")
+    failed(run_check("manager_quorum", lab, step="demote"), "the certificate on its disk still says OU=unreadable",
+           pending=True)
+    issue_cert(lab, "worker1")
+    passed(run_check("manager_quorum", lab, step="demote"), "3 managers, all reachable")
 
 
 def test_demote_not_done_names_the_even_number():

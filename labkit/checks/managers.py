@@ -11,6 +11,7 @@ import docker.errors
 
 from labkit.backends.base import Node
 from labkit.checks.base import Context, Result, check, judge_answer, replicas_of, timestamp
+from labkit.checks.pki import cert_on_disk
 from labkit.swarm import task_containers
 
 PINGER = "pinger"
@@ -90,14 +91,21 @@ def manager_quorum(ctx: Context) -> Result:
 
 def _unsettled_worker(ctx: Context, name: str, managers: dict[str, dict[str, Any]]) -> str:
     """Why NAME, just demoted, is not a worker in its own eyes yet ('' when it is): its engine still runs a
-    manager, reports an error, or knows fewer managers than there are. Until it holds a worker certificate
-    and a session it knows only the manager it joined through: power that one off then, and it stays Down
-    until it comes back (the managers lab once lost worker1 so: manager1 went off right after the demote)."""
-    state = ctx.swarm_state(ctx.cluster[name])
+    manager, reports an error, still holds a manager's certificate, or knows fewer managers than there are.
+    Its manager stops at once, but the worker's certificate comes from the leader's CA some seconds later
+    (8 s measured here). If the managers become unreachable in between, the engine gives up waiting after
+    twice 16 s, starts its manager again, fails (it is out of Raft) and stays Down: the managers lab lost
+    worker1 so in regression runs, which power manager1 off right after the demote."""
+    node = ctx.cluster[name]
+    state = ctx.swarm_state(node)
     if state.get("ControlAvailable"):
         return f"{name} still runs as a manager: it is leaving Raft."
     if state.get("Error") or state.get("LocalNodeState") != "active":
         return f"{name} is becoming a worker: {state.get('Error') or state.get('LocalNodeState')}."
+    cert = cert_on_disk(node)
+    ou = cert["subject"].get("OU") if cert else "unreadable"
+    if ou != "swarm-worker":
+        return f"{name} has left Raft; the certificate on its disk still says OU={ou}, a worker's is on its way."
     known = {m.get("Addr") for m in state.get("RemoteManagers") or []}
     seated = {(n.get("ManagerStatus") or {}).get("Addr") for n in managers.values()}
     if not seated <= known:

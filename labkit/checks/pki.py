@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
+from typing import Any
 
+from labkit.backends.base import Node
 from labkit.checks.base import Context, Result, check, judge_answer
 
 SWARM_DIR = "/var/lib/docker/swarm"
 CA_CERT = f"{SWARM_DIR}/certificates/swarm-root-ca.crt"
 NODE_CERT = f"{SWARM_DIR}/certificates/swarm-node.crt"
 RAFT_DIR = f"{SWARM_DIR}/raft"
+SERIAL = re.compile(r"^serial=([0-9A-Fa-f]+)$", re.MULTILINE)
 TOKEN_RE = re.compile(r"SWMTKN-1-([0-9a-z]{50})-([0-9a-z]{25})")
 _NAMES = "-nameopt RFC2253"
 
@@ -61,6 +64,24 @@ def ca_digest(pem: str) -> str:
         number, rest = divmod(number, 36)
         digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rest] + digits
     return digits.rjust(50, "0")
+
+
+def cert_on_disk(node: Node) -> dict[str, Any] | None:
+    """NODE's certificate on its disk: subject (OU, CN, O), serial and lifetime in days (None: unreadable)."""
+    done = node.run(f"openssl x509 -in {NODE_CERT} -noout -subject -serial -startdate -enddate {_NAMES}")
+    if not done.ok:
+        return None
+    subject = next((line for line in done.stdout.splitlines() if line.startswith("subject=")), "")
+    serial = SERIAL.search(done.stdout)
+    return {"subject": _dn(subject), "serial": serial.group(1).upper() if serial else "",
+            "days": _validity_days(done.stdout)}
+
+
+def cert_line(name: str, cert: dict[str, Any]) -> str:
+    """One evidence line: the certificate on NAME's disk, as `cert_on_disk` read it."""
+    subject = cert["subject"]
+    return (f"{name}'s certificate on its disk: OU={subject.get('OU', '?')}, CN={subject.get('CN', '?')[:12]}…, "
+            f"serial {cert['serial'][:8]}…, valid {cert['days']} days")
 
 
 @check("root_ca", answer=lambda ctx: _dn(_ca(ctx).get("subject", "")).get("CN", ""))

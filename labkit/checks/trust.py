@@ -16,10 +16,9 @@ from typing import Any
 
 from labkit.backends.base import Node
 from labkit.checks.base import Context, Result, check, judge_answer, timestamp
-from labkit.checks.pki import _NAMES, CA_CERT, NODE_CERT, TOKEN_RE, _dn, _validity_days, ca_digest
+from labkit.checks.pki import CA_CERT, NODE_CERT, SERIAL, TOKEN_RE, ca_digest, cert_line, cert_on_disk
 
 NS_PER_HOUR = 3_600_000_000_000
-_SERIAL = re.compile(r"^serial=([0-9A-Fa-f]+)$", re.MULTILINE)
 
 
 # --- facts ----------------------------------------------------------------------------------------
@@ -52,23 +51,6 @@ def _saved_at(node: Node, path: str) -> datetime | None:
 
 def _short(token: re.Match[str]) -> str:
     return f"SWMTKN-1-{token.group(1)[:10]}…-…{token.group(2)[-6:]}"
-
-
-def _cert(node: Node) -> dict[str, Any] | None:
-    """NODE's certificate on its disk: subject (OU, CN, O), serial and lifetime in days (None: unreadable)."""
-    done = node.run(f"openssl x509 -in {NODE_CERT} -noout -subject -serial -startdate -enddate {_NAMES}")
-    if not done.ok:
-        return None
-    subject = next((line for line in done.stdout.splitlines() if line.startswith("subject=")), "")
-    serial = _SERIAL.search(done.stdout)
-    return {"subject": _dn(subject), "serial": serial.group(1).upper() if serial else "",
-            "days": _validity_days(done.stdout)}
-
-
-def _cert_line(name: str, cert: dict[str, Any]) -> str:
-    subject = cert["subject"]
-    return (f"{name}'s certificate on its disk: OU={subject.get('OU', '?')}, CN={subject.get('CN', '?')[:12]}…, "
-            f"serial {cert['serial'][:8]}…, valid {cert['days']} days")
 
 
 def _entries(ctx: Context, hostname: str) -> list[dict[str, Any]]:
@@ -203,7 +185,7 @@ def _rejoined(ctx: Context, new_ca: bool) -> Result:
     if entry["Status"]["State"] != "ready":
         return Result(False, f"{name} joined but is not Ready yet.", tuple(evidence), pending=True,
                       hint="Wait a moment.")
-    cert, verify = _cert(node), node.run(f"openssl verify -CAfile {CA_CERT} {NODE_CERT}")
+    cert, verify = cert_on_disk(node), node.run(f"openssl verify -CAfile {CA_CERT} {NODE_CERT}")
     if cert is None or not verify.ok or cert["subject"].get("CN") != entry["ID"]:
         return Result(False, f"{name} has no certificate of its own yet.", tuple(evidence), pending=True,
                       hint="Wait a moment: the CA issues it as the node joins.")
@@ -212,7 +194,7 @@ def _rejoined(ctx: Context, new_ca: bool) -> Result:
         return Result(False, f"{name}'s certificate is not yet signed by the swarm's current root CA.",
                       tuple(evidence), pending=True, hint="Wait a moment.")
     evidence += [f"{name}: worker, ready, node id {entry['ID'][:12]}…, joined at {joined:%H:%M:%S}",
-                 _cert_line(name, cert) + ", verified against the root CA: OK"]
+                 cert_line(name, cert) + ", verified against the root CA: OK"]
     if new_ca:
         ca = (_swarm(ctx).get("TLSInfo") or {}).get("TrustRoot", "")
         if ca:
@@ -255,8 +237,8 @@ def promoted(ctx: Context) -> Result:
     if entry["Spec"]["Role"] != "manager":
         return Result(False, f"{node.name} is still a worker.", hint=ctx.step.hints[0])
     reach = (entry.get("ManagerStatus") or {}).get("Reachability", "unknown")
-    cert = _cert(node)
-    evidence = [f"{node.name}: manager, {reach}"] + ([_cert_line(node.name, cert)] if cert else [])
+    cert = cert_on_disk(node)
+    evidence = [f"{node.name}: manager, {reach}"] + ([cert_line(node.name, cert)] if cert else [])
     if reach != "reachable":
         return Result(False, f"{node.name} is becoming a manager ({reach}).", tuple(evidence), pending=True,
                       hint="Wait a moment.")
@@ -279,11 +261,11 @@ def demoted(ctx: Context) -> Result:
     if entry["Spec"]["Role"] == "manager":
         return Result(False, f"{node.name} is still a manager.", hint=ctx.step.hints[0])
     control = bool(ctx.swarm_state(node).get("ControlAvailable"))
-    cert = _cert(node)
+    cert = cert_on_disk(node)
     ou = cert["subject"].get("OU") if cert else "unreadable"
     evidence = (f"{node.name}: worker, {entry['Status']['State']}; control API: "
                 f"{'still served' if control else 'refused (only managers serve it)'}",
-                *([_cert_line(node.name, cert)] if cert else []))
+                *([cert_line(node.name, cert)] if cert else []))
     if control or ou != "swarm-worker":
         return Result(False, f"{node.name} is a worker for the managers, but its certificate still says OU={ou}: "
                       "the CA issues a worker's certificate within seconds.", evidence, pending=True,
@@ -300,7 +282,7 @@ def _expiry_hours(ctx: Context) -> float:
 
 
 def _cert_days(ctx: Context) -> str:
-    cert = _cert(_node(ctx, default="worker1"))
+    cert = cert_on_disk(_node(ctx, default="worker1"))
     return str(cert["days"]) if cert and cert["days"] is not None else ""
 
 
@@ -314,12 +296,12 @@ def cert_expiry(ctx: Context) -> Result:
         return Result(False, f"The swarm still issues node certificates for {hours / 24:g} days ({hours:g}h), "
                       f"not {want:g}h.", (f"CAConfig: NodeCertExpiry {hours:g}h",), hint=ctx.step.hints[0])
     node = _node(ctx, default="worker1")
-    cert = _cert(node)
+    cert = cert_on_disk(node)
     if cert is None or cert["days"] is None:
         return Result(False, f"Could not read {node.name}'s certificate.", hint="Run the openssl command on "
                       f"{node.name}: it prints the serial, notBefore and notAfter.")
     evidence = [f"CAConfig: NodeCertExpiry {hours:g}h ({hours / 24:g} days), for certificates issued from now on",
-                _cert_line(node.name, cert)]
+                cert_line(node.name, cert)]
     days = cert["days"]
     return judge_answer(ctx, [str(days), f"{days} days", f"{days}d"], evidence)
 
@@ -360,15 +342,15 @@ def ca_rotated(ctx: Context) -> Result:
                       hint=f"Save the token again on {tnode.name}, then run `docker swarm ca --rotate` on "
                       f"{ctx.manager.name} once more: the next step needs a token of the old CA.")
     node, path = _node(ctx, default="worker1"), str(ctx.params.get("saved", "/root/cert-before"))
-    cert = _cert(node)
+    cert = cert_on_disk(node)
     if cert is None:
         return Result(False, f"Could not read {node.name}'s certificate.", pending=True, hint="Wait a moment.")
     before = node.run(f"cat {path}")
-    old = _SERIAL.search(before.stdout) if before.ok else None
+    old = SERIAL.search(before.stdout) if before.ok else None
     old_serial = old.group(1).upper() if old else ""
     if old_serial == cert["serial"]:
         return Result(False, f"{node.name}'s certificate is still the one saved in {path}.",
-                      (_cert_line(node.name, cert),), pending=True, hint="Wait a moment: it is re-issued.")
+                      (cert_line(node.name, cert),), pending=True, hint="Wait a moment: it is re-issued.")
     hours = _expiry_hours(ctx)
     evidence = [f"root CA rotated ({rotations} time{'s' if rotations > 1 else ''}); every node holds a certificate "
                 "of the new CA",
