@@ -25,6 +25,12 @@ from labkit.progress import Progress
 from labkit.room import client as room_client
 from labkit.runner import apply_solution, run_check
 
+# An answer box sends its value when the learner leaves it (clicking Check, pressing Enter), not as they type.
+# Typed into, it sends the first keystroke and holds back the rest until the kernel has answered that one
+# (ipywidgets throttles each widget's updates); a click on Check, another widget, is not held back. On a busy
+# kernel the click came first: the CI's browser test typed "active" and the check judged "a".
+WHOLE_ANSWER: dict[str, Any] = {"continuous_update": False}
+
 
 def result_text(ref: str, result: Result | None, question: bool = False) -> str:
     """One line for the record: PASS/FAIL and the summary (no evidence, which varies run to run)."""
@@ -65,7 +71,7 @@ class CheckWidget(w.VBox):  # type: ignore[misc]
         done = "  ✔ done" if self.progress.passed(step.ref) else ""
         self.title = w.HTML(f"<b>Check: {escape(step.title)}</b>{done}")
         self.answer = w.Text(value=self.progress.answer(step.ref) or "", placeholder="your answer",
-                             description="Answer:", layout=w.Layout(width="420px"))
+                             description="Answer:", layout=w.Layout(width="420px"), **WHOLE_ANSWER)
         self.check_button = w.Button(description="Check", button_style="primary", icon="check")
         self.show_button = w.Button(description="Show solution", icon="eye")
         self.apply_button = w.Button(description="Apply solution", icon="magic")
@@ -127,7 +133,7 @@ class PredictWidget(w.VBox):  # type: ignore[misc]
         self.step = step
         self.progress = Progress(lab)
         self.box = w.Text(value=self.progress.answer(step.ref) or "", placeholder="your prediction",
-                          description="Predict:", layout=w.Layout(width="420px"))
+                          description="Predict:", layout=w.Layout(width="420px"), **WHOLE_ANSWER)
         self.save_button = w.Button(description="Save prediction", icon="pencil")
         self.saved = w.HTML()
         self.save_button.on_click(lambda _: self.save())

@@ -8,6 +8,7 @@ learner's progress file is never touched either (LABKIT_STATE_DIR is temporary t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 
 import nbformat
 import pytest
+from jupyter_client import BlockingKernelClient
 from playwright.sync_api import Page, Route, expect, sync_playwright
 
 import labkit
@@ -72,6 +74,7 @@ class JupyterLab:
     token: str
     log: Path
     notebooks: Path  # what it serves
+    runtime: Path  # its runtime files: its kernels' connection files among them
 
     def url(self, path: str) -> str:
         return f"http://{LOCAL}:{self.port}{path}?token={self.token}"
@@ -111,6 +114,25 @@ def kernel_idle(page: Page) -> None:
         expect(kernel).to_have_count(1, timeout=PAGE)
 
 
+@contextlib.contextmanager
+def kernel_busy(jupyterlab: JupyterLab, seconds: float) -> Iterator[None]:
+    """The notebook's kernel busy for SECONDS from the moment this enters: a second client (as a console
+    on the same kernel would be) runs `time.sleep`, and what the page sends meanwhile waits behind it."""
+    [connection] = jupyterlab.runtime.glob("kernel-*.json")
+    client = BlockingKernelClient(connection_file=str(connection))
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        sent = client.execute(f"import time; time.sleep({seconds})")
+        while True:
+            msg = client.get_iopub_msg(timeout=PAGE / 1000)
+            if msg["parent_header"].get("msg_id") == sent and msg["content"].get("execution_state") == "busy":
+                break
+        yield
+    finally:
+        client.stop_channels()
+
+
 def menu(page: Page, name: str, item: str) -> None:
     """Click JupyterLab's menu bar entry NAME, then its ITEM, as a user would."""
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{re.escape(name)}$")).click()
@@ -147,7 +169,8 @@ def jupyterlab(lab: labkit.Cluster, tmp_path: Path) -> Iterator[JupyterLab]:
         "JUPYTER_TOKEN": token,  # the token travels in the environment, never on the command line
     }
     env.pop("LABKIT_STRICT", None)  # the learner's notebook, not the regression run
-    server = JupyterLab(port=free_port(), token=token, log=tmp_path / "jupyterlab.log", notebooks=notebooks)
+    server = JupyterLab(port=free_port(), token=token, log=tmp_path / "jupyterlab.log", notebooks=notebooks,
+                        runtime=Path(env["JUPYTER_RUNTIME_DIR"]))
     argv = [sys.executable, "-m", "labkit", "lab", "--port", str(server.port), "--no-browser"]
     with server.log.open("wb") as log:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -236,10 +259,11 @@ def test_start_notebook_check_in_jupyterlab(lab: labkit.Cluster, jupyterlab: Jup
         expect(widget).to_contain_text("Try:")
         expect(widget).not_to_contain_text("PASS")
 
-        # The right answer: PASS.
-        box.fill("")
-        box.press_sequentially("inactive")
-        check.click()
+        # The right answer, typed while the kernel is busy (a long cell running): PASS, the whole answer judged.
+        with kernel_busy(jupyterlab, 3):
+            box.fill("")
+            box.press_sequentially("inactive")
+            check.click()
         expect(widget).to_contain_text("PASS", timeout=CHECK)
         expect(widget).to_contain_text("Right: inactive.")
         expect(widget).not_to_contain_text("NOT YET")

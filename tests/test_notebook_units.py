@@ -217,3 +217,19 @@ def test_recording_some_notebooks_leaves_the_others_recorded_outputs(tmp_path, m
     notebook_build.main()
     assert ran == [["12-managers.ipynb"]]
     assert (tmp_path / "11-node-failure.ipynb").read_text() == kept
+
+
+def test_answer_boxes_send_the_answer_when_the_learner_leaves_them(tmp_path, monkeypatch) -> None:
+    """Not keystroke by keystroke: ipywidgets holds back a box's later keystrokes while the kernel is busy, and
+    the Check click overtook them (CI's browser test typed "active", and "a" was judged). A learner leaves the
+    box to click Check, and the box's value is sent first."""
+    from types import SimpleNamespace
+
+    from labkit.runner import course
+    from labkit.widgets import CheckWidget, PredictWidget
+
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
+    step = next(s for lab in course() for s in lab.steps if s.ref == "self-heal:kill")
+    assert step.question
+    assert CheckWidget(SimpleNamespace(lab="t"), step).answer.continuous_update is False
+    assert PredictWidget("t", step).box.continuous_update is False
