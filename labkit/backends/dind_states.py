@@ -248,16 +248,13 @@ class DindStates:
                 engine_state.copy_folder(_mountpoint(volume) / HOMES / node, home)
                 restarted[node] = engine_state.start_with_engine(folder)
 
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(fill, wanted))
             managers = [n for n in data["running"] if _roles(data).get(n) in MANAGER_ROLES]
-            with ThreadPoolExecutor(max_workers=4) as pool:  # the managers first: the others wait for them anyway
-                list(pool.map(fill, [n for n in wanted if n in managers]))
-                self._start(managers, ended, containers)
-                others = [pool.submit(fill, n) for n in wanted if n not in managers]  # while the managers start
-                if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits
-                    pids = [_pid(containers[n]) for n in managers]
-                    wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.02)
-                for filled in others:
-                    filled.result()
+            self._start(managers, ended, containers)
+            if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits here
+                pids = [_pid(containers[n]) for n in managers]
+                wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.02)
             self._start([n for n in data["running"] if n not in managers], ended, containers)
         finally:  # after a failure, the ended engines start again on what is there
             for node in ended:
