@@ -18,7 +18,7 @@ from labkit.labs import all_steps, find
 from labkit.progress import Progress
 from labkit.runner import course, reset, run_check, starting_lab
 from labkit.swarm import task_containers
-from labkit.topology import pick_subnet
+from labkit.topology import LABEL_NODE, pick_subnet
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.destructive, pytest.mark.root]
@@ -58,6 +58,18 @@ def forget(host, lab: labkit.Cluster, ref: str) -> None:
         volume.remove(force=True)
 
 
+def saved_engine(host, lab: labkit.Cluster, ref: str, node: str) -> Path:
+    """The copy of NODE's engine folder in the state saved at REF."""
+    volumes = host.volumes.list(filters={"label": [f"{LABEL_STATE}={full_key(lab, ref)}", f"{LABEL_NODE}={node}"]})
+    assert len(volumes) == 1
+    return Path(volumes[0].attrs["Mountpoint"])
+
+
+def snapshot_interval(lab: labkit.Cluster) -> int:
+    """Swarm's Raft setting as a learner reads it (`docker info`: Snapshot Interval)."""
+    return int(lab["manager1"].docker.info()["Swarm"]["Cluster"]["Spec"]["Raft"]["SnapshotInterval"])
+
+
 def meta_file(host, lab: labkit.Cluster, ref: str) -> Path:
     volumes = host.volumes.list(filters={"label": [f"{LABEL_STATE}={full_key(lab, ref)}", "labkit.kind=state"]})
     assert len(volumes) == 1
@@ -75,6 +87,9 @@ def test_a_second_reset_puts_the_saved_state_back_as_the_replay_left_it(lab: lab
     said: list[str] = []
     reset(lab, LABS, step(TARGET), said.append)
     assert replayed_from_earlier(said) and any("Saving" in line for line in said)
+    # Saved with a Raft snapshot (put back, its manager elects itself sooner), Swarm's setting as it was.
+    assert list((saved_engine(host, lab, TARGET, "manager1") / "swarm/raft/snap-v3-encrypted").glob("*.snap"))
+    assert snapshot_interval(lab) == 10000
     assert old.name not in {v.name for v in host.volumes.list()}  # an older labkit's state: pruned on a save
     replayed = rewind.fingerprint(lab)
     addresses = {n.name: n.address for n in lab.nodes}
@@ -96,6 +111,7 @@ def test_a_second_reset_puts_the_saved_state_back_as_the_replay_left_it(lab: lab
     for name, at in started.items():  # each engine was put back in place: its node kept running (a second faster)
         assert host.containers.get(name).attrs["State"]["StartedAt"] == at, name
     assert rewind.fingerprint(lab) == replayed  # the same nodes, roles, leader, node states and tasks
+    assert snapshot_interval(lab) == 10000
     assert {n.name: n.address for n in lab.nodes} == addresses
     assert all(progress.passed(ref) for ref in earlier)
     assert not run_check(lab, step(TARGET), wait=False).passed  # the step itself is still to do
