@@ -321,6 +321,7 @@ def test_virtual_ip_without_ipvs_passes_and_says_why_dnsrr():
     passed(result, "webvip got a virtual IP, but this machine's kernel has no IPVS: requests to it go nowhere. "
            "That is why this course uses --endpoint-mode dnsrr here.")
     assert "IPVS in the kernel: no" in result.evidence
+    assert result.evidence[-1] == "client asked http://webvip/whoami once: 0 answered"  # once shows it
 
 
 def test_virtual_ip_no_service():
