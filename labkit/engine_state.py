@@ -7,15 +7,21 @@ engine saved at a step, and put back on a later reset). Only files: nothing here
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from labkit import agent_tasks
 
 LAYERS = "overlay2"  # the layers' folders, one per layer (its content in diff/)
 LAYER_IDS = Path("image") / LAYERS / "layerdb" / "sha256"  # each image layer's cache-id names its folder
 CONTAINERS = "containers"
+TASK_LABEL = "com.docker.swarm.task.id"  # on a Swarm task's container
+SWARM_PEERS = Path("swarm") / "state.json"  # the managers a Swarm node knows, dialled first when it starts
+LOCAL_NETWORKS = frozenset({"bridge", "host", "none"})  # an engine's own; any other a container is on is Swarm's
 
 
 def image_layers(folder: Path) -> set[str]:
@@ -79,27 +85,86 @@ class Restarted:
     retries: int
 
 
-def start_with_engine(folder: Path) -> list[Restarted]:
-    """Make every container that was running when FOLDER was saved start again when its engine starts.
+@dataclass(frozen=True)
+class Restarts:
+    """How the containers that ran when an engine's folder was saved run again when its engine starts."""
+
+    by_engine: list[Restarted] = field(default_factory=list)  # as the engine loads them
+    by_swarm: list[str] = field(default_factory=list)  # the tasks Swarm's agent starts again, in new containers
+
+
+def start_with_engine(folder: Path) -> Restarts:
+    """Make every container that was running when FOLDER was saved run again when its engine starts.
 
     An engine that starts finds those containers dead; a Swarm task's container has no restart policy,
     so Swarm would see its task fail and replace it after its restart delay (5 s by default), with a
     failed task in the service's history. With the policy `always` for that first start, the engine
     starts each container itself while it loads them, before Swarm's agent looks: the tasks run on, the
-    same tasks. The policies are to be given back as soon as the engine answers (`Restarted`)."""
-    restarted = []
+    same tasks. The policies are to be given back as soon as the engine answers (`Restarted`).
+
+    A task's container on one of Swarm's own networks (an overlay, the routing mesh's ingress) cannot
+    start before the agent has made those networks again. Its task is set back to accepted in the
+    agent's own record (see agent_tasks) and its container removed: the agent prepares the task again
+    (its networks, a new container, as it made the first) and starts it, the same task. Where that
+    record cannot be read, the engine tries as for the others (and Swarm replaces the task)."""
+    by_engine, on_swarm_networks = [], {}
     for config in sorted((folder / CONTAINERS).glob("*/config.v2.json")):
-        state = json.loads(config.read_text()).get("State") or {}
-        if not state.get("Running"):
+        data = json.loads(config.read_text())
+        if not (data.get("State") or {}).get("Running"):
             continue
-        host_config = config.parent / "hostconfig.json"
-        data = json.loads(host_config.read_text())
-        policy = data.get("RestartPolicy") or {}
-        restarted.append(Restarted(config.parent.name, policy.get("Name") or "no",
-                                   int(policy.get("MaximumRetryCount") or 0)))
-        data["RestartPolicy"] = {"Name": "always", "MaximumRetryCount": 0}
-        host_config.write_text(json.dumps(data))
-    return restarted
+        task = ((data.get("Config") or {}).get("Labels") or {}).get(TASK_LABEL)
+        networks = set((data.get("NetworkSettings") or {}).get("Networks") or {})
+        if task and networks - LOCAL_NETWORKS:
+            on_swarm_networks[task] = config.parent.name
+        else:
+            by_engine.append(_always(config))
+    try:
+        set_back = agent_tasks.restart_tasks(folder, set(on_swarm_networks))
+    except (ValueError, OSError):  # a record it cannot read (UnicodeDecodeError is a ValueError)
+        set_back = []
+    for task, container in on_swarm_networks.items():
+        if task in set_back:
+            remove_container(folder, container)
+        else:
+            by_engine.append(_always(folder / CONTAINERS / container / "config.v2.json"))
+    return Restarts(by_engine, set_back)
+
+
+def wait_for_own_manager(folder: Path) -> None:
+    """Have the agent of the manager whose engine folder is FOLDER wait for its own manager when the
+    engine starts. A Swarm node lists the managers it knows (``swarm/state.json``); a manager's agent
+    dials that list (on a single manager, itself, on the swarm port) as soon as it starts, and can be
+    given its tasks while its node does not yet count as active: a task on an overlay network prepared
+    then is rejected ("cannot create a swarm scoped network when swarm is not active"). With the list
+    empty, the agent waits for its manager's local socket, which opens once that manager is ready (the
+    list is written again from the session)."""
+    peers = folder / SWARM_PEERS
+    if peers.exists():
+        peers.write_text("[]")
+
+
+def remove_container(folder: Path, container: str) -> None:
+    """Remove CONTAINER from the engine folder FOLDER, as `docker rm` would: its folder, its own layer
+    and that layer's -init, and their short names."""
+    mount = folder / "image" / LAYERS / "layerdb" / "mounts" / container
+    for name in ("mount-id", "init-id"):
+        with contextlib.suppress(OSError):
+            layer = folder / LAYERS / Path((mount / name).read_text().strip()).name
+            with contextlib.suppress(OSError):
+                (folder / LAYERS / "l" / Path((layer / "link").read_text().strip()).name).unlink()
+            shutil.rmtree(layer, ignore_errors=True)
+    shutil.rmtree(mount, ignore_errors=True)
+    shutil.rmtree(folder / CONTAINERS / container, ignore_errors=True)
+
+
+def _always(config: Path) -> Restarted:
+    """Set the container of CONFIG to start with its engine; the restart policy it had."""
+    host_config = config.parent / "hostconfig.json"
+    data = json.loads(host_config.read_text())
+    policy = data.get("RestartPolicy") or {}
+    data["RestartPolicy"] = {"Name": "always", "MaximumRetryCount": 0}
+    host_config.write_text(json.dumps(data))
+    return Restarted(config.parent.name, policy.get("Name") or "no", int(policy.get("MaximumRetryCount") or 0))
 
 
 def _cp(source: Path, folder: Path, link: bool = False) -> None:

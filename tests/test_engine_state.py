@@ -4,9 +4,13 @@ to start with the engine (plain files: no engine needed)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-from labkit import engine_state
+from labkit import agent_tasks, engine_state
+
+DATA = Path(__file__).parent / "data"
+OVERLAY_TASK = "a997w13hqwdzs9tj4ls72kdnq"  # running, in DATA/agent-tasks.db (see test_agent_tasks)
 
 
 def engine_folder(root: Path) -> Path:
@@ -59,9 +63,9 @@ def test_a_copy_links_the_image_layers_and_copies_what_an_engine_writes(tmp_path
 def test_the_containers_that_ran_start_with_the_engine_and_their_policies_are_kept(tmp_path: Path) -> None:
     folder = engine_folder(tmp_path / "engine")
 
-    restarted = engine_state.start_with_engine(folder)
+    restarts = engine_state.start_with_engine(folder)
 
-    assert restarted == [engine_state.Restarted("task", "no", 0)]
+    assert restarts == engine_state.Restarts([engine_state.Restarted("task", "no", 0)], [])
     task = json.loads((folder / "containers/task/hostconfig.json").read_text())
     assert task["RestartPolicy"] == {"Name": "always", "MaximumRetryCount": 0} and task["Memory"] == 0
     stopped = json.loads((folder / "containers/stopped/hostconfig.json").read_text())
@@ -72,3 +76,70 @@ def test_empty_keeps_the_folder(tmp_path: Path) -> None:
     folder = engine_folder(tmp_path / "engine")
     engine_state.empty(folder)
     assert folder.is_dir() and not any(folder.iterdir())
+
+
+def overlay_task(root: Path, record: bool = True) -> Path:
+    """ENGINE_FOLDER plus a running Swarm task's container on the overlay network front (container otc,
+    its layer and -init layer with short names), and the agent's record of the task (RECORD)."""
+    engine_folder(root)
+    folder = root / "containers" / "otc"
+    folder.mkdir()
+    (folder / "config.v2.json").write_text(json.dumps({
+        "ID": "otc", "State": {"Running": True}, "Config": {"Labels": {engine_state.TASK_LABEL: OVERLAY_TASK}},
+        "NetworkSettings": {"Networks": {"front": {}}}}))
+    (folder / "hostconfig.json").write_text(json.dumps({"RestartPolicy": {"Name": ""}}))
+    mount = root / "image/overlay2/layerdb/mounts/otc"
+    mount.mkdir(parents=True)
+    for name, layer in (("mount-id", "otl"), ("init-id", "otl-init")):
+        (mount / name).write_text(layer)
+        (root / "overlay2" / layer / "diff").mkdir(parents=True)
+        (root / "overlay2" / layer / "link").write_text(layer.upper())
+        (root / "overlay2/l" / layer.upper()).symlink_to(f"../{layer}/diff")
+    if record:
+        (root / agent_tasks.TASKS_DB).parent.mkdir(parents=True)
+        shutil.copy(DATA / "agent-tasks.db", root / agent_tasks.TASKS_DB)
+    return root
+
+
+def test_a_task_on_an_overlay_network_is_left_to_swarms_agent_the_same_task(tmp_path: Path) -> None:
+    """Its container could not start with the engine (the overlay is made again by the agent): it goes,
+    and the agent, its task set back to accepted, prepares the task and makes it a new one."""
+    folder = overlay_task(tmp_path / "engine")
+
+    restarts = engine_state.start_with_engine(folder)
+
+    assert restarts == engine_state.Restarts([engine_state.Restarted("task", "no", 0)], [OVERLAY_TASK])
+    assert agent_tasks.task_states(folder)[OVERLAY_TASK] == agent_tasks.ACCEPTED
+    assert not (folder / "containers/otc").exists() and not (folder / "image/overlay2/layerdb/mounts/otc").exists()
+    assert not any((folder / "overlay2" / name).exists() for name in ("otl", "otl-init", "l/OTL", "l/OTL-INIT"))
+    assert (folder / "overlay2/abc/diff/bin/sh").exists() and (folder / "overlay2/l/ABC").is_symlink()
+    assert (folder / "containers/task").exists()
+
+
+def test_without_the_agents_record_the_engine_tries_as_for_any_other(tmp_path: Path) -> None:
+    folder = overlay_task(tmp_path / "engine", record=False)
+
+    restarts = engine_state.start_with_engine(folder)
+
+    assert restarts.by_swarm == [] and {r.container for r in restarts.by_engine} == {"task", "otc"}
+    assert json.loads((folder / "containers/otc/hostconfig.json").read_text())["RestartPolicy"]["Name"] == "always"
+
+
+def test_an_unreadable_record_is_as_none(tmp_path: Path) -> None:
+    folder = overlay_task(tmp_path / "engine")
+    (folder / agent_tasks.TASKS_DB).write_bytes(b"\0" * 8192)
+
+    restarts = engine_state.start_with_engine(folder)
+
+    assert restarts.by_swarm == [] and (folder / "containers/otc").exists()
+
+
+def test_a_manager_put_back_waits_for_its_own_manager(tmp_path: Path) -> None:
+    """Its agent would dial the managers it knew (itself, on the swarm port) before its node is ready."""
+    folder = engine_folder(tmp_path / "engine")
+    engine_state.wait_for_own_manager(folder)  # no swarm: nothing to change
+    assert not (folder / engine_state.SWARM_PEERS).exists()
+    (folder / "swarm").mkdir()
+    (folder / engine_state.SWARM_PEERS).write_text('[{"node_id":"n1","addr":"172.30.10.11:2377"}]')
+    engine_state.wait_for_own_manager(folder)
+    assert json.loads((folder / engine_state.SWARM_PEERS).read_text()) == []

@@ -57,6 +57,10 @@ SWARM_PORT = 2377
 # retries only a minute later: it starts once its managers listen on both ports.
 GOSSIP_PORT = 7946
 GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
+# s for the agents to start again the task containers on Swarm's networks (about 2 s). Now and then a node's
+# engine stalls 30 s making an overlay network (Docker 20.10: its gossip's bulk sync waits on an event handler
+# that waits on the network being made); such a task starts late: the reset returns without it.
+SWARM_START_WAIT = 10.0
 TCP_LISTEN = "0A"  # a socket's state in /proc/net/tcp
 MANAGER_ROLES = ("leader", "manager")
 HOME = "/root"  # a node's home: a volume of its own, saved with the state (files a step writes there)
@@ -232,7 +236,7 @@ class DindStates:
         with ThreadPoolExecutor(max_workers=4) as pool:
             ended = {n for n, done in zip(in_place, pool.map(lambda n: self._end_engine(n, containers[n]), in_place),
                                           strict=True) if done}
-        restarted: dict[str, list[engine_state.Restarted]] = {}
+        restarted: dict[str, engine_state.Restarts] = {}
         try:
             for name, c in containers.items():  # one at a time: see dind's note on the engine's network deadlock
                 if name not in ended and c.status in ("running", "paused", "restarting"):
@@ -247,6 +251,8 @@ class DindStates:
                 engine_state.empty(home)
                 engine_state.copy_folder(_mountpoint(volume) / HOMES / node, home)
                 restarted[node] = engine_state.start_with_engine(folder)
+                if _roles(data).get(node) in MANAGER_ROLES:
+                    engine_state.wait_for_own_manager(folder)
 
             with ThreadPoolExecutor(max_workers=4) as pool:
                 list(pool.map(fill, wanted))
@@ -263,7 +269,7 @@ class DindStates:
         b._wait_engines(nodes)
         lost = []  # Swarm tasks whose container could not start with its engine (on an overlay network)
         for node in nodes:  # the restart policies each container had
-            for r in restarted.get(node.name, []):
+            for r in restarted[node.name].by_engine if node.name in restarted else []:
                 with contextlib.suppress(docker.errors.NotFound):
                     node.docker.api.update_container(r.container, restart_policy={"Name": r.policy,
                                                                                   "MaximumRetryCount": r.retries})
@@ -272,6 +278,7 @@ class DindStates:
                     if task and not seen["State"]["Running"]:
                         lost.append(task)  # Swarm replaces its task, but would never remove this container:
                         remove_container(node, r.container)  # gone, as in a replay
+        lost += wait_started_by_swarm(nodes, {n: r.by_swarm for n, r in restarted.items()})
         leader = next((n for n in nodes if _roles(data).get(n.name) == "leader"), None)
         if leader is not None:
             remove_orphans(leader, nodes)
@@ -342,6 +349,23 @@ def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None,
         found.append(pid)
         todo.extend(children.get(pid, []))
     return loop, sorted(found)
+
+
+def wait_started_by_swarm(nodes: list[Node], by_swarm: dict[str, list[str]]) -> list[str]:
+    """Wait (up to SWARM_START_WAIT) until Swarm's agents run again the tasks BY_SWARM (by node; see
+    engine_state.start_with_engine); those they do not run yet (the manager says running all along:
+    Swarm may replace them)."""
+    waiting = {(node, task) for node in nodes for task in by_swarm.get(node.name, [])}
+
+    def started() -> bool:
+        for node, task in sorted(waiting, key=lambda w: (w[0].name, w[1])):
+            with contextlib.suppress(docker.errors.APIError):
+                if node.docker.api.containers(filters={"label": f"{TASK_LABEL}={task}", "status": "running"}):
+                    waiting.discard((node, task))
+        return not waiting
+
+    wait_for(started, SWARM_START_WAIT, 0.05)
+    return sorted(task for _, task in waiting)
 
 
 def remove_orphans(leader: Node, nodes: list[Node]) -> None:
