@@ -325,3 +325,34 @@ def test_a_state_is_fit_until_marked_and_unfit_for_a_day(saved: dict | None, fit
 def test_a_state_just_marked_unfit_replays() -> None:
     cluster = Cluster(SavedOnly({"unfit": "a worker came back down", "marked": time.time() - 60}))  # type: ignore[arg-type]
     assert not rewind.fit(cluster, "k") and rewind.unfit(cluster, "k")
+
+
+class StartingAPI:
+    """A node's engine whose Swarm agent starts the task containers of STARTS (task: polls until it runs)."""
+
+    def __init__(self, starts: dict[str, int]) -> None:
+        self.starts = dict(starts)
+
+    def containers(self, filters: dict) -> list[dict]:
+        task = filters["label"].partition("=")[2]
+        assert filters["label"].startswith(dind_states.TASK_LABEL + "=") and filters["status"] == "running"
+        self.starts[task] -= 1
+        return [{"Id": f"c-{task}"}] if self.starts[task] <= 0 else []
+
+
+class StartingNode:
+    def __init__(self, name: str, api: StartingAPI) -> None:
+        self.name = name
+        self.docker = type("Docker", (), {"api": api})()
+
+
+def test_a_put_back_waits_for_swarm_to_start_the_tasks_it_left_to_it(monkeypatch) -> None:
+    """Tasks on an overlay network are started again by Swarm's agents, not with their engine: the reset
+    waits until they run; one still not running after SWARM_START_WAIT (an engine stalled making its
+    network) is named, and the reset goes on without it."""
+    monkeypatch.setattr(dind_states, "SWARM_START_WAIT", 0.5)
+    fast, stalled = StartingNode("worker1", StartingAPI({"t1": 3})), StartingNode("worker2", StartingAPI({"t2": 10**6}))
+    late = dind_states.wait_started_by_swarm([fast, stalled], {"worker1": ["t1"], "worker2": ["t2"], "worker3": ["t3"]})
+    assert late == ["t2"] and fast.docker.api.starts["t1"] == 0  # t1 asked until it ran, then no more
+    assert dind_states.wait_started_by_swarm([fast], {"worker1": ["t1"]}) == []
+
