@@ -138,6 +138,9 @@ def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float,
             compact_raft(cluster)
         meta = {"fingerprint": fp, "replay_seconds": replay_seconds,
                 "progress": Progress(cluster.lab).entries([s.ref for s in earlier])}
+        unlock = unlock_key(cluster)
+        if unlock:
+            meta["unlock_key"] = unlock
         return cluster.backend.save_state(key, meta, report)
     except FAILURES as exc:  # a state not saved costs the next reset a replay, nothing more
         log_exception("saving a state", exc)
@@ -171,7 +174,7 @@ def compact_raft(cluster: Cluster) -> bool:
 def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
     """Why a state would not come back as saved, fast ('' when it would): several managers must elect a
     leader when their engines start (10 s at least, and maybe another one); a node cut off or frozen is
-    a moment, not a state; an autolocked swarm's managers start locked; a swarm without a leader comes
+    a moment, not a state; a locked manager must be given its key by the learner; a swarm without a leader comes
     back with its nodes still looking for one (pending) where they had given up (error); an engine
     started again dials the managers it knew, and may know only one that is down (the managers lab's
     rejoin: worker1, demoted, knew only manager1 and did not come back within a CI put-back's 20 s)."""
@@ -193,10 +196,19 @@ def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
                       and n["Description"]["Hostname"] != leader.name)
         if down:
             return f"a manager that is down ({', '.join(down)}): started again, a node may know no other"
-        spec = leader.docker.api.inspect_swarm().get("Spec") or {}
-        if (spec.get("EncryptionConfig") or {}).get("AutoLockManagers"):
-            return "autolock"
     return ""
+
+
+def unlock_key(cluster: Cluster) -> str | None:
+    """The swarm's unlock key while autolock is on (None when it is off): saved with a state, so that its
+    manager, locked when its engine starts again, is unlocked as the learner had unlocked it."""
+    leader = next((n for n in cluster.managers if n.status().swarm == "leader"), None)
+    if leader is None:
+        return None
+    spec = leader.docker.api.inspect_swarm().get("Spec") or {}
+    if not (spec.get("EncryptionConfig") or {}).get("AutoLockManagers"):
+        return None
+    return str(leader.docker.api.get_unlock_key().get("UnlockKey") or "") or None
 
 
 def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> float | None:

@@ -14,6 +14,7 @@ import pytest
 import labkit
 from labkit import rewind
 from labkit.backends.dind_states import LABEL_STATE, META, DindStates
+from labkit.fields import UNLOCK_KEYS
 from labkit.labs import all_steps, find
 from labkit.progress import Progress
 from labkit.runner import course, reset, run_check, starting_lab
@@ -29,6 +30,7 @@ TARGET = "first-service:find"
 BEFORE = "first-service:create"
 
 
+AUTOLOCKED = "autolock:rotate"  # autolock on, manager1 unlocked by the learner (the walk-through saves it too)
 FRESH_LAB_START = "secrets:create"  # a lab on a fresh swarm of its own: its start, and the step after it
 FRESH_LAB_NEXT = "secrets:grant"
 WORKERS = ("worker1", "worker2")
@@ -268,6 +270,22 @@ def test_a_first_reset_replays_from_the_nearest_state_saved_before_it(lab: labki
     reset(lab, LABS, target, said.append)  # now its own state comes back
     assert any("Putting back" in line for line in said) and not replayed_from_earlier(said)
     assert progress.passed(FRESH_LAB_START) and not run_check(lab, target, wait=False).passed
+
+
+def test_an_autolocked_swarm_comes_back_unlocked_with_the_key_labkit_kept(lab: labkit.Cluster) -> None:
+    """Put back, an autolocked manager starts locked, as after any restart: labkit unlocks it with the key
+    saved with the state (the learner had unlocked it), and the key it keeps for `{unlock_key}` opens it."""
+    target = step(AUTOLOCKED)
+    reset(lab, LABS, target, lambda _: None)  # replayed and saved, or put back
+    said: list[str] = []
+    reset(lab, LABS, target, said.append)
+    assert any("Putting back" in line for line in said) and not replayed_from_earlier(said), said
+    manager = lab["manager1"]
+    assert manager.status().swarm == "leader"
+    assert manager.docker.api.inspect_swarm()["Spec"]["EncryptionConfig"]["AutoLockManagers"]
+    assert manager.docker.api.get_unlock_key()["UnlockKey"] == Progress(lab.lab).kept(UNLOCK_KEYS)[-1]
+    earlier = all_steps(LABS)[all_steps(LABS).index(target) - 1]
+    assert run_check(lab, earlier, wait=False).passed and not run_check(lab, target, wait=False).passed
 
 
 def test_down_keeps_the_saved_states(lab: labkit.Cluster, host) -> None:

@@ -15,7 +15,7 @@ from labkit.cluster import Cluster
 from labkit.labs import find
 from labkit.runner import course, starting_lab
 from labkit.settings import PROJECT
-from tests.fakes import FakeLab
+from tests.fakes import FakeLab, set_autolock
 
 SAVED = {"nodes": {"manager1": "leader", "worker1": "worker"},
          "seen": {"manager1": ["ready", "active"], "worker1": ["ready", "active"]},
@@ -356,3 +356,12 @@ def test_a_put_back_waits_for_swarm_to_start_the_tasks_it_left_to_it(monkeypatch
     assert late == ["t2"] and fast.docker.api.starts["t1"] == 0  # t1 asked until it ran, then no more
     assert dind_states.wait_started_by_swarm([fast], {"worker1": ["t1"]}) == []
 
+
+def test_an_autolocked_swarm_is_saved_with_its_unlock_key() -> None:
+    """Put back, its manager starts locked, as after any restart: labkit unlocks it with the key saved."""
+    lab = FakeLab()
+    lab.init()
+    assert rewind.unlock_key(lab.cluster) is None
+    set_autolock(lab, True, "SWMKEY-1-saved")
+    assert rewind.unlikely_back(lab.cluster, rewind.fingerprint(lab.cluster)) == ""
+    assert rewind.unlock_key(lab.cluster) == "SWMKEY-1-saved"

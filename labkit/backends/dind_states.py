@@ -258,6 +258,9 @@ class DindStates:
                 list(pool.map(fill, wanted))
             managers = [n for n in data["running"] if _roles(data).get(n) in MANAGER_ROLES]
             self._start(managers, ended, containers)
+            key = (data.get("meta") or {}).get("unlock_key")
+            if managers and key:  # autolock: each manager starts locked, as after any restart
+                self._unlock([n for n in b.nodes() if n.name in managers], str(key))
             if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits here
                 pids = [_pid(containers[n]) for n in managers]
                 wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.02)
@@ -291,6 +294,12 @@ class DindStates:
                 (self.backend.run_dir / node / HOLD).unlink(missing_ok=True)
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda c: c.start(), [containers[n] for n in names if n not in ended]))
+
+    def _unlock(self, managers: list[Node], key: str) -> None:
+        """Unlock MANAGERS with the swarm's KEY (`docker swarm unlock`) once their engines answer."""
+        self.backend._wait_engines(managers)
+        for node in managers:
+            node.docker.api.unlock_swarm(key)
 
     def _end_engine(self, node: str, container: Any) -> bool:
         """End NODE's dockerd and everything it started, its container left running: the node's entry point
