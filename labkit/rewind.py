@@ -118,8 +118,8 @@ def _nodes_settled(listed: list[dict[str, Any]], own: dict[str, str]) -> bool:
 
 def same(saved: dict[str, Any], now: dict[str, Any], lost: set[str]) -> bool:
     """Whether the swarm is back as SAVED: the same nodes, roles, leader and node states, and the same
-    running tasks, except the LOST ones (whose containers could not start with their engine: Swarm
-    replaces each, as after any engine restart): as many tasks of each service run as then."""
+    running tasks, except the LOST ones (whose containers did not start again: Swarm replaces each, as
+    after any engine restart, or its agent starts it late): as many tasks of each service run as then."""
     if saved["nodes"] != now["nodes"] or saved["seen"] != now["seen"]:
         return False
     kept = set(saved["tasks"]) - lost

@@ -5,8 +5,9 @@ Saving freezes the nodes for a moment (``docker pause``: the engines' files as o
 each engine's folder, its image layers hard-linked. Putting back ends each running node's engine in
 place (dockerd and all it started killed, the node's entry point waiting: see node-entrypoint.sh; other
 nodes are killed), fills each engine's folder from the saved one, sets the containers that ran to start
-with their engine (so Swarm's tasks run on, the same tasks: see ``engine_state.start_with_engine``) and
-starts the engines that ran. A state is
+with their engine, or leaves those on Swarm's networks to Swarm's agent (so Swarm's tasks run on, the same
+tasks: see ``engine_state.start_with_engine``), and starts the engines that ran, managers first (unlocked
+with the saved key when autolock is on), then the workers. A state is
 tied to the lab network's subnet (the nodes' addresses are in the swarm's own records) and to the
 images and engine it was made with. Root only: the engines' folders are root's; others replay.
 
@@ -270,7 +271,7 @@ class DindStates:
                 (b.run_dir / node / HOLD).unlink(missing_ok=True)
         nodes = [n for n in b.nodes() if n.name in data["running"]]
         b._wait_engines(nodes)
-        lost = []  # Swarm tasks whose container could not start with its engine (on an overlay network)
+        lost = []  # Swarm tasks whose container did not start again (Swarm replaces them, or starts them late)
         for node in nodes:  # the restart policies each container had
             for r in restarted[node.name].by_engine if node.name in restarted else []:
                 with contextlib.suppress(docker.errors.NotFound):
