@@ -57,15 +57,17 @@ def overlay_lazy(ctx: Context) -> Result:
 REQUEST_TIMEOUT = 4  # s for one request from the client's container
 
 
-def ask_web(ctx: Context, path: str = "/whoami", times: int = 6, target: str = WEB) -> list[str]:
-    """TIMES requests from the client's container to http://TARGET/PATH: each answer, or 'FAIL'."""
+def ask_web(ctx: Context, path: str = "/whoami", times: int = 6, target: str = WEB,
+            timeout: int = REQUEST_TIMEOUT) -> list[str]:
+    """TIMES requests from the client's container to http://TARGET/PATH, each given TIMEOUT seconds: each
+    answer, or 'FAIL'."""
     found = ctx.task_container(CLIENT)
     if found is None:
         return []
     _, container = found
     # busybox wget's -T bounds reads, not a connect nobody answers (a VIP without IPVS, after a put-back:
     # a CI check hung past the client's 60 s): timeout bounds each request.
-    script = (f"for i in $(seq {times}); do timeout {REQUEST_TIMEOUT} wget -q -T 2 -O- http://{target}{path} "
+    script = (f"for i in $(seq {times}); do timeout {timeout} wget -q -T 2 -O- http://{target}{path} "
               "|| echo FAIL; done")
     _, out = container.exec_run(["sh", "-c", script])
     return [line.strip() for line in (out or b"").decode(errors="replace").splitlines() if line.strip()]
@@ -126,8 +128,8 @@ def virtual_ip(ctx: Context) -> Result:
                 f"IPVS in the kernel: {'yes' if ipvs else 'no'}"]
     if not vips or not running:
         return Result(False, "webvip is starting.", tuple(evidence), pending=True, hint="Wait a moment.")
-    times = 2 if ipvs else 1  # without IPVS it cannot answer: once shows it (each try waits REQUEST_TIMEOUT)
-    answers = ask_web(ctx, times=times, target="webvip")
+    # Without IPVS the virtual IP cannot answer: one short try shows it (a try waits out its whole timeout).
+    answers = ask_web(ctx, times=2, target="webvip") if ipvs else ask_web(ctx, times=1, target="webvip", timeout=1)
     ok = [a for a in answers if WHOAMI.match(a)]
     evidence.append(f"client asked http://webvip/whoami {'twice' if ipvs else 'once'}: {len(ok)} answered")
     if ipvs and not ok:
