@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from labkit import agent_tasks
 
@@ -102,27 +103,26 @@ def start_with_engine(folder: Path) -> Restarts:
     starts each container itself while it loads them, before Swarm's agent looks: the tasks run on, the
     same tasks. The policies are to be given back as soon as the engine answers (`Restarted`).
 
-    A task's container on one of Swarm's own networks (an overlay, the routing mesh's ingress) cannot
-    start before the agent has made those networks again. Its task is set back to accepted in the
-    agent's own record (see agent_tasks) and its container removed: the agent prepares the task again
-    (its networks, a new container, as it made the first) and starts it, the same task. Where that
-    record cannot be read, the engine tries as for the others (and Swarm replaces the task)."""
-    by_engine, on_swarm_networks = [], {}
+    A task's container that needs its agent (see needs_its_agent) cannot start with its engine. Its task
+    is set back to accepted in the agent's own record (see agent_tasks) and its container removed: the
+    agent prepares the task again (its networks, secrets and configs, a new container, as it made the
+    first) and starts it, the same task. Where that record cannot be read, the engine tries as for the
+    others (and Swarm replaces the task)."""
+    by_engine, by_agent = [], {}
     for config in sorted((folder / CONTAINERS).glob("*/config.v2.json")):
         data = json.loads(config.read_text())
         if not (data.get("State") or {}).get("Running"):
             continue
         task = ((data.get("Config") or {}).get("Labels") or {}).get(TASK_LABEL)
-        networks = set((data.get("NetworkSettings") or {}).get("Networks") or {})
-        if task and networks - LOCAL_NETWORKS:
-            on_swarm_networks[task] = config.parent.name
+        if task and needs_its_agent(data):
+            by_agent[task] = config.parent.name
         else:
             by_engine.append(_always(config))
     try:
-        set_back = agent_tasks.restart_tasks(folder, set(on_swarm_networks))
+        set_back = agent_tasks.restart_tasks(folder, set(by_agent))
     except (ValueError, OSError):  # a record it cannot read (UnicodeDecodeError is a ValueError)
         set_back = []
-    for task, container in on_swarm_networks.items():
+    for task, container in by_agent.items():
         if task in set_back:
             remove_container(folder, container)
         else:
@@ -155,6 +155,15 @@ def remove_container(folder: Path, container: str) -> None:
             shutil.rmtree(layer, ignore_errors=True)
     shutil.rmtree(mount, ignore_errors=True)
     shutil.rmtree(folder / CONTAINERS / container, ignore_errors=True)
+
+
+def needs_its_agent(config: dict[str, Any]) -> bool:
+    """Whether a Swarm task's container (CONFIG: its config.v2.json) can start only once Swarm's agent has
+    prepared its task again: it is on one of Swarm's own networks (an overlay, the routing mesh's
+    ingress: the agent makes them when it prepares a task), or it mounts secrets or configs (the agent
+    holds them, in memory: else "secret store is not initialized")."""
+    networks = set((config.get("NetworkSettings") or {}).get("Networks") or {})
+    return bool(networks - LOCAL_NETWORKS or config.get("SecretReferences") or config.get("ConfigReferences"))
 
 
 def _always(config: Path) -> Restarted:

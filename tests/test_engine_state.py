@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from labkit import agent_tasks, engine_state
 
 DATA = Path(__file__).parent / "data"
@@ -78,15 +80,16 @@ def test_empty_keeps_the_folder(tmp_path: Path) -> None:
     assert folder.is_dir() and not any(folder.iterdir())
 
 
-def overlay_task(root: Path, record: bool = True) -> Path:
-    """ENGINE_FOLDER plus a running Swarm task's container on the overlay network front (container otc,
-    its layer and -init layer with short names), and the agent's record of the task (RECORD)."""
+def overlay_task(root: Path, record: bool = True, needs: dict | None = None) -> Path:
+    """ENGINE_FOLDER plus a running Swarm task's container that needs its agent (NEEDS, in its config; by
+    default: on the overlay network front) (container otc, its layer and -init layer with short names),
+    and the agent's record of the task (RECORD)."""
     engine_folder(root)
     folder = root / "containers" / "otc"
     folder.mkdir()
     (folder / "config.v2.json").write_text(json.dumps({
         "ID": "otc", "State": {"Running": True}, "Config": {"Labels": {engine_state.TASK_LABEL: OVERLAY_TASK}},
-        "NetworkSettings": {"Networks": {"front": {}}}}))
+        **(needs or {"NetworkSettings": {"Networks": {"front": {}}}})}))
     (folder / "hostconfig.json").write_text(json.dumps({"RestartPolicy": {"Name": ""}}))
     mount = root / "image/overlay2/layerdb/mounts/otc"
     mount.mkdir(parents=True)
@@ -143,3 +146,22 @@ def test_a_manager_put_back_waits_for_its_own_manager(tmp_path: Path) -> None:
     (folder / engine_state.SWARM_PEERS).write_text('[{"node_id":"n1","addr":"172.30.10.11:2377"}]')
     engine_state.wait_for_own_manager(folder)
     assert json.loads((folder / engine_state.SWARM_PEERS).read_text()) == []
+
+
+@pytest.mark.parametrize("needs", [
+    {"NetworkSettings": {"Networks": {"ingress": {}, "bridge": {}}}},  # a published port: the routing mesh
+    {"NetworkSettings": {"Networks": {"bridge": {}}}, "SecretReferences": [{"SecretName": "db_password"}]},
+    {"NetworkSettings": {"Networks": {"bridge": {}}}, "ConfigReferences": [{"ConfigName": "site"}]},
+])
+def test_a_task_with_secrets_configs_or_swarm_networks_is_left_to_its_agent(tmp_path: Path, needs: dict) -> None:
+    """Started with its engine, a task with a secret failed ("secret store is not initialized": the agent
+    holds secrets in memory) and Swarm replaced it after its 5 s restart delay."""
+    folder = overlay_task(tmp_path / "engine", needs=needs)
+    assert engine_state.start_with_engine(folder).by_swarm == [OVERLAY_TASK]
+
+
+def test_a_task_on_the_engines_own_networks_alone_starts_with_it(tmp_path: Path) -> None:
+    folder = overlay_task(tmp_path / "engine", needs={"NetworkSettings": {"Networks": {"bridge": {}}},
+                                                      "SecretReferences": [], "ConfigReferences": None})
+    restarts = engine_state.start_with_engine(folder)
+    assert restarts.by_swarm == [] and {r.container for r in restarts.by_engine} == {"task", "otc"}
