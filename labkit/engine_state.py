@@ -94,8 +94,14 @@ class Restarts:
     by_swarm: list[str] = field(default_factory=list)  # the tasks Swarm's agent starts again, in new containers
 
 
-def start_with_engine(folder: Path) -> Restarts:
-    """Make every container that was running when FOLDER was saved run again when its engine starts.
+def start_with_engine(folder: Path, tasks: set[str] | None = None) -> Restarts:
+    """Make every container that was running when FOLDER was saved run again when its engine starts; of
+    Swarm's task containers, only those of TASKS (the tasks Swarm wanted running then; None: all).
+
+    A task's container Swarm was stopping when the state was saved (its task to shut down: a worker that
+    came back from a power-off stops the copy the managers replaced meanwhile) stays stopped: started
+    with its engine, it could start just after its agent had found it stopped, and run on, one copy too
+    many (a CI-like bench's node-failure lab counted four pingers for three tasks).
 
     An engine that starts finds those containers dead; a Swarm task's container has no restart policy,
     so Swarm would see its task fail and replace it after its restart delay (5 s by default), with a
@@ -114,6 +120,8 @@ def start_with_engine(folder: Path) -> Restarts:
         if not (data.get("State") or {}).get("Running"):
             continue
         task = ((data.get("Config") or {}).get("Labels") or {}).get(TASK_LABEL)
+        if task and tasks is not None and task not in tasks:
+            continue
         if task and needs_its_agent(data):
             by_agent[task] = config.parent.name
         else:

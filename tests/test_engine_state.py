@@ -165,3 +165,12 @@ def test_a_task_on_the_engines_own_networks_alone_starts_with_it(tmp_path: Path)
                                                       "SecretReferences": [], "ConfigReferences": None})
     restarts = engine_state.start_with_engine(folder)
     assert restarts.by_swarm == [] and {r.container for r in restarts.by_engine} == {"task", "otc"}
+
+
+def test_a_task_swarm_was_stopping_stays_stopped(tmp_path: Path) -> None:
+    """Its container ran when the state was saved, but Swarm no longer wanted its task running."""
+    folder = overlay_task(tmp_path / "engine", needs={"NetworkSettings": {"Networks": {"bridge": {}}}})
+    restarts = engine_state.start_with_engine(folder, tasks={"another"})
+    assert restarts.by_swarm == [] and {r.container for r in restarts.by_engine} == {"task"}  # not a task: on
+    assert json.loads((folder / "containers/otc/hostconfig.json").read_text())["RestartPolicy"]["Name"] == ""
+    assert "otc" in {r.container for r in engine_state.start_with_engine(folder, tasks={OVERLAY_TASK}).by_engine}

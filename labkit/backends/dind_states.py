@@ -66,7 +66,9 @@ TCP_LISTEN = "0A"  # a socket's state in /proc/net/tcp
 MANAGER_ROLES = ("leader", "manager")
 HOME = "/root"  # a node's home: a volume of its own, saved with the state (files a step writes there)
 HOMES = "home"  # in a state's meta volume: a copy of each node's home, by node
-FORMAT = "3"  # of a saved state (and of what the runner keeps with it): a change makes every state again
+# of a saved state (and of what the runner keeps with it): a change makes every state again. 4: states saved
+# before could hold a stopped node's containers set to restart with its engine (their policy never given back)
+FORMAT = "4"
 
 
 class Lab(Protocol):
@@ -251,7 +253,9 @@ class DindStates:
                 home = self._folder(b.names.home(node))
                 engine_state.empty(home)
                 engine_state.copy_folder(_mountpoint(volume) / HOMES / node, home)
-                restarted[node] = engine_state.start_with_engine(folder)
+                if node not in data["running"]:
+                    return  # a node stopped in the state: started later, its engine finds what a power-on finds
+                restarted[node] = engine_state.start_with_engine(folder, _running_tasks(data))
                 if _roles(data).get(node) in MANAGER_ROLES:
                     engine_state.wait_for_own_manager(folder)
 
@@ -446,6 +450,12 @@ def _roles(data: dict[str, Any]) -> dict[str, str]:
     """Each node's role in a saved state's fingerprint ({} if it has none)."""
     nodes = ((data.get("meta") or {}).get("fingerprint") or {}).get("nodes")
     return nodes if isinstance(nodes, dict) else {}
+
+
+def _running_tasks(data: dict[str, Any]) -> set[str] | None:
+    """The tasks Swarm wanted running in a saved state, from its fingerprint (None if it has none)."""
+    tasks = ((data.get("meta") or {}).get("fingerprint") or {}).get("tasks")
+    return set(tasks) if isinstance(tasks, dict) else None
 
 
 def _mountpoint(volume: Volume) -> Path:
