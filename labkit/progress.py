@@ -72,9 +72,18 @@ class Progress:
         return {ref: data[ref] for ref in [*refs, KEPT] if ref in data}
 
     def restore(self, entries: dict[str, Any]) -> None:
+        """Put back ENTRIES (from ``entries``); the kept values become theirs (they describe the cluster
+        put back with them: a swarm's unlock keys), none if they have none."""
         data = self._load()
+        data.pop(KEPT, None)
         data.update(entries)
         self._save(data)
+
+    def forget_kept(self) -> None:
+        """Forget the kept values: they described a cluster that is gone (a fresh one is made)."""
+        data = self._load()
+        if data.pop(KEPT, None) is not None:
+            self._save(data)
 
     def forget(self, refs: list[str]) -> None:
         data = self._load()

@@ -216,6 +216,7 @@ def reset(cluster: Cluster, labs: list[Lab], target: Step, report: Report) -> No
     if nearest is None:
         report("Fresh cluster: removing the lab")
         backend.down(report)
+        progress.forget_kept()  # what labkit kept of the old swarm (its unlock keys) would mislead the checks
         nodes = backend.up(origin.topology, report)
         if origin.fresh:
             form_swarm(nodes, report)

@@ -13,6 +13,7 @@ from labkit import rewind
 from labkit.backends import dind_states
 from labkit.cluster import Cluster
 from labkit.labs import find
+from labkit.progress import Progress
 from labkit.runner import course, starting_lab
 from labkit.settings import PROJECT
 from tests.fakes import FakeLab, set_autolock
@@ -399,3 +400,21 @@ def test_a_put_back_slower_than_its_replay_is_marked_unless_swarm_started_tasks_
     origin = type("Lab", (), {"topology": None})()
     assert rewind.restore(cluster, "k", origin, lambda _: None) == 5.0  # type: ignore[arg-type]
     assert bool(backend.dropped) == marked
+
+
+def test_kept_values_follow_the_cluster_put_back_or_made_afresh(tmp_path: Path) -> None:
+    """labkit keeps a swarm's unlock keys (newest last; the rotate step's check compares them): put back,
+    a state brings its own (or none); a fresh cluster has none. A CI lab that had turned autolock on in
+    an earlier swarm kept its old key first, and the rotate step passed before the key was rotated."""
+    progress = Progress("unit", tmp_path)
+    progress.keep("unlock_keys", ["SWMKEY-1-old-swarm"])
+    progress.record("autolock:autolock", passed=True)
+    saved = Progress("other", tmp_path)
+    saved.keep("unlock_keys", ["SWMKEY-1-saved"])
+    progress.restore(saved.entries([]))
+    assert progress.kept("unlock_keys") == ["SWMKEY-1-saved"] and progress.passed("autolock:autolock")
+    progress.restore({"autolock:autolock": {"passed": True}})  # a state saved with nothing kept
+    assert progress.kept("unlock_keys") is None
+    progress.keep("unlock_keys", ["SWMKEY-1-old-swarm"])
+    progress.forget_kept()
+    assert progress.kept("unlock_keys") is None and progress.passed("autolock:autolock")
