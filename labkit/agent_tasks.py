@@ -5,9 +5,10 @@ Each node's agent keeps the tasks given to it, and the state it last reported fo
 ``data`` (the task) and ``status`` (a ``TaskStatus`` protobuf, field 2 its state). When the engine
 starts, the agent goes on from that state: a task it reported running, it waits on.
 
-Nothing in Python reads bbolt, and the change needed is one byte: so this reads the file's pages itself
-(bbolt's layout: a page header, then leaf or branch elements; a small bucket stored inline in its
-parent's value) and writes the new state over the old one, the same length.
+Nothing in Python reads bbolt, and the change needed is two bytes (a task's state and its desired state,
+one byte of each varint): so this reads the file's pages itself (bbolt's layout: a page header, then leaf
+or branch elements; a small bucket stored inline in its parent's value) and writes the new values over
+the old ones, the same length. bbolt keeps no checksum of its data pages (only of its two meta pages).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ BUCKET_LEAF = 0x01
 def restart_tasks(folder: Path, tasks: set[str]) -> list[str]:
     """Of TASKS, those the agent of the engine FOLDER last reported running: set back to accepted, and
     held there until the manager's word comes, so that, when the engine starts, its agent prepares them
-    (their networks) and starts them again (their containers, as they are) instead of waiting on
+    (their networks, secrets, configs, containers) and starts them again instead of waiting on
     containers that ended with the engine. Returns the tasks set back.
 
     Held: the task's desired state, in the agent's copy, is set to accepted too. An agent that prepared
