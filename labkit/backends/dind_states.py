@@ -35,6 +35,7 @@ from docker.models.volumes import Volume
 
 from labkit import engine_state, images
 from labkit.backends.base import Node, wait_for
+from labkit.engine_state import TASK_LABEL
 from labkit.report import Report
 from labkit.topology import LABEL_CACHE, LABEL_KIND, LABEL_NODE, AddressPlan, Names, Topology
 
@@ -43,7 +44,6 @@ LABEL_SUBNET = "labkit.subnet"  # the lab network's subnet when the state was sa
 META = "state.json"
 MAX_AGE = 30 * 86400  # s; Swarm's node certificates last 90 days: an older state is made again
 LABEL_FORMAT = "labkit.state.format"  # FORMAT, when the state was saved
-TASK_LABEL = "com.docker.swarm.task.id"  # on a Swarm task's container
 HOLD = "hold"  # in a node's /labkit: its entry point waits to start dockerd again (see node-entrypoint.sh)
 DOWN = "down"  # ... written by the entry point once dockerd ended and its mounts are let go
 RESPAWNS = "respawns"  # ... written by an entry point that can do this
