@@ -94,3 +94,18 @@ def test_the_newer_whole_meta_page_is_read(tmp_path: Path) -> None:
     txids = [agent_tasks.META.unpack_from(data, i * page_size + 16)[8] for i in (0, 1)]
     roots = [agent_tasks.META.unpack_from(data, i * page_size + 16)[4] for i in (0, 1)]
     assert page_size == 4096 and root == roots[txids.index(max(txids))]
+
+
+def test_a_record_too_big_for_one_page_is_read_through_its_branch_pages(tmp_path: Path) -> None:
+    """agent-tasks-many.db: a worker given 25 tasks of one service (two of another being shut down); its
+    tasks bucket spans several leaf pages under a branch page."""
+    folder = engine(tmp_path, "agent-tasks-many.db")
+    data = (folder / agent_tasks.TASKS_DB).read_bytes()
+    assert any(agent_tasks.PAGE_HEADER.unpack_from(data, p * 4096)[1] & agent_tasks.BRANCH_PAGE
+               for p in range(len(data) // 4096))
+    states = agent_tasks.task_states(folder)
+    running = sorted(t for t, s in states.items() if s == agent_tasks.RUNNING)
+    assert len(running) == 25 and sorted(states.values()).count(640) == 2  # 640: shut down
+    assert agent_tasks.restart_tasks(folder, set(running[:2])) == running[:2]
+    after = agent_tasks.task_states(folder)
+    assert [after[t] for t in running[:3]] == [agent_tasks.ACCEPTED, agent_tasks.ACCEPTED, agent_tasks.RUNNING]
