@@ -151,6 +151,26 @@ def wait_for_own_manager(folder: Path) -> None:
         peers.write_text("[]")
 
 
+def known_manager(folder: Path, address: str) -> dict[str, Any] | None:
+    """The entry of the manager at ADDRESS among those the node of engine folder FOLDER knows (a
+    manager lists itself), as Swarm writes it (node_id, addr); None if it is not there."""
+    try:
+        peers = json.loads((folder / SWARM_PEERS).read_text())
+    except (OSError, ValueError):
+        return None
+    return next((p for p in peers if isinstance(p, dict) and str(p.get("addr", "")).rpartition(":")[0] == address),
+                None)
+
+
+def dial_first(folder: Path, peer: dict[str, Any]) -> None:
+    """Have the agent of the worker whose engine folder is FOLDER dial PEER (its leader) when the engine
+    starts. A worker picks a manager from those it knows, and one that is down in the state costs it a
+    connection timeout (3 s), or every try when it knows only that one (the managers lab's rejoin: worker1,
+    demoted, knew only manager1). Swarm writes the whole list again once the worker has a session."""
+    if (folder / SWARM_PEERS).exists():
+        (folder / SWARM_PEERS).write_text(json.dumps([peer]))
+
+
 def remove_container(folder: Path, container: str) -> None:
     """Remove CONTAINER from the engine folder FOLDER, as `docker rm` would: its folder, its own layer
     and that layer's -init, and their short names."""

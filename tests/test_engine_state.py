@@ -174,3 +174,20 @@ def test_a_task_swarm_was_stopping_stays_stopped(tmp_path: Path) -> None:
     assert restarts.by_swarm == [] and {r.container for r in restarts.by_engine} == {"task"}  # not a task: on
     assert json.loads((folder / "containers/otc/hostconfig.json").read_text())["RestartPolicy"]["Name"] == ""
     assert "otc" in {r.container for r in engine_state.start_with_engine(folder, tasks={OVERLAY_TASK}).by_engine}
+
+
+def test_a_worker_put_back_dials_the_saved_leader_first(tmp_path: Path) -> None:
+    """The managers lab's rejoin: worker1, demoted, knew only manager1, stopped in the state; put back, it
+    dials the leader (manager3), whose entry comes from the leader's own list (a manager lists itself)."""
+    leader, worker = tmp_path / "manager3", tmp_path / "worker1"
+    for folder in (leader, worker):
+        (folder / engine_state.SWARM_PEERS).parent.mkdir(parents=True)
+    (leader / engine_state.SWARM_PEERS).write_text(json.dumps(
+        [{"node_id": "n1", "addr": "172.30.10.11:2377"}, {"node_id": "n3", "addr": "172.30.10.13:2377"}]))
+    (worker / engine_state.SWARM_PEERS).write_text(json.dumps([{"node_id": "n1", "addr": "172.30.10.11:2377"}]))
+    peer = engine_state.known_manager(leader, "172.30.10.13")
+    assert peer == {"node_id": "n3", "addr": "172.30.10.13:2377"}
+    assert engine_state.known_manager(leader, "172.30.10.1") is None  # not "172.30.10.13" by its prefix
+    engine_state.dial_first(worker, peer)
+    assert json.loads((worker / engine_state.SWARM_PEERS).read_text()) == [peer]
+    assert engine_state.known_manager(tmp_path / "gone", "172.30.10.13") is None

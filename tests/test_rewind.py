@@ -188,6 +188,32 @@ def test_after_a_put_back_a_service_reaches_another_on_another_node_by_name(lab:
             volume.remove(force=True)
 
 
+def test_several_managers_come_back_with_their_saved_leader_elected_at_once(lab: labkit.Cluster, host) -> None:
+    """Put back, managers start as Raft followers, and Swarm would elect a leader only 10 to 20 s later, and
+    maybe another one: labkit has the saved leader campaign at once (raft_leader). Three managers, put back
+    three times: manager1 leads each time, elected by labkit's message (its engine's log says so)."""
+    reset(lab, LABS, step(TARGET), lambda _: None)
+    manager = lab["manager1"]
+    for worker in WORKERS:
+        assert manager.run(f"docker node promote {worker}").ok
+    wait_until(lambda: [lab[w].status().swarm for w in WORKERS] == ["manager", "manager"], 60, "two more managers")
+    key = "ci-probe-leader"
+    assert rewind.save(lab, key, [], 60.0, lambda _: None)
+    origin = starting_lab(LABS, step(TARGET))
+    node = next(c for c in host.containers.list(filters={"label": [f"labkit.lab={lab.lab}", "labkit.kind=node"]})
+                if c.name.endswith("manager1"))
+    try:
+        for _ in range(3):
+            since = time.time()
+            assert rewind.restore(lab, key, origin, lambda _: None) is not None
+            roles = rewind.fingerprint(lab)["nodes"]
+            assert roles == {"manager1": "leader", "worker1": "manager", "worker2": "manager"}
+            assert b"received MsgTimeoutNow" in node.logs(since=since)
+    finally:
+        for volume in host.volumes.list(filters={"label": f"{LABEL_STATE}={DindStates(lab.backend).full_key(key)}"}):
+            volume.remove(force=True)
+
+
 def test_what_a_step_wrote_in_a_nodes_home_comes_back_with_the_state(lab: labkit.Cluster, host) -> None:
     """Steps keep files in a node's /root (the trust lab's old token, the stacks lab's app folder): a
     put-back brings back those of the state, and only those, whether the nodes stayed or were made again

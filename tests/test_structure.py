@@ -22,7 +22,8 @@ ROOT = PACKAGE.parent
 
 # Bottom to top; an import runs down this list (or within a layer), never up. ../shared/STYLE.md.
 LAYERS: list[set[str]] = [
-    {"errors", "client", "settings", "report", "topology", "aptsources", "progress", "outbox", "agent_tasks"},
+    {"errors", "client", "settings", "report", "topology", "aptsources", "progress", "outbox", "agent_tasks",
+     "raft_leader"},
     {"engine", "engine_state", "images", "box", "hub", "swarm", "kernel"},
     {"backends", "backends.base", "backends.dind_states", "backends.dind", "backends.vagrant"},
     {"cluster", "seat", "hosted"},

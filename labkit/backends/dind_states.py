@@ -7,9 +7,10 @@ place (dockerd and all it started killed, the node's entry point waiting: see no
 nodes are killed), fills each engine's folder from the saved one, sets the containers that ran to start
 with their engine, or leaves those on Swarm's networks to Swarm's agent (so Swarm's tasks run on, the same
 tasks: see ``engine_state.start_with_engine``), and starts the engines that ran, managers first (unlocked
-with the saved key when autolock is on), then the workers. A state is
-tied to the lab network's subnet (the nodes' addresses are in the swarm's own records) and to the
-images and engine it was made with. Root only: the engines' folders are root's; others replay.
+with the saved key when autolock is on; with several, the saved leader is elected at once: see
+raft_leader), then the workers, which dial that leader first. A state is tied to the lab network's
+subnet (the nodes' addresses are in the swarm's own records) and to the images and engine it was made with.
+Root only: the engines' folders are root's; others replay.
 
 Volumes: ``labkit-state-KEY-SUBNET`` (``state.json``: what the runner keeps with it, which nodes ran) and
 ``labkit-state-KEY-SUBNET-NODE`` per node; a cache (``labkit clean`` removes them, ``labkit down`` not).
@@ -33,7 +34,7 @@ import docker.errors
 from docker.models.containers import Container
 from docker.models.volumes import Volume
 
-from labkit import engine_state, images
+from labkit import engine_state, images, raft_leader
 from labkit.backends.base import Node, wait_for
 from labkit.engine_state import TASK_LABEL
 from labkit.report import Report
@@ -63,6 +64,11 @@ GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
 # that waits on the network being made); such a task starts late: the reset returns without it.
 SWARM_START_WAIT = 10.0
 TCP_LISTEN = "0A"  # a socket's state in /proc/net/tcp
+RAFT_WAIT = 10.0  # s for the Raft node of each manager put back to start (about 0.5 s)
+# s more before the saved leader campaigns: each manager dialled the others as its engine started, and was
+# refused by those not listening yet; gRPC tries again a second later. A vote asked before that is lost
+# (a voter checks it can reach the candidate), and the candidate then waits 10 to 20 s to try again.
+RAFT_DIAL_WAIT = 1.5
 MANAGER_ROLES = ("leader", "manager")
 HOME = "/root"  # a node's home: a volume of its own, saved with the state (files a step writes there)
 HOMES = "home"  # in a state's meta volume: a copy of each node's home, by node
@@ -240,6 +246,9 @@ class DindStates:
             ended = {n for n, done in zip(in_place, pool.map(lambda n: self._end_engine(n, containers[n]), in_place),
                                           strict=True) if done}
         restarted: dict[str, engine_state.Restarts] = {}
+        leader = next((n for n, role in _roles(data).items() if role == "leader"), None)
+        peer = None if leader is None else engine_state.known_manager(
+            _mountpoint(copies[leader]), plan.hosts(topology)[leader])
         try:
             for name, c in containers.items():  # one at a time: see dind's note on the engine's network deadlock
                 if name not in ended and c.status in ("running", "paused", "restarting"):
@@ -258,14 +267,19 @@ class DindStates:
                 restarted[node] = engine_state.start_with_engine(folder, _running_tasks(data))
                 if _roles(data).get(node) in MANAGER_ROLES:
                     engine_state.wait_for_own_manager(folder)
+                elif peer is not None:
+                    engine_state.dial_first(folder, peer)
 
             with ThreadPoolExecutor(max_workers=4) as pool:
                 list(pool.map(fill, wanted))
             managers = [n for n in data["running"] if _roles(data).get(n) in MANAGER_ROLES]
+            started = time.time()
             self._start(managers, ended, containers)
             key = (data.get("meta") or {}).get("unlock_key")
             if managers and key:  # autolock: each manager starts locked, as after any restart
                 self._unlock([n for n in b.nodes() if n.name in managers], str(key))
+            if len(managers) > 1 and leader in managers:
+                self._elect(leader, managers, containers, started)
             if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits here
                 pids = [_pid(containers[n]) for n in managers]
                 wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.02)
@@ -299,6 +313,31 @@ class DindStates:
                 (self.backend.run_dir / node / HOLD).unlink(missing_ok=True)
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda c: c.start(), [containers[n] for n in names if n not in ended]))
+
+    def _elect(self, leader: str, managers: list[str], containers: dict[str, Any], since: float) -> bool:
+        """Have LEADER, the saved leader, elected now (see raft_leader), once the Raft node of every one of
+        MANAGERS has started (its engine's log, since SINCE) and listens; whether it was asked. Else Swarm
+        elects a leader by itself, 10 to 20 s later, maybe another one (the state is then marked unfit)."""
+        ids: dict[str, int] = {}
+
+        def started() -> bool:
+            for name in managers:
+                if name not in ids and listening(_pid(containers[name]), SWARM_PORT):
+                    found = raft_leader.raft_id(containers[name].logs(since=since).decode(errors="replace"))
+                    if found is not None:
+                        ids[name] = found
+            return len(ids) == len(managers)
+
+        if not wait_for(started, RAFT_WAIT, 0.05):
+            return False
+        time.sleep(RAFT_DIAL_WAIT)
+        address = next(n.address for n in self.backend.nodes() if n.name == leader)
+        try:
+            raft_leader.campaign(address, self._folder(self.backend.names.volume(leader)) / raft_leader.CERTIFICATES,
+                                 ids[leader])
+        except ConnectionError:
+            return False
+        return True
 
     def _unlock(self, managers: list[Node], key: str) -> None:
         """Unlock MANAGERS with the swarm's KEY (`docker swarm unlock`) once their engines answer."""
