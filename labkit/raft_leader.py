@@ -15,10 +15,15 @@ The request is two small protobuf messages, written here by hand (field numbers 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-import grpc
+# gRPC's core writes its own errors to the terminal (a key it cannot use, a manager not listening): a
+# learner resetting a lab would see them, while labkit only falls back to Swarm's own election.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+import grpc  # after its verbosity is set
 
 CERTIFICATES = Path("swarm") / "certificates"  # in an engine's folder: the node's TLS identity
 METHOD = "/docker.swarmkit.v1.Raft/ProcessRaftMessage"
