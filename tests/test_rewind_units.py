@@ -417,3 +417,17 @@ def test_kept_values_follow_the_cluster_put_back_or_made_afresh(tmp_path: Path) 
     progress.keep("unlock_keys", ["SWMKEY-1-old-swarm"])
     progress.forget_kept()
     assert progress.kept("unlock_keys") is None and progress.passed("autolock:autolock")
+
+
+def test_managers_are_connected_once_each_has_a_connection_established_to_the_other(tmp_path: Path) -> None:
+    """Before the saved leader campaigns, each manager must be connected to the others (a vote asked
+    before is lost): 172.30.16.11 is 0B101EAC in /proc's tables, 2377 is 0949; 01 is established."""
+    to_manager1 = "0C101EAC:C2A4 0B101EAC:0949 01 00000000:00000000 00:00000000 00000000     0        0 0"
+    syn_sent = "0C101EAC:C2A6 0B101EAC:0949 02 00000000:00000000 01:00000014 00000000     0        0 0"
+    mapped = ("0000000000000000FFFF00000C101EAC:C2A4 0000000000000000FFFF00000B101EAC:0949 01 "
+              "00000000:00000000 00:00000000 00000000     0        0 0")
+    assert not dind_states.connected(7, "172.30.16.11", 2377, net_tcp(tmp_path / "a", 7, [syn_sent]))
+    assert dind_states.connected(7, "172.30.16.11", 2377, net_tcp(tmp_path / "b", 7, [syn_sent, to_manager1]))
+    assert dind_states.connected(7, "172.30.16.11", 2377, net_tcp(tmp_path / "c", 7, [], [mapped]))
+    assert not dind_states.connected(7, "172.30.16.12", 2377, tmp_path / "b")  # another manager
+    assert not dind_states.connected(8, "172.30.16.11", 2377, tmp_path / "b")  # a process that is gone

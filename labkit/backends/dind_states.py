@@ -63,12 +63,13 @@ GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
 # engine stalls 30 s making an overlay network (Docker 20.10: its gossip's bulk sync waits on an event handler
 # that waits on the network being made); such a task starts late: the reset returns without it.
 SWARM_START_WAIT = 10.0
-TCP_LISTEN = "0A"  # a socket's state in /proc/net/tcp
+TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"  # a socket's states in /proc/net/tcp
 RAFT_WAIT = 10.0  # s for the Raft node of each manager put back to start (about 0.5 s)
-# s more before the saved leader campaigns: each manager dialled the others as its engine started, and was
-# refused by those not listening yet; gRPC tries again a second later. A vote asked before that is lost
-# (a voter checks it can reach the candidate), and the candidate then waits 10 to 20 s to try again.
-RAFT_DIAL_WAIT = 1.5
+# s at most, once they listen, for the managers to be connected to each other before the saved leader
+# campaigns: each dialled the others as its engine started, and was refused by those not listening yet;
+# gRPC tries again about a second later. A vote asked before that is lost (a voter first checks it can
+# reach the candidate), and the candidate then waits 10 to 20 s to try again.
+RAFT_DIAL_WAIT = 5.0
 MANAGER_ROLES = ("leader", "manager")
 HOME = "/root"  # a node's home: a volume of its own, saved with the state (files a step writes there)
 HOMES = "home"  # in a state's meta volume: a copy of each node's home, by node
@@ -330,8 +331,12 @@ class DindStates:
 
         if not wait_for(started, RAFT_WAIT, 0.05):
             return False
-        time.sleep(RAFT_DIAL_WAIT)
-        address = next(n.address for n in self.backend.nodes() if n.name == leader)
+        addresses = {n.name: n.address for n in self.backend.nodes() if n.name in managers}
+        pids = {name: _pid(containers[name]) for name in managers}
+        wait_for(lambda: all(connected(pids[a], addresses[b], SWARM_PORT) for a in managers for b in managers
+                             if a != b), RAFT_DIAL_WAIT, 0.05)
+        time.sleep(0.1)  # their TLS handshakes
+        address = addresses[leader]
         try:
             raft_leader.campaign(address, self._folder(self.backend.names.volume(leader)) / raft_leader.CERTIFICATES,
                                  ids[leader])
@@ -477,6 +482,21 @@ def listening(pid: int, port: int, proc: Path = Path("/proc")) -> bool:
             fields = line.split()
             if len(fields) > 3 and fields[3] == TCP_LISTEN and int(fields[1].rpartition(":")[2], 16) == port:
                 return True
+    return False
+
+
+def connected(pid: int, address: str, port: int, proc: Path = Path("/proc")) -> bool:
+    """Whether the network namespace of host process PID has a TCP connection established to ADDRESS
+    (IPv4) on PORT (in /proc's tables, an IPv4 address is 4 bytes little-endian; in tcp6, mapped)."""
+    wanted = f"{bytes(reversed(ipaddress.IPv4Address(address).packed)).hex().upper()}:{port:04X}"
+    for table, prefix in (("tcp", ""), ("tcp6", "0000000000000000FFFF0000")):
+        try:
+            lines = (proc / str(pid) / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        if any(len(f := line.split()) > 3 and f[3] == TCP_ESTABLISHED and f[2].upper() == prefix + wanted
+               for line in lines):
+            return True
     return False
 
 
