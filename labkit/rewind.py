@@ -175,9 +175,12 @@ def compact_raft(cluster: Cluster) -> bool:
 def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
     """Why a state would not come back as saved, fast ('' when it would): a node cut off or frozen is a
     moment, not a state; a locked manager must be given its key by the learner; a swarm without a leader
-    comes back with its nodes still looking for one (pending) where they had given up (error). Several
-    managers come back with their saved leader elected at once (see raft_leader), and workers dial it
-    first (engine_state.dial_first), even those that knew only a manager that is down."""
+    comes back with its nodes still looking for one (pending) where they had given up (error); a swarm
+    forced anew (`--force-new-cluster`: managers by role that are no longer in Raft, the managers lab's
+    rejoin) came back with its workers unknown to the leader for 20 s and more (5 put-backs of 17 here), a
+    cause not found yet.
+    Several managers come back with their saved leader elected at once (see raft_leader), and workers
+    dial it first (engine_state.dial_first), even those that knew only a manager that is down."""
     if any(node.network_state() == "disconnected" for node in cluster.nodes):
         return "a node cut off from the lab network (a put-back connects every node)"
     if any(node.container_state() == "paused" for node in cluster.nodes):
@@ -186,6 +189,12 @@ def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
         return "a locked manager"
     if any(role in IN_SWARM for role in fp["nodes"].values()) and "leader" not in fp["nodes"].values():
         return "a swarm without a leader (its quorum lost)"
+    leader = next((n for n in cluster.nodes if fp["nodes"].get(n.name) == "leader"), None)
+    if leader is not None:
+        forced = sorted(n["Description"]["Hostname"] for n in leader.docker.api.nodes()
+                        if n["Spec"]["Role"] == "manager" and "ManagerStatus" not in n)
+        if forced:
+            return f"a swarm forced anew: managers no longer in Raft ({', '.join(forced)})"
     return ""
 
 

@@ -90,15 +90,28 @@ def test_a_moment_with_a_node_cut_off_or_frozen_is_not_saved(change: dict, why: 
 
 
 def test_a_swarm_with_a_manager_down_is_saved() -> None:
-    """The managers lab's rejoin: manager3 leads alone after --force-new-cluster, manager1 is stopped. A
-    demoted worker1 knew only manager1: put back, the workers dial the saved leader first
-    (engine_state.dial_first), so the state comes back as the replay leaves it."""
+    """The managers lab's change: manager1, a manager, is stopped (Down). Put back, the workers dial the
+    saved leader first (engine_state.dial_first), so none waits on the manager that is down."""
     lab = FakeLab(managers=2, workers=1)
     swarm = lab.init("manager2")
     lab.join("worker1", swarm)
-    lab.join("manager1", swarm, role="manager", state="unknown")
+    lab.join("manager1", swarm, role="manager", state="down")
     lab.stop_node("manager1")
     assert rewind.unlikely_back(lab.cluster, rewind.fingerprint(lab.cluster)) == ""
+
+
+def test_a_swarm_forced_anew_is_not_saved() -> None:
+    """The managers lab's rejoin: after `--force-new-cluster` on manager3, manager1 and manager2 are still
+    managers by role but no longer in Raft (no ManagerStatus). Put back, its workers stayed unknown to the
+    leader past 20 s in 5 put-backs of 17 on this machine, where the replay's were ready."""
+    lab = FakeLab(managers=2, workers=1)
+    swarm = lab.init("manager2")
+    lab.join("worker1", swarm)
+    entry = lab.join("manager1", swarm, role="manager", state="unknown")
+    entry.pop("ManagerStatus")
+    lab.stop_node("manager1")
+    why = rewind.unlikely_back(lab.cluster, rewind.fingerprint(lab.cluster))
+    assert why == "a swarm forced anew: managers no longer in Raft (manager1)", why
 
 
 def test_a_swarm_of_one_manager_would_come_back() -> None:
