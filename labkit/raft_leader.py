@@ -61,8 +61,8 @@ def key_pem(text: str) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def campaign(address: str, certificates: Path, to: int, timeout: float = 2.0) -> None:
-    """Have the manager at ADDRESS (Raft ID TO) campaign for leadership now, asking with the node
+def campaign(address: str, port: int, certificates: Path, to: int, timeout: float = 2.0) -> None:
+    """Have the manager at ADDRESS (its swarm PORT; Raft ID TO) campaign for leadership now, asking with the node
     certificate in CERTIFICATES (an engine folder's, of a manager of the same swarm). Raises
     ConnectionError when the manager cannot be asked (a key locked by autolock, a manager not listening)."""
     try:
@@ -70,7 +70,7 @@ def campaign(address: str, certificates: Path, to: int, timeout: float = 2.0) ->
             root_certificates=(certificates / "swarm-root-ca.crt").read_bytes(),
             private_key=key_pem((certificates / "swarm-node.key").read_text()),
             certificate_chain=(certificates / "swarm-node.crt").read_bytes())
-        with grpc.secure_channel(f"{address}:2377", credentials,
+        with grpc.secure_channel(f"{address}:{port}", credentials,
                                  options=[("grpc.ssl_target_name_override", SERVER_NAME)]) as channel:
             channel.unary_unary(METHOD)(timeout_now(to), timeout=timeout)
     except (grpc.RpcError, OSError) as exc:

@@ -54,4 +54,4 @@ def test_the_node_key_loses_swarmkits_headers_and_stays_the_same_key() -> None:
 def test_a_manager_that_cannot_be_asked_is_a_connection_error(tmp_path: Path) -> None:
     """No certificate in the folder (an engine folder not put back): the caller lets Swarm elect."""
     with pytest.raises(ConnectionError):
-        raft_leader.campaign("127.0.0.1", tmp_path, 1, timeout=0.5)
+        raft_leader.campaign("127.0.0.1", 2377, tmp_path, 1, timeout=0.5)

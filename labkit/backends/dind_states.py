@@ -338,8 +338,8 @@ class DindStates:
         time.sleep(0.1)  # their TLS handshakes
         address = addresses[leader]
         try:
-            raft_leader.campaign(address, self._folder(self.backend.names.volume(leader)) / raft_leader.CERTIFICATES,
-                                 ids[leader])
+            certificates = self._folder(self.backend.names.volume(leader)) / raft_leader.CERTIFICATES
+            raft_leader.campaign(address, SWARM_PORT, certificates, ids[leader])
         except ConnectionError:
             return False
         return True
