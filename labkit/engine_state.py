@@ -91,7 +91,7 @@ class Restarts:
     """How the containers that ran when an engine's folder was saved run again when its engine starts."""
 
     by_engine: list[Restarted] = field(default_factory=list)  # as the engine loads them
-    by_swarm: list[str] = field(default_factory=list)  # the tasks Swarm's agent starts again, in new containers
+    by_agent: list[str] = field(default_factory=list)  # the tasks Swarm's agent starts again, in new containers
 
 
 def start_with_engine(folder: Path, tasks: set[str] | None = None) -> Restarts:
@@ -165,8 +165,8 @@ def known_manager(folder: Path, address: str) -> dict[str, Any] | None:
 def dial_first(folder: Path, peer: dict[str, Any]) -> None:
     """Have the agent of the worker whose engine folder is FOLDER dial PEER (its leader) when the engine
     starts. A worker picks a manager from those it knows, and one that is down in the state costs it a
-    connection timeout (3 s), or every try when it knows only that one (the managers lab's rejoin: worker1,
-    demoted, knew only manager1). Swarm writes the whole list again once the worker has a session."""
+    connection timeout (about 3 s: the managers lab's change, manager1 stopped). Swarm writes the whole
+    list again once the worker has a session."""
     if (folder / SWARM_PEERS).exists():
         (folder / SWARM_PEERS).write_text(json.dumps([peer]))
 

@@ -180,7 +180,7 @@ def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
     rejoin) came back with its workers unknown to the leader for 20 s and more (5 put-backs of 17 here), a
     cause not found yet.
     Several managers come back with their saved leader elected at once (see raft_leader), and workers
-    dial it first (engine_state.dial_first), even those that knew only a manager that is down."""
+    dial it first (engine_state.dial_first), not a manager that is down."""
     if any(node.network_state() == "disconnected" for node in cluster.nodes):
         return "a node cut off from the lab network (a put-back connects every node)"
     if any(node.container_state() == "paused" for node in cluster.nodes):

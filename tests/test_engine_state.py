@@ -124,7 +124,7 @@ def test_without_the_agents_record_the_engine_tries_as_for_any_other(tmp_path: P
 
     restarts = engine_state.start_with_engine(folder)
 
-    assert restarts.by_swarm == [] and {r.container for r in restarts.by_engine} == {"task", "otc"}
+    assert restarts.by_agent == [] and {r.container for r in restarts.by_engine} == {"task", "otc"}
     assert json.loads((folder / "containers/otc/hostconfig.json").read_text())["RestartPolicy"]["Name"] == "always"
 
 
@@ -134,7 +134,7 @@ def test_an_unreadable_record_is_as_none(tmp_path: Path) -> None:
 
     restarts = engine_state.start_with_engine(folder)
 
-    assert restarts.by_swarm == [] and (folder / "containers/otc").exists()
+    assert restarts.by_agent == [] and (folder / "containers/otc").exists()
 
 
 def test_a_manager_put_back_waits_for_its_own_manager(tmp_path: Path) -> None:
@@ -157,28 +157,28 @@ def test_a_task_with_secrets_configs_or_swarm_networks_is_left_to_its_agent(tmp_
     """Started with its engine, a task with a secret failed ("secret store is not initialized": the agent
     holds secrets in memory) and Swarm replaced it after its 5 s restart delay."""
     folder = overlay_task(tmp_path / "engine", needs=needs)
-    assert engine_state.start_with_engine(folder).by_swarm == [OVERLAY_TASK]
+    assert engine_state.start_with_engine(folder).by_agent == [OVERLAY_TASK]
 
 
 def test_a_task_on_the_engines_own_networks_alone_starts_with_it(tmp_path: Path) -> None:
     folder = overlay_task(tmp_path / "engine", needs={"NetworkSettings": {"Networks": {"bridge": {}}},
                                                       "SecretReferences": [], "ConfigReferences": None})
     restarts = engine_state.start_with_engine(folder)
-    assert restarts.by_swarm == [] and {r.container for r in restarts.by_engine} == {"task", "otc"}
+    assert restarts.by_agent == [] and {r.container for r in restarts.by_engine} == {"task", "otc"}
 
 
 def test_a_task_swarm_was_stopping_stays_stopped(tmp_path: Path) -> None:
     """Its container ran when the state was saved, but Swarm no longer wanted its task running."""
     folder = overlay_task(tmp_path / "engine", needs={"NetworkSettings": {"Networks": {"bridge": {}}}})
     restarts = engine_state.start_with_engine(folder, tasks={"another"})
-    assert restarts.by_swarm == [] and {r.container for r in restarts.by_engine} == {"task"}  # not a task: on
+    assert restarts.by_agent == [] and {r.container for r in restarts.by_engine} == {"task"}  # not a task: on
     assert json.loads((folder / "containers/otc/hostconfig.json").read_text())["RestartPolicy"]["Name"] == ""
     assert "otc" in {r.container for r in engine_state.start_with_engine(folder, tasks={OVERLAY_TASK}).by_engine}
 
 
 def test_a_worker_put_back_dials_the_saved_leader_first(tmp_path: Path) -> None:
-    """The managers lab's rejoin: worker1, demoted, knew only manager1, stopped in the state; put back, it
-    dials the leader (manager3), whose entry comes from the leader's own list (a manager lists itself)."""
+    """A worker that knew a manager stopped in the state (manager1) dials the leader (manager3) first when
+    put back; the leader's entry comes from the leader's own list (a manager lists itself)."""
     leader, worker = tmp_path / "manager3", tmp_path / "worker1"
     for folder in (leader, worker):
         (folder / engine_state.SWARM_PEERS).parent.mkdir(parents=True)

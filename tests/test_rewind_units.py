@@ -364,9 +364,9 @@ def test_a_put_back_waits_for_swarm_to_start_the_tasks_it_left_to_it(monkeypatch
     network) is named, and the reset goes on without it."""
     monkeypatch.setattr(dind_states, "SWARM_START_WAIT", 0.5)
     fast, stalled = StartingNode("worker1", StartingAPI({"t1": 3})), StartingNode("worker2", StartingAPI({"t2": 10**6}))
-    late = dind_states.wait_started_by_swarm([fast, stalled], {"worker1": ["t1"], "worker2": ["t2"], "worker3": ["t3"]})
+    late = dind_states.wait_started_by_agent([fast, stalled], {"worker1": ["t1"], "worker2": ["t2"], "worker3": ["t3"]})
     assert late == ["t2"] and fast.docker.api.starts["t1"] == 0  # t1 asked until it ran, then no more
-    assert dind_states.wait_started_by_swarm([fast], {"worker1": ["t1"]}) == []
+    assert dind_states.wait_started_by_agent([fast], {"worker1": ["t1"]}) == []
 
 
 def test_an_autolocked_swarm_is_saved_with_its_unlock_key() -> None:

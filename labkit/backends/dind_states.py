@@ -301,7 +301,7 @@ class DindStates:
                     if task and not seen["State"]["Running"]:
                         lost.append(task)  # Swarm replaces its task, but would never remove this container:
                         remove_container(node, r.container)  # gone, as in a replay
-        lost += wait_started_by_swarm(nodes, {n: r.by_swarm for n, r in restarted.items()})
+        lost += wait_started_by_agent(nodes, {n: r.by_agent for n, r in restarted.items()})
         leader = next((n for n in nodes if _roles(data).get(n.name) == "leader"), None)
         if leader is not None:
             remove_orphans(leader, nodes)
@@ -409,11 +409,11 @@ def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None,
     return loop, sorted(found)
 
 
-def wait_started_by_swarm(nodes: list[Node], by_swarm: dict[str, list[str]]) -> list[str]:
+def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]]) -> list[str]:
     """Wait (up to SWARM_START_WAIT) until Swarm's agents run again the tasks BY_SWARM (by node; see
     engine_state.start_with_engine); those they do not run yet (the manager says running all along:
     Swarm may replace them)."""
-    waiting = {(node, task) for node in nodes for task in by_swarm.get(node.name, [])}
+    waiting = {(node, task) for node in nodes for task in by_agent.get(node.name, [])}
 
     def started() -> bool:
         for node, task in sorted(waiting, key=lambda w: (w[0].name, w[1])):
