@@ -3,6 +3,7 @@ counts as back as it was."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from pathlib import Path
 
@@ -444,3 +445,32 @@ def test_managers_are_connected_once_each_has_a_connection_established_to_the_ot
     assert dind_states.connected(7, "172.30.16.11", 2377, net_tcp(tmp_path / "c", 7, [], [mapped]))
     assert not dind_states.connected(7, "172.30.16.12", 2377, tmp_path / "b")  # another manager
     assert not dind_states.connected(8, "172.30.16.11", 2377, tmp_path / "b")  # a process that is gone
+
+
+def states_on(*subnets: str, replay: float = 30.0) -> dict[str, tuple[str, dict]]:
+    return {s: (f"volume-{s}", {"meta": {"replay_seconds": replay}}) for s in subnets}
+
+
+NET = ipaddress.ip_network
+
+
+def test_a_lab_takes_the_state_saved_on_its_own_subnet_first() -> None:
+    """A CI walk's lab moved to another subnet for a lab's start saved there, and the states it had saved on
+    its own could not be put back later: another lab had taken that subnet meanwhile."""
+    metas = states_on("172.30.10.0/24", "172.30.11.0/24")
+    assert dind_states.pick_state(metas, "172.30.11.0/24", [NET("172.30.11.0/24")])[0] == "volume-172.30.11.0/24"
+
+
+def test_a_state_on_a_subnet_another_lab_uses_is_not_put_back() -> None:
+    metas = states_on("172.30.10.0/24", "172.30.12.0/24")
+    taken = [NET("172.30.10.0/24"), NET("172.30.11.0/24")]
+    assert dind_states.pick_state(metas, "172.30.11.0/24", taken)[0] == "volume-172.30.12.0/24"
+    assert dind_states.pick_state(states_on("172.30.10.0/24"), "172.30.11.0/24", taken) is None
+
+
+def test_a_lab_moves_to_another_subnet_only_for_a_state_long_to_replay() -> None:
+    quick = states_on("172.30.10.0/24", replay=dind_states.MOVE_WORTH - 4)
+    assert dind_states.pick_state(quick, "172.30.11.0/24", [NET("172.30.11.0/24")]) is None
+    assert dind_states.pick_state(quick, None, [])[0] == "volume-172.30.10.0/24"  # no lab yet: made there
+    slow = states_on("172.30.10.0/24", replay=dind_states.MOVE_WORTH + 4)
+    assert dind_states.pick_state(slow, "172.30.11.0/24", [NET("172.30.11.0/24")])[0] == "volume-172.30.10.0/24"

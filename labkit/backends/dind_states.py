@@ -71,6 +71,10 @@ RAFT_WAIT = 10.0  # s for the Raft node of each manager put back to start (about
 # reach the candidate), and the candidate then waits 10 to 20 s to try again.
 RAFT_DIAL_WAIT = 5.0
 MANAGER_ROLES = ("leader", "manager")
+# s: a lab that exists is moved to another subnet (removed and made again there: a put-back of five nodes took
+# 12.2 s so in CI, 4 s in place) only for a state a replay takes longer to reach; a lab's start (2 to 6 s to
+# replay) replays where the lab is
+MOVE_WORTH = 15.0
 HOME = "/root"  # a node's home: a volume of its own, saved with the state (files a step writes there)
 HOMES = "home"  # in a state's meta volume: a copy of each node's home, by node
 # of a saved state (and of what the runner keeps with it): a change makes every state again. 4: states saved
@@ -96,6 +100,22 @@ class Lab(Protocol):
     def make(self, topology: Topology | None, report: Report,
              subnet: ipaddress.IPv4Network | None = None) -> AddressPlan: ...
     def reconnect_cut(self, plan: AddressPlan, report: Report) -> None: ...
+
+
+def pick_state(metas: dict[str, tuple[Volume, dict[str, Any]]], own: str | None,
+               taken: list[ipaddress.IPv4Network]) -> tuple[Volume, dict[str, Any]] | None:
+    """Of METAS (states by subnet), the one to put back for a lab on subnet OWN (None: no lab now) while
+    the labs on TAKEN exist: the one on OWN, else one on a subnet no other lab uses, the lab made again
+    there, if that saves time: a lab that exists moves only for a state a replay takes MOVE_WORTH to reach."""
+    if own is not None and own in metas:
+        return metas[own]
+    others = [t for t in taken if str(t) != own]
+    for subnet, (volume, data) in metas.items():
+        if any(ipaddress.ip_network(subnet).overlaps(t) for t in others):
+            continue
+        if own is None or float((data.get("meta") or {}).get("replay_seconds", 0)) >= MOVE_WORTH:
+            return volume, data
+    return None
 
 
 class DindStates:
@@ -217,12 +237,10 @@ class DindStates:
         nodes = b._containers("node")
         existing = sorted(c.labels[LABEL_NODE] for c in nodes)
         same_shape = plan is not None and existing == wanted and all(_has_home(c) for c in nodes)
-        chosen = metas.get(str(plan.subnet)) if plan is not None and same_shape else None
-        if chosen is None:  # a state saved on a subnet no other lab uses now: the lab is made again there
-            own = plan.subnet if plan is not None else None
-            taken = [t for t in b._subnets_in_use() if t != own]
-            chosen = next((m for s, m in metas.items()
-                           if not any(ipaddress.ip_network(s).overlaps(t) for t in taken)), None)
+        own = str(plan.subnet) if plan is not None else None
+        chosen = metas.get(own) if same_shape else None
+        if chosen is None:  # made again: on its own subnet if a state is saved there, else one no other lab uses
+            chosen = pick_state(metas, own, b._subnets_in_use())
             if chosen is None:
                 return None
             if plan is not None:
