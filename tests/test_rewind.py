@@ -266,16 +266,22 @@ def test_a_lab_made_afresh_keeps_its_subnet_while_it_is_free(lab: labkit.Cluster
     and the states saved on them stay usable: not the first free subnet, which another lab left."""
     backend = lab.backend
     topology = starting_lab(LABS, step(TARGET)).topology
+    home = backend._plan().subnet  # type: ignore[attr-defined]
     backend.down(lambda _: None)
     first = pick_subnet(backend._subnets_in_use())  # type: ignore[attr-defined]
     elsewhere = pick_subnet([*backend._subnets_in_use(), first])  # type: ignore[attr-defined]
-    backend.make(topology, lambda _: None, elsewhere)  # type: ignore[attr-defined]
-    backend.up(topology, lambda _: None)
-    addresses = {n.name: n.address for n in lab.nodes}
-    backend.down(lambda _: None)
-    backend.up(topology, lambda _: None)
-    assert backend._plan().subnet == elsewhere  # type: ignore[attr-defined]
-    assert {n.name: n.address for n in lab.nodes} == addresses
+    try:
+        backend.make(topology, lambda _: None, elsewhere)  # type: ignore[attr-defined]
+        backend.up(topology, lambda _: None)
+        addresses = {n.name: n.address for n in lab.nodes}
+        backend.down(lambda _: None)
+        backend.up(topology, lambda _: None)
+        assert backend._plan().subnet == elsewhere  # type: ignore[attr-defined]
+        assert {n.name: n.address for n in lab.nodes} == addresses
+    finally:  # back where this module's states are saved: a lab elsewhere replays the quick ones there
+        backend.down(lambda _: None)
+        backend.make(topology, lambda _: None, home)  # type: ignore[attr-defined]
+        backend.up(topology, lambda _: None)
 
 
 def test_a_state_that_does_not_come_back_as_saved_is_replayed_from_then_on(lab: labkit.Cluster, host,
