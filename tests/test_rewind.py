@@ -171,8 +171,9 @@ def test_after_a_put_back_a_service_reaches_another_on_another_node_by_name(lab:
             # The same tasks run again (Swarm's agent starts them on their overlay network), none failed:
             # an engine's own restart of their containers fails on a network not made yet, and Swarm
             # replaces each task after its 5 s restart delay, a failed task in its history.
-            assert rewind.fingerprint(lab)["tasks"] == saved and len(saved) == 3
             probes = manager.docker.api.tasks(filters={"service": ["probe-web", "probe-client"]})
+            history = [(t["ID"][:10], t["DesiredState"], t["Status"]["State"], t["Status"].get("Err")) for t in probes]
+            assert rewind.fingerprint(lab)["tasks"] == saved and len(saved) == 3, history  # why one was replaced
             assert [t["Status"]["State"] for t in probes] == ["running", "running"], probes
             nodes = host.containers.list(filters={"label": [f"labkit.lab={lab.lab}", "labkit.kind=node"]})
             logs = {c.name: c.logs(since=since).decode(errors="replace") for c in nodes if c.name.endswith(WORKERS)}
