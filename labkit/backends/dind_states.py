@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,9 +60,10 @@ SWARM_PORT = 2377
 # retries only a minute later: it starts once its managers listen on both ports.
 GOSSIP_PORT = 7946
 GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
-# s for the agents to start again the task containers on Swarm's networks (about 2 s). Now and then a node's
-# engine stalls 30 s making an overlay network (Docker 20.10: its gossip's bulk sync waits on an event handler
-# that waits on the network being made); such a task starts late: the reset returns without it.
+# s for the agents to start again the task containers on Swarm's networks (about 2 s). Now and then a worker's
+# engine stalls 30 s joining an overlay network (Docker 20.10's networkdb: its sync with another worker that
+# gossip has not yet told of it gets no answer; see the README's Rewinds); such a task starts late: the reset
+# returns without it.
 SWARM_START_WAIT = 10.0
 TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"  # a socket's states in /proc/net/tcp
 RAFT_WAIT = 10.0  # s for the Raft node of each manager put back to start (about 0.5 s)
@@ -428,7 +430,7 @@ def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None,
 
 
 def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]]) -> list[str]:
-    """Wait (up to SWARM_START_WAIT) until Swarm's agents run again the tasks BY_SWARM (by node; see
+    """Wait (up to SWARM_START_WAIT) until Swarm's agents run again the tasks BY_AGENT (by node; see
     engine_state.start_with_engine); those they do not run yet (the manager says running all along:
     Swarm may replace them)."""
     waiting = {(node, task) for node in nodes for task in by_agent.get(node.name, [])}
@@ -489,33 +491,31 @@ def manager_ready(pid: int, proc: Path = Path("/proc")) -> bool:
     return all(listening(pid, port, proc) for port in (SWARM_PORT, GOSSIP_PORT))
 
 
-def listening(pid: int, port: int, proc: Path = Path("/proc")) -> bool:
-    """Whether something in the network namespace of host process PID listens on TCP PORT."""
+def _tcp_sockets(pid: int, proc: Path) -> Iterator[tuple[str, list[str]]]:
+    """Each TCP socket of the network namespace of host process PID: its table (tcp, tcp6) and its fields
+    in /proc (local address, remote address, state...); none for a process that is gone."""
     for table in ("tcp", "tcp6"):
         try:
             lines = (proc / str(pid) / "net" / table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == TCP_LISTEN and int(fields[1].rpartition(":")[2], 16) == port:
-                return True
-    return False
+            if len(fields := line.split()) > 3:
+                yield table, fields
+
+
+def listening(pid: int, port: int, proc: Path = Path("/proc")) -> bool:
+    """Whether something in the network namespace of host process PID listens on TCP PORT."""
+    return any(f[3] == TCP_LISTEN and int(f[1].rpartition(":")[2], 16) == port for _, f in _tcp_sockets(pid, proc))
 
 
 def connected(pid: int, address: str, port: int, proc: Path = Path("/proc")) -> bool:
     """Whether the network namespace of host process PID has a TCP connection established to ADDRESS
     (IPv4) on PORT (in /proc's tables, an IPv4 address is 4 bytes little-endian; in tcp6, mapped)."""
     wanted = f"{bytes(reversed(ipaddress.IPv4Address(address).packed)).hex().upper()}:{port:04X}"
-    for table, prefix in (("tcp", ""), ("tcp6", "0000000000000000FFFF0000")):
-        try:
-            lines = (proc / str(pid) / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        if any(len(f := line.split()) > 3 and f[3] == TCP_ESTABLISHED and f[2].upper() == prefix + wanted
-               for line in lines):
-            return True
-    return False
+    prefix = {"tcp": "", "tcp6": "0000000000000000FFFF0000"}
+    return any(f[3] == TCP_ESTABLISHED and f[2].upper() == prefix[table] + wanted
+               for table, f in _tcp_sockets(pid, proc))
 
 
 def _pid(container: Any) -> int:
