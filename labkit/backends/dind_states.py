@@ -8,7 +8,8 @@ nodes are killed), fills each engine's folder from the saved one, sets the conta
 with their engine, or leaves those on Swarm's networks to Swarm's agent (so Swarm's tasks run on, the same
 tasks: see ``engine_state.start_with_engine``), and starts the engines that ran, managers first (unlocked
 with the saved key when autolock is on; with several, the saved leader is elected at once: see
-raft_leader), then the workers, which dial that leader first. A state is tied to the lab network's
+raft_leader), then the workers, which dial that leader first (frozen until each has, when they have tasks
+on Swarm's networks: so they join the nodes' gossip together). A state is tied to the lab network's
 subnet (the nodes' addresses are in the swarm's own records) and to the images and engine it was made with.
 Root only: the engines' folders are root's; others replay.
 
@@ -60,11 +61,14 @@ SWARM_PORT = 2377
 # retries only a minute later: it starts once its managers listen on both ports.
 GOSSIP_PORT = 7946
 GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
-# s for the agents to start again the task containers on Swarm's networks (about 2 s). Now and then a worker's
-# engine stalls 30 s joining an overlay network (Docker 20.10's networkdb: its sync with another worker that
-# gossip has not yet told of it gets no answer; see the README's Rewinds); such a task starts late: the reset
+# s for the agents to start again the task containers on Swarm's networks (about 2 s). A worker's engine that
+# joins the nodes' gossip later than another's stalls 30 s joining an overlay network (Docker 20.10's
+# networkdb: its sync with the other, which gossip has not yet told of it, gets no answer; see the README's
+# Rewinds): the workers start at once (_start_at_once). A task that stalls anyway starts late: the reset
 # returns without it.
 SWARM_START_WAIT = 10.0
+GATHER_WAIT = 10.0  # s at most for the workers to connect to their frozen leader (about 1 s)
+OWN_TASKS_WAIT = 5.0  # s at most for the leader's own tasks to start before it is frozen (under 1 s)
 TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"  # a socket's states in /proc/net/tcp
 RAFT_WAIT = 10.0  # s for the Raft node of each manager put back to start (about 0.5 s)
 # s at most, once they listen, for the managers to be connected to each other before the saved leader
@@ -304,7 +308,11 @@ class DindStates:
             if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits here
                 pids = [_pid(containers[n]) for n in managers]
                 wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.02)
-            self._start([n for n in data["running"] if n not in managers], ended, containers)
+            workers = [n for n in data["running"] if n not in managers]
+            if leader in managers and len(workers) > 1 and any(restarted[n].by_agent for n in workers):
+                self._start_at_once(workers, leader, restarted[leader].by_agent, ended, containers)
+            else:
+                self._start(workers, ended, containers)
         finally:  # after a failure, the ended engines start again on what is there
             for node in ended:
                 (b.run_dir / node / HOLD).unlink(missing_ok=True)
@@ -334,6 +342,24 @@ class DindStates:
                 (self.backend.run_dir / node / HOLD).unlink(missing_ok=True)
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda c: c.start(), [containers[n] for n in names if n not in ended]))
+
+    def _start_at_once(self, workers: list[str], leader: str, own: list[str], ended: set[str],
+                       containers: dict[str, Any]) -> None:
+        """Start WORKERS with LEADER frozen until each has connected to it, so that they join the nodes' gossip
+        within milliseconds of each other. One that joins later asks the other for an overlay network's
+        entries before gossip has told the other of it, and waits 30 s for an answer (see SWARM_START_WAIT).
+        LEADER's own tasks (OWN, started by its agent) run first: a frozen agent starts none."""
+        lead = next(n for n in self.backend.nodes() if n.name == leader)
+        if own:
+            self.backend._wait_engines([lead])
+            wait_started_by_agent([lead], {leader: own}, OWN_TASKS_WAIT)
+        freeze(containers[leader])
+        try:
+            self._start(workers, ended, containers)
+            pids = [_pid(containers[n]) for n in workers]
+            wait_for(lambda: all(connected(pid, lead.address, SWARM_PORT) for pid in pids), GATHER_WAIT, 0.01)
+        finally:
+            containers[leader].unpause()
 
     def _elect(self, leader: str, managers: list[str], containers: dict[str, Any], since: float) -> bool:
         """Have LEADER, the saved leader, elected now (see raft_leader), once the Raft node of every one of
@@ -429,8 +455,9 @@ def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None,
     return loop, sorted(found)
 
 
-def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]]) -> list[str]:
-    """Wait (up to SWARM_START_WAIT) until Swarm's agents run again the tasks BY_AGENT (by node; see
+def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]],
+                          timeout: float = SWARM_START_WAIT) -> list[str]:
+    """Wait (up to TIMEOUT) until Swarm's agents run again the tasks BY_AGENT (by node; see
     engine_state.start_with_engine); those they do not run yet (the manager says running all along:
     Swarm may replace them)."""
     waiting = {(node, task) for node in nodes for task in by_agent.get(node.name, [])}
@@ -442,7 +469,7 @@ def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]]) -> 
                     waiting.discard((node, task))
         return not waiting
 
-    wait_for(started, SWARM_START_WAIT, 0.05)
+    wait_for(started, timeout, 0.05)
     return sorted(task for _, task in waiting)
 
 
