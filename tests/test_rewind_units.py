@@ -6,12 +6,14 @@ from __future__ import annotations
 import ipaddress
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import docker.errors
 import pytest
 
 from labkit import rewind
 from labkit.backends import dind_states
+from labkit.backends.dind_states import LOADING, LogTail
 from labkit.cluster import Cluster
 from labkit.labs import find
 from labkit.progress import Progress
@@ -474,3 +476,23 @@ def test_a_lab_moves_to_another_subnet_only_for_a_state_long_to_replay() -> None
     assert dind_states.pick_state(quick, None, [])[0] == "volume-172.30.10.0/24"  # no lab yet: made there
     slow = states_on("172.30.10.0/24", replay=dind_states.MOVE_WORTH + 4)
     assert dind_states.pick_state(slow, "172.30.11.0/24", [NET("172.30.11.0/24")])[0] == "volume-172.30.10.0/24"
+
+
+def test_a_log_tail_sees_only_what_the_engine_logs_from_now_on_even_across_two_reads(tmp_path: Path) -> None:
+    """The workers' leader is frozen once a worker's engine logs that it loads its containers: not on
+    such a line from an earlier start, and not missed when it is written in two pieces."""
+    log = tmp_path / "node-json.log"
+    log.write_bytes(b'{"log":"time=... msg=\\"Loading containers: start.\\""}\n')  # the engine's last start
+    tail = LogTail(SimpleNamespace(attrs={"LogPath": str(log)}))
+    assert not tail.says(LOADING)
+    with log.open("ab") as f:
+        f.write(b'{"log":"msg=\\"Starting up\\""}\n{"log":"msg=\\"Loading cont')
+    assert not tail.says(LOADING)
+    with log.open("ab") as f:
+        f.write(b'ainers: start.\\""}\n')
+    assert tail.says(LOADING)
+
+
+def test_a_log_tail_of_a_container_without_a_log_file_says_nothing(tmp_path: Path) -> None:
+    assert not LogTail(SimpleNamespace(attrs={"LogPath": ""})).says(LOADING)
+    assert not LogTail(SimpleNamespace(attrs={"LogPath": str(tmp_path / "gone.log")})).says(LOADING)

@@ -39,6 +39,7 @@ from docker.models.volumes import Volume
 from labkit import engine_state, images, raft_leader
 from labkit.backends.base import Node, wait_for
 from labkit.engine_state import TASK_LABEL
+from labkit.errors import NodeDown
 from labkit.report import Report
 from labkit.topology import LABEL_CACHE, LABEL_KIND, LABEL_NODE, AddressPlan, Names, Topology
 
@@ -68,7 +69,8 @@ GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
 # returns without it.
 SWARM_START_WAIT = 10.0
 GATHER_WAIT = 10.0  # s at most for the workers to connect to their frozen leader (about 1 s)
-OWN_TASKS_WAIT = 5.0  # s at most for the leader's own tasks to start before it is frozen (under 1 s)
+# what a node's engine logs as it begins to load its containers: it dials its managers about 0.2 s later
+LOADING = b"Loading containers: start."
 TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"  # a socket's states in /proc/net/tcp
 RAFT_WAIT = 10.0  # s for the Raft node of each manager put back to start (about 0.5 s)
 # s at most, once they listen, for the managers to be connected to each other before the saved leader
@@ -345,17 +347,25 @@ class DindStates:
 
     def _start_at_once(self, workers: list[str], leader: str, own: list[str], ended: set[str],
                        containers: dict[str, Any]) -> None:
-        """Start WORKERS with LEADER frozen until each has connected to it, so that they join the nodes' gossip
-        within milliseconds of each other. One that joins later asks the other for an overlay network's
-        entries before gossip has told the other of it, and waits 30 s for an answer (see SWARM_START_WAIT).
-        LEADER's own tasks (OWN, started by its agent) run first: a frozen agent starts none."""
+        """Start WORKERS so that they join the nodes' gossip within milliseconds of each other: LEADER is
+        frozen from the moment the first of them begins to load its containers (about 0.2 s before it
+        dials its leader), or once its own tasks (OWN, started by its agent) run, until each has connected
+        to it. A worker that joins later than another asks it for an overlay network's entries before gossip
+        has told it of the newcomer, and waits 30 s for an answer (see SWARM_START_WAIT)."""
         lead = next(n for n in self.backend.nodes() if n.name == leader)
-        if own:
-            self.backend._wait_engines([lead])
-            wait_started_by_agent([lead], {leader: own}, OWN_TASKS_WAIT)
+        logs = [LogTail(containers[n]) for n in workers]
+        self._start(workers, ended, containers)
+        own_left = {(lead.name, task) for task in own}
+
+        def time_to_freeze() -> bool:
+            if any(log.says(LOADING) for log in logs):
+                return True
+            own_left.difference_update(_running_tasks_of(lead, own_left))
+            return not own_left
+
+        wait_for(time_to_freeze, GATHER_WAIT, 0.01)
         freeze(containers[leader])
         try:
-            self._start(workers, ended, containers)
             pids = [_pid(containers[n]) for n in workers]
             wait_for(lambda: all(connected(pid, lead.address, SWARM_PORT) for pid in pids), GATHER_WAIT, 0.01)
         finally:
@@ -453,6 +463,36 @@ def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None,
         found.append(pid)
         todo.extend(children.get(pid, []))
     return loop, sorted(found)
+
+
+class LogTail:
+    """What a node container's log (its engine's own log, in the host's json-file) says from now on."""
+
+    def __init__(self, container: Container) -> None:
+        self.path = Path((container.attrs or {}).get("LogPath") or "/nonexistent")
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+        self.carry = b""  # the end of what was read last: TEXT may straddle two reads
+
+    def says(self, text: bytes) -> bool:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                new = f.read()
+        except OSError:
+            return False
+        self.offset += len(new)
+        said, self.carry = self.carry + new, (self.carry + new)[-len(text):]
+        return text in said
+
+
+def _running_tasks_of(node: Node, tasks: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Of TASKS (node name, task), those NODE's engine runs a container of (none while it cannot say)."""
+    running = set()
+    for name, task in tasks:
+        with contextlib.suppress(docker.errors.APIError, OSError, NodeDown):  # not answering yet
+            if node.docker.api.containers(filters={"label": f"{TASK_LABEL}={task}", "status": "running"}):
+                running.add((name, task))
+    return running
 
 
 def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]],
