@@ -156,15 +156,19 @@ class DindStates:
         return found
 
     def saved(self, key: str) -> dict[str, Any] | None:
-        """What was saved with a state of KEY (any subnet); {"unfit": ...} when it cannot be put back (the
-        mark itself, as rewind.mark_unfit wrote it)."""
+        """What was saved with the state of KEY this lab would take (see pick_state: one saved on another
+        subnet may not be); {"unfit": ...} when it cannot be put back (the mark itself, as
+        rewind.mark_unfit wrote it, on any subnet)."""
         if os.geteuid() != 0:
             return None
         metas = self._metas(self.full_key(key))
         for _, data in metas.values():
             if data.get("unfit"):
                 return dict(data)
-        return next((data["meta"] for _, data in metas.values() if "meta" in data), None)
+        plan = self.backend._plan()
+        chosen = pick_state({s: m for s, m in metas.items() if "meta" in m[1]},
+                            None if plan is None else str(plan.subnet), self.backend._subnets_in_use())
+        return None if chosen is None else chosen[1]["meta"]
 
     # ----------------------------------------------------------------- saving
 
