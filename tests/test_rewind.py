@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 import labkit
 from labkit import rewind
-from labkit.backends.dind_states import LABEL_STATE, META, DindStates
+from labkit.backends.dind_states import LABEL_STATE, META, DindStates, Gate
 from labkit.fields import UNLOCK_KEYS
 from labkit.labs import all_steps, find
 from labkit.progress import Progress
@@ -120,6 +122,7 @@ def test_a_second_reset_puts_the_saved_state_back_as_the_replay_left_it(lab: lab
     nodes = host.containers.list(filters={"label": [f"labkit.lab={lab.lab}", "labkit.kind=node"]})
     started = {c.name: c.attrs["State"]["StartedAt"] for c in nodes}
     assert len(started) == 3
+    since = time.time()
     reset(lab, LABS, step(TARGET), said.append)
     assert any("Putting back" in line for line in said) and not any("Fresh cluster" in line for line in said)
     for name, at in started.items():  # each engine was put back in place: its node kept running (a second faster)
@@ -130,6 +133,38 @@ def test_a_second_reset_puts_the_saved_state_back_as_the_replay_left_it(lab: lab
     assert all(progress.passed(ref) for ref in earlier)
     assert not run_check(lab, step(TARGET), wait=False).passed  # the step itself is still to do
     assert run_check(lab, step(BEFORE), wait=False, answer=progress.answer(BEFORE)).passed
+    # The workers loaded while their manager got ready, kept from it meanwhile (dind_states.Gate): they
+    # joined the gossip all the same, and nothing of the gate is left in their firewalls
+    logs = {c.name: c.logs(since=int(since)).decode(errors="replace") for c in nodes}
+    assert not [name for name, log in logs.items() if "Error in joining gossip" in log]
+    assert not [w for w in WORKERS if "REJECT" in iptables_rules(host, lab, w)]
+
+
+def iptables_rules(host, lab: labkit.Cluster, node: str) -> str:
+    pid = host.containers.get(lab.backend.names.container(node)).attrs["State"]["Pid"]
+    return subprocess.run(["nsenter", "--target", str(pid), "--mount", "--net", "iptables", "-S", "OUTPUT"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_a_gate_keeps_a_worker_from_its_manager_until_it_opens(lab: labkit.Cluster, host) -> None:
+    """A put-back starts the workers while their manager gets ready, kept from dialling it (a worker whose
+    session starts before its manager's gossip listens joins no gossip for a minute): a TCP reset from the
+    worker's own firewall, until labkit opens the gate."""
+    reset(lab, LABS, step(TARGET), lambda _: None)
+    pid = host.containers.get(lab.backend.names.container("worker1")).attrs["State"]["Pid"]
+    manager = lab["manager1"].address
+    dial = ["nsenter", "--target", str(pid), "--net", sys.executable, "-c",
+            f"import socket; socket.create_connection(({manager!r}, 2377), 3).close()"]
+    gate = Gate()
+    assert gate.close([pid], [manager])
+    try:
+        refused = subprocess.run(dial, capture_output=True, text=True)
+        assert refused.returncode != 0 and "ConnectionRefused" in refused.stderr, refused.stderr
+        assert "REJECT" in iptables_rules(host, lab, "worker1")
+    finally:
+        gate.open()
+    assert subprocess.run(dial, capture_output=True, text=True).returncode == 0
+    assert "REJECT" not in iptables_rules(host, lab, "worker1")
 
 
 def test_after_a_rewind_swarm_heals_a_killed_task_and_its_engine_does_not(lab: labkit.Cluster) -> None:

@@ -8,8 +8,10 @@ nodes are killed), fills each engine's folder from the saved one, sets the conta
 with their engine, or leaves those on Swarm's networks to Swarm's agent (so Swarm's tasks run on, the same
 tasks: see ``engine_state.start_with_engine``), and starts the engines that ran, managers first (unlocked
 with the saved key when autolock is on; with several, the saved leader is elected at once: see
-raft_leader), then the workers, which dial that leader first (frozen until each has, when they have tasks
-on Swarm's networks: so they join the nodes' gossip together). A state is tied to the lab network's
+raft_leader), then the workers, which dial that leader first: they start as soon as their managers listen,
+kept from dialling them until these are ready (Gate), or, when they have tasks on Swarm's networks, once
+these are ready, the leader frozen until each has dialled it, so that they join the nodes' gossip together
+(_start_at_once). A state is tied to the lab network's
 subnet (the nodes' addresses are in the swarm's own records) and to the images and engine it was made with.
 Root only: the engines' folders are root's; others replay.
 
@@ -25,6 +27,7 @@ import ipaddress
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +42,7 @@ from docker.models.volumes import Volume
 from labkit import engine_state, images, raft_leader
 from labkit.backends.base import Node, wait_for
 from labkit.engine_state import TASK_LABEL
-from labkit.errors import NodeDown
+from labkit.errors import BackendError, NodeDown
 from labkit.report import Report
 from labkit.topology import LABEL_CACHE, LABEL_KIND, LABEL_NODE, AddressPlan, Names, Topology
 
@@ -69,6 +72,7 @@ GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
 # returns without it.
 SWARM_START_WAIT = 10.0
 GATHER_WAIT = 10.0  # s at most for the workers to connect to their frozen leader (about 1 s)
+GATE_MAX = 30.0  # s: a worker kept from its managers this long at most (see Gate)
 # what a node's engine logs as it begins to load its containers: it dials its managers about 0.2 s later
 LOADING = b"Loading containers: start."
 TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"  # a socket's states in /proc/net/tcp
@@ -277,6 +281,7 @@ class DindStates:
             ended = {n for n, done in zip(in_place, pool.map(lambda n: self._end_engine(n, containers[n]), in_place),
                                           strict=True) if done}
         restarted: dict[str, engine_state.Restarts] = {}
+        gate = Gate()
         leader = next((n for n, role in _roles(data).items() if role == "leader"), None)
         peer = None if leader is None else engine_state.known_manager(
             _mountpoint(copies[leader]), plan.hosts(topology)[leader])
@@ -311,15 +316,23 @@ class DindStates:
                 self._unlock([n for n in b.nodes() if n.name in managers], str(key))
             if len(managers) > 1 and leader in managers:
                 self._elect(leader, managers, containers, started)
-            if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits here
-                pids = [_pid(containers[n]) for n in managers]
-                wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.02)
             workers = [n for n in data["running"] if n not in managers]
-            if leader in managers and len(workers) > 1 and any(restarted[n].by_agent for n in workers):
+            at_once = leader in managers and len(workers) > 1 and any(restarted[n].by_agent for n in workers)
+            pids = [_pid(containers[n]) for n in managers]
+            early = [n for n in workers if n in ended] if managers and not at_once else []
+            if early and gate.close([_pid(containers[n]) for n in early],
+                                    [n.address for n in b.nodes() if n.name in managers]):
+                wait_for(lambda: all(listening(pid, SWARM_PORT) for pid in pids), GOSSIP_WAIT, 0.02)
+                self._start(early, ended, containers)  # they load while their managers get ready
+            if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits here
+                wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.02)
+            gate.open()
+            if at_once:
                 self._start_at_once(workers, leader, restarted[leader].by_agent, ended, containers)
             else:
                 self._start(workers, ended, containers)
         finally:  # after a failure, the ended engines start again on what is there
+            gate.open()
             for node in ended:
                 (b.run_dir / node / HOLD).unlink(missing_ok=True)
         nodes = [n for n in b.nodes() if n.name in data["running"]]
@@ -354,8 +367,8 @@ class DindStates:
         """Start WORKERS so that they join the nodes' gossip within milliseconds of each other: LEADER is
         frozen from the moment the first of them begins to load its containers (about 0.2 s before it
         dials its leader), or once its own tasks (OWN, started by its agent) run, until each has connected
-        to it. A worker that joins later than another asks it for an overlay network's entries before gossip
-        has told it of the newcomer, and waits 30 s for an answer (see SWARM_START_WAIT)."""
+        to it. A worker that joins later than another asks it for an overlay network's entries before
+        gossip has told it of the newcomer, and waits 30 s for an answer (see SWARM_START_WAIT)."""
         lead = next(n for n in self.backend.nodes() if n.name == leader)
         logs = [LogTail(containers[n]) for n in workers]
         self._start(workers, ended, containers)
@@ -469,6 +482,48 @@ def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None,
     return loop, sorted(found)
 
 
+class Gate:
+    """Workers kept from dialling their managers while these get ready, so that they can load meanwhile: a
+    TCP reset from each worker's own firewall (in its network namespace, with the node's iptables), and
+    its agent tries again within 0.1 s, then backing off. Each rule also lapses by itself GATE_MAX after
+    it was set (should labkit end meanwhile)."""
+
+    def __init__(self) -> None:
+        self.rules: list[tuple[int, list[str]]] = []
+
+    def close(self, pids: list[int], managers: list[str]) -> bool:
+        """Keep the workers whose node's init is host process PIDS from dialling MANAGERS (addresses);
+        whether it could (a node or host without what it takes: none kept, they start later)."""
+        until = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + GATE_MAX))
+        rule = ["OUTPUT", "-p", "tcp", "--syn", "--dport", str(SWARM_PORT), "-d", ",".join(managers),
+                "-m", "time", "--datestop", until, "-j", "REJECT", "--reject-with", "tcp-reset"]
+        try:
+            for pid in pids:
+                # an ended engine's node empties its firewall (see node-entrypoint.sh): the rule goes in after
+                wait_for(lambda p=pid: "-N " not in _iptables(p, ["-S"]), END_WAIT, 0.01)
+                _iptables(pid, ["-I", *rule])
+                self.rules.append((pid, rule))
+        except (BackendError, OSError, subprocess.SubprocessError):
+            self.open()
+            return False
+        return True
+
+    def open(self) -> None:
+        while self.rules:
+            pid, rule = self.rules.pop()
+            with contextlib.suppress(BackendError, OSError, subprocess.SubprocessError):  # it lapses anyway
+                _iptables(pid, ["-D", *rule])
+
+
+def _iptables(pid: int, args: list[str]) -> str:
+    """What the node's own iptables says to ARGS, in the network namespace of host process PID."""
+    done = subprocess.run(["nsenter", "--target", str(pid), "--mount", "--net", "iptables", "--wait", *args],
+                          capture_output=True, text=True, timeout=10)
+    if done.returncode:
+        raise BackendError(f"iptables {' '.join(args)} in a node failed: {done.stderr.strip()}")
+    return done.stdout
+
+
 class LogTail:
     """What a node container's log (its engine's own log, in the host's json-file) says from now on."""
 
@@ -476,8 +531,11 @@ class LogTail:
         self.path = Path((container.attrs or {}).get("LogPath") or "/nonexistent")
         self.offset = self.path.stat().st_size if self.path.exists() else 0
         self.carry = b""  # the end of what was read last: TEXT may straddle two reads
+        self.seen: set[bytes] = set()
 
     def says(self, text: bytes) -> bool:
+        if text in self.seen:
+            return True
         try:
             with self.path.open("rb") as f:
                 f.seek(self.offset)
@@ -486,6 +544,8 @@ class LogTail:
             return False
         self.offset += len(new)
         said, self.carry = self.carry + new, (self.carry + new)[-len(text):]
+        if text in said:
+            self.seen.add(text)
         return text in said
 
 
