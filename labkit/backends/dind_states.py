@@ -372,7 +372,7 @@ class DindStates:
         lead = next(n for n in self.backend.nodes() if n.name == leader)
         logs = [LogTail(containers[n]) for n in workers]
         self._start(workers, ended, containers)
-        own_left = {(lead.name, task) for task in own}
+        own_left = set(own)
 
         def time_to_freeze() -> bool:
             if any(log.says(LOADING) for log in logs):
@@ -549,19 +549,18 @@ class LogTail:
         return text in said
 
 
-def _running_tasks_of(node: Node, tasks: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Of TASKS (node name, task), those NODE's engine runs a container of (none while it cannot say)."""
+def _running_tasks_of(node: Node, tasks: set[str]) -> set[str]:
+    """Of TASKS, those NODE's engine runs a container of (none while it cannot say)."""
     running = set()
-    for name, task in tasks:
+    for task in tasks:
         with contextlib.suppress(docker.errors.APIError, OSError, NodeDown):  # not answering yet
             if node.docker.api.containers(filters={"label": f"{TASK_LABEL}={task}", "status": "running"}):
-                running.add((name, task))
+                running.add(task)
     return running
 
 
-def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]],
-                          timeout: float = SWARM_START_WAIT) -> list[str]:
-    """Wait (up to TIMEOUT) until Swarm's agents run again the tasks BY_AGENT (by node; see
+def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]]) -> list[str]:
+    """Wait (up to SWARM_START_WAIT) until Swarm's agents run again the tasks BY_AGENT (by node; see
     engine_state.start_with_engine); those they do not run yet (the manager says running all along:
     Swarm may replace them)."""
     waiting = {(node, task) for node in nodes for task in by_agent.get(node.name, [])}
@@ -573,7 +572,7 @@ def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]],
                     waiting.discard((node, task))
         return not waiting
 
-    wait_for(started, timeout, 0.05)
+    wait_for(started, SWARM_START_WAIT, 0.05)
     return sorted(task for _, task in waiting)
 
 
