@@ -17,7 +17,8 @@ import pytest
 
 import labkit
 from labkit import rewind
-from labkit.backends.dind_states import LABEL_STATE, META, DindStates, Gate
+from labkit.backends.arp_hold import ArpHold
+from labkit.backends.dind_states import LABEL_STATE, META, DindStates
 from labkit.fields import UNLOCK_KEYS
 from labkit.labs import all_steps, find
 from labkit.progress import Progress
@@ -133,38 +134,58 @@ def test_a_second_reset_puts_the_saved_state_back_as_the_replay_left_it(lab: lab
     assert all(progress.passed(ref) for ref in earlier)
     assert not run_check(lab, step(TARGET), wait=False).passed  # the step itself is still to do
     assert run_check(lab, step(BEFORE), wait=False, answer=progress.answer(BEFORE)).passed
-    # The workers loaded while their manager got ready, kept from it meanwhile (dind_states.Gate): they
-    # joined the gossip all the same, and nothing of the gate is left in their firewalls
+    # The workers loaded while their manager got ready, their dials held meanwhile (arp_hold): they joined
+    # the gossip all the same, and every node answers and asks for addresses as it did before
     logs = {c.name: c.logs(since=int(since)).decode(errors="replace") for c in nodes}
     assert not [name for name, log in logs.items() if "Error in joining gossip" in log]
-    assert not [w for w in WORKERS if "REJECT" in iptables_rules(host, lab, w)]
+    assert {name: arp_settings(host, lab, name) for name in ("manager1", *WORKERS)} == \
+        {name: {"arp_ignore": "0", "retrans_time_ms": "1000", "mcast_solicit": "3"} for name in ("manager1", *WORKERS)}
 
 
-def iptables_rules(host, lab: labkit.Cluster, node: str) -> str:
-    pid = host.containers.get(lab.backend.names.container(node)).attrs["State"]["Pid"]
-    return subprocess.run(["nsenter", "--target", str(pid), "--mount", "--net", "iptables", "-S", "OUTPUT"],
-                          capture_output=True, text=True, check=True).stdout
+def node_pid(host, lab: labkit.Cluster, node: str) -> int:
+    return int(host.containers.get(lab.backend.names.container(node)).attrs["State"]["Pid"])
 
 
-def test_a_gate_keeps_a_worker_from_its_manager_until_it_opens(lab: labkit.Cluster, host) -> None:
-    """A put-back starts the workers while their manager gets ready, kept from dialling it (a worker whose
-    session starts before its manager's gossip listens joins no gossip for a minute): a TCP reset from the
-    worker's own firewall, until labkit opens the gate."""
+def arp_settings(host, lab: labkit.Cluster, node: str) -> dict[str, str]:
+    """How NODE answers ARP and asks for its neighbours' addresses on the lab network (eth0)."""
+    files = {"arp_ignore": "conf/all/arp_ignore", "retrans_time_ms": "neigh/eth0/retrans_time_ms",
+             "mcast_solicit": "neigh/eth0/mcast_solicit"}
+    said = subprocess.run(["nsenter", "--target", str(node_pid(host, lab, node)), "--net", "cat",
+                           *(f"/proc/sys/net/ipv4/{f}" for f in files.values())],
+                          capture_output=True, text=True, check=True).stdout.split()
+    return dict(zip(files, said, strict=True))
+
+
+def test_a_held_dial_waits_for_its_peer_and_goes_through_once_it_is_heard(lab: labkit.Cluster, host) -> None:
+    """A put-back starts the workers while their manager gets ready, their dials held meanwhile (a worker
+    whose session starts before its manager's gossip listens joins no gossip for a minute; a refused dial
+    waits out a second before gRPC tries again): the manager answers no ARP, and the worker's connect
+    waits, neither refused nor through, until labkit has the manager heard; then it goes within moments."""
     reset(lab, LABS, step(TARGET), lambda _: None)
-    pid = host.containers.get(lab.backend.names.container("worker1")).attrs["State"]["Pid"]
-    manager = lab["manager1"].address
-    dial = ["nsenter", "--target", str(pid), "--net", sys.executable, "-c",
-            f"import socket; socket.create_connection(({manager!r}, 2377), 3).close()"]
-    gate = Gate()
-    assert gate.close([pid], [manager])
+    worker, manager = node_pid(host, lab, "worker1"), node_pid(host, lab, "manager1")
+    dial = ["nsenter", "--target", str(worker), "--net", sys.executable, "-c",
+            "import socket, time; t = time.monotonic(); "
+            f"socket.create_connection(({lab['manager1'].address!r}, 2377), 20).close(); "
+            "print(time.monotonic() - t)"]
+    hold = ArpHold()
     try:
-        refused = subprocess.run(dial, capture_output=True, text=True)
-        assert refused.returncode != 0 and "ConnectionRefused" in refused.stderr, refused.stderr
-        assert "REJECT" in iptables_rules(host, lab, "worker1")
+        hold.ask_often(worker, lab["worker1"].address)
+        subprocess.run(["nsenter", "--target", str(worker), "--net", "ip", "neigh", "flush", "all"], check=True)
+        hold.deafen([manager])
+        assert arp_settings(host, lab, "manager1")["arp_ignore"] == "8"
+        dialling = subprocess.Popen(dial, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert dialling.poll() is None, dialling.communicate()  # held: not refused, not through
+        heard = time.monotonic()
+        hold.hear([manager])
+        out, err = dialling.communicate(timeout=20)
+        assert dialling.returncode == 0, err
+        assert time.monotonic() - heard < 1.0  # within moments, not a second's retry
+        assert float(out) > 1.0  # it waited for the manager to be heard (its interpreter took a moment to start)
     finally:
-        gate.open()
-    assert subprocess.run(dial, capture_output=True, text=True).returncode == 0
-    assert "REJECT" not in iptables_rules(host, lab, "worker1")
+        hold.end()
+    assert arp_settings(host, lab, "manager1")["arp_ignore"] == "0"
+    assert arp_settings(host, lab, "worker1") == {"arp_ignore": "0", "retrans_time_ms": "1000", "mcast_solicit": "3"}
 
 
 def test_after_a_rewind_swarm_heals_a_killed_task_and_its_engine_does_not(lab: labkit.Cluster) -> None:
@@ -253,6 +274,7 @@ def test_several_managers_come_back_with_their_saved_leader_elected_at_once(lab:
     origin = starting_lab(LABS, step(TARGET))
     node = next(c for c in host.containers.list(filters={"label": [f"labkit.lab={lab.lab}", "labkit.kind=node"]})
                 if c.name.endswith("manager1"))
+    managers = host.containers.list(filters={"label": [f"labkit.lab={lab.lab}", "labkit.kind=node"]})
     try:
         for _ in range(3):
             since = time.time()
@@ -260,6 +282,11 @@ def test_several_managers_come_back_with_their_saved_leader_elected_at_once(lab:
             roles = rewind.fingerprint(lab)["nodes"]
             assert roles == {"manager1": "leader", "worker1": "manager", "worker2": "manager"}
             assert b"received MsgTimeoutNow" in node.logs(since=since)
+            # each dialled the others as it started, held until they listened (arp_hold): none was refused
+            # (gRPC then waits a second to try again, and the leader's campaign with it)
+            refused = [c.name for c in managers  # (an engine being ended may be refused by one ended before)
+                       if b"2377: connect: connection refused" in c.logs(since=since).rpartition(b"Starting up")[2]]
+            assert not refused
     finally:
         for volume in host.volumes.list(filters={"label": f"{LABEL_STATE}={DindStates(lab.backend).full_key(key)}"}):
             volume.remove(force=True)

@@ -12,9 +12,10 @@ import docker.errors
 import pytest
 
 from labkit import rewind
-from labkit.backends import dind_states
+from labkit.backends import arp_hold, dind_states
 from labkit.backends.dind_states import LOADING, LogTail
 from labkit.cluster import Cluster
+from labkit.errors import BackendError
 from labkit.labs import find
 from labkit.progress import Progress
 from labkit.runner import course, starting_lab
@@ -496,3 +497,22 @@ def test_a_log_tail_sees_only_what_the_engine_logs_from_now_on_even_across_two_r
 def test_a_log_tail_of_a_container_without_a_log_file_says_nothing(tmp_path: Path) -> None:
     assert not LogTail(SimpleNamespace(attrs={"LogPath": ""})).says(LOADING)
     assert not LogTail(SimpleNamespace(attrs={"LogPath": str(tmp_path / "gone.log")})).says(LOADING)
+
+
+ROUTES = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t00000000\t010B1EAC\t0003\t0\t0\t0\t00000000\t0\t0\t0
+docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+eth1\t000A1EAC\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth0\t000B1EAC\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+"""
+
+
+def test_a_nodes_lab_interface_is_the_one_its_routes_reach_its_address_through(tmp_path: Path) -> None:
+    (tmp_path / "42" / "net").mkdir(parents=True)
+    (tmp_path / "42" / "net" / "route").write_text(ROUTES)
+    assert arp_hold.device(42, "172.30.11.21", tmp_path) == "eth0"  # not the default route's
+    assert arp_hold.device(42, "172.30.10.5", tmp_path) == "eth1"
+    with pytest.raises(BackendError, match=r"172\.31\.0\.2"):
+        arp_hold.device(42, "172.31.0.2", tmp_path)
+    with pytest.raises(BackendError, match="routes"):
+        arp_hold.device(43, "172.30.11.21", tmp_path)

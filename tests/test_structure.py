@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"errors", "client", "settings", "report", "topology", "aptsources", "progress", "outbox", "agent_tasks",
      "raft_leader"},
     {"engine", "engine_state", "images", "box", "hub", "swarm", "kernel"},
-    {"backends", "backends.base", "backends.dind_states", "backends.dind", "backends.vagrant"},
+    {"backends", "backends.base", "backends.arp_hold", "backends.dind_states", "backends.dind", "backends.vagrant"},
     {"cluster", "seat", "hosted"},
     {"labs", "fields"},
     {"checks", "checks.base", "checks.pki", "checks.placement", "checks.services", "checks.swarm",

@@ -9,9 +9,9 @@ with their engine, or leaves those on Swarm's networks to Swarm's agent (so Swar
 tasks: see ``engine_state.start_with_engine``), and starts the engines that ran, managers first (unlocked
 with the saved key when autolock is on; with several, the saved leader is elected at once: see
 raft_leader), then the workers, which dial that leader first: they start as soon as their managers listen,
-kept from dialling them until these are ready (Gate), or, when they have tasks on Swarm's networks, once
-these are ready, the leader frozen until each has dialled it, so that they join the nodes' gossip together
-(_start_at_once). A state is tied to the lab network's
+their dials held until these are ready (arp_hold: so are the managers' dials to each other, until each
+listens), or, when they have tasks on Swarm's networks, once these are ready, the leader frozen until each
+has dialled it, so that they join the nodes' gossip together (_start_at_once). A state is tied to the lab network's
 subnet (the nodes' addresses are in the swarm's own records) and to the images and engine it was made with.
 Root only: the engines' folders are root's; others replay.
 
@@ -27,7 +27,6 @@ import ipaddress
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +39,7 @@ from docker.models.containers import Container
 from docker.models.volumes import Volume
 
 from labkit import engine_state, images, raft_leader
+from labkit.backends.arp_hold import ArpHold
 from labkit.backends.base import Node, wait_for
 from labkit.engine_state import TASK_LABEL
 from labkit.errors import BackendError, NodeDown
@@ -72,15 +72,15 @@ GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
 # returns without it.
 SWARM_START_WAIT = 10.0
 GATHER_WAIT = 10.0  # s at most for the workers to connect to their frozen leader (about 1 s)
-GATE_MAX = 30.0  # s: a worker kept from its managers this long at most (see Gate)
 # what a node's engine logs as it begins to load its containers: it dials its managers about 0.2 s later
 LOADING = b"Loading containers: start."
 TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"  # a socket's states in /proc/net/tcp
 RAFT_WAIT = 10.0  # s for the Raft node of each manager put back to start (about 0.5 s)
 # s at most, once they listen, for the managers to be connected to each other before the saved leader
-# campaigns: each dialled the others as its engine started, and was refused by those not listening yet;
-# gRPC tries again about a second later. A vote asked before that is lost (a voter first checks it can
-# reach the candidate), and the candidate then waits 10 to 20 s to try again.
+# campaigns: each dialled the others as its engine started, held until they listened (arp_hold; one not
+# held is refused by those not listening yet, and gRPC tries again about a second later). A vote asked
+# before that is lost (a voter first checks it can reach the candidate), and the candidate then waits 10
+# to 20 s to try again.
 RAFT_DIAL_WAIT = 5.0
 MANAGER_ROLES = ("leader", "manager")
 # s: a lab that exists is moved to another subnet (removed and made again there: a put-back of five nodes took
@@ -281,10 +281,10 @@ class DindStates:
             ended = {n for n, done in zip(in_place, pool.map(lambda n: self._end_engine(n, containers[n]), in_place),
                                           strict=True) if done}
         restarted: dict[str, engine_state.Restarts] = {}
-        gate = Gate()
+        hold = ArpHold()
+        addresses = plan.hosts(topology)
         leader = next((n for n, role in _roles(data).items() if role == "leader"), None)
-        peer = None if leader is None else engine_state.known_manager(
-            _mountpoint(copies[leader]), plan.hosts(topology)[leader])
+        peer = None if leader is None else engine_state.known_manager(_mountpoint(copies[leader]), addresses[leader])
         try:
             for name, c in containers.items():  # one at a time: see dind's note on the engine's network deadlock
                 if name not in ended and c.status in ("running", "paused", "restarting"):
@@ -300,39 +300,43 @@ class DindStates:
                 engine_state.copy_folder(_mountpoint(volume) / HOMES / node, home)
                 if node not in data["running"]:
                     return  # a node stopped in the state: started later, its engine finds what a power-on finds
+                if node in ended:
+                    held[node] = _hold(hold, containers[node], addresses[node], node in managers)
                 restarted[node] = engine_state.start_with_engine(folder, _running_tasks(data))
                 if _roles(data).get(node) in MANAGER_ROLES:
                     engine_state.wait_for_own_manager(folder)
                 elif peer is not None:
                     engine_state.dial_first(folder, peer)
 
+            managers = [n for n in data["running"] if _roles(data).get(n) in MANAGER_ROLES]
+            held: dict[str, bool] = {}
             with ThreadPoolExecutor(max_workers=4) as pool:
                 list(pool.map(fill, wanted))
-            managers = [n for n in data["running"] if _roles(data).get(n) in MANAGER_ROLES]
             started = time.time()
             self._start(managers, ended, containers)
             key = (data.get("meta") or {}).get("unlock_key")
             if managers and key:  # autolock: each manager starts locked, as after any restart
                 self._unlock([n for n in b.nodes() if n.name in managers], str(key))
+            pids = [_pid(containers[n]) for n in managers]
             if len(managers) > 1 and leader in managers:
-                self._elect(leader, managers, containers, started)
+                self._elect(leader, managers, containers, started, hold)
             workers = [n for n in data["running"] if n not in managers]
             at_once = leader in managers and len(workers) > 1 and any(restarted[n].by_agent for n in workers)
-            pids = [_pid(containers[n]) for n in managers]
-            early = [n for n in workers if n in ended] if managers and not at_once else []
-            if early and gate.close([_pid(containers[n]) for n in early],
-                                    [n.address for n in b.nodes() if n.name in managers]):
+            all_held = bool(managers) and all(held.get(n) for n in managers)
+            early = [n for n in workers if held.get(n)] if all_held and not at_once else []
+            if early:  # they load while their managers get ready, their dials held until then
                 wait_for(lambda: all(listening(pid, SWARM_PORT) for pid in pids), GOSSIP_WAIT, 0.02)
-                self._start(early, ended, containers)  # they load while their managers get ready
+                hold.deafen(pids)
+                self._start(early, ended, containers)
             if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits here
-                wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.02)
-            gate.open()
+                wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.01)
+            hold.hear(pids)
             if at_once:
                 self._start_at_once(workers, leader, restarted[leader].by_agent, ended, containers)
             else:
                 self._start(workers, ended, containers)
         finally:  # after a failure, the ended engines start again on what is there
-            gate.open()
+            hold.end()
             for node in ended:
                 (b.run_dir / node / HOLD).unlink(missing_ok=True)
         nodes = [n for n in b.nodes() if n.name in data["running"]]
@@ -388,26 +392,29 @@ class DindStates:
         finally:
             containers[leader].unpause()
 
-    def _elect(self, leader: str, managers: list[str], containers: dict[str, Any], since: float) -> bool:
+    def _elect(self, leader: str, managers: list[str], containers: dict[str, Any], since: float,
+               hold: ArpHold) -> bool:
         """Have LEADER, the saved leader, elected now (see raft_leader), once the Raft node of every one of
         MANAGERS has started (its engine's log, since SINCE) and listens; whether it was asked. Else Swarm
-        elects a leader by itself, 10 to 20 s later, maybe another one (the state is then marked unfit)."""
+        elects a leader by itself, 10 to 20 s later, maybe another one (the state is then marked unfit).
+        Each is heard (HOLD) once it listens: the others' dials to it, held until then, go through."""
         ids: dict[str, int] = {}
+        pids = {name: _pid(containers[name]) for name in managers}
 
         def started() -> bool:
             for name in managers:
-                if name not in ids and listening(_pid(containers[name]), SWARM_PORT):
+                if name not in ids and listening(pids[name], SWARM_PORT):
+                    hold.hear([pids[name]])
                     found = raft_leader.raft_id(containers[name].logs(since=since).decode(errors="replace"))
                     if found is not None:
                         ids[name] = found
             return len(ids) == len(managers)
 
-        if not wait_for(started, RAFT_WAIT, 0.05):
+        if not wait_for(started, RAFT_WAIT, 0.01):
             return False
         addresses = {n.name: n.address for n in self.backend.nodes() if n.name in managers}
-        pids = {name: _pid(containers[name]) for name in managers}
         wait_for(lambda: all(connected(pids[a], addresses[b], SWARM_PORT) for a in managers for b in managers
-                             if a != b), RAFT_DIAL_WAIT, 0.05)
+                             if a != b), RAFT_DIAL_WAIT, 0.02)
         time.sleep(0.1)  # their TLS handshakes
         address = addresses[leader]
         try:
@@ -480,48 +487,6 @@ def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None,
         found.append(pid)
         todo.extend(children.get(pid, []))
     return loop, sorted(found)
-
-
-class Gate:
-    """Workers kept from dialling their managers while these get ready, so that they can load meanwhile: a
-    TCP reset from each worker's own firewall (in its network namespace, with the node's iptables), and
-    its agent tries again within 0.1 s, then backing off. Each rule also lapses by itself GATE_MAX after
-    it was set (should labkit end meanwhile)."""
-
-    def __init__(self) -> None:
-        self.rules: list[tuple[int, list[str]]] = []
-
-    def close(self, pids: list[int], managers: list[str]) -> bool:
-        """Keep the workers whose node's init is host process PIDS from dialling MANAGERS (addresses);
-        whether it could (a node or host without what it takes: none kept, they start later)."""
-        until = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + GATE_MAX))
-        rule = ["OUTPUT", "-p", "tcp", "--syn", "--dport", str(SWARM_PORT), "-d", ",".join(managers),
-                "-m", "time", "--datestop", until, "-j", "REJECT", "--reject-with", "tcp-reset"]
-        try:
-            for pid in pids:
-                # an ended engine's node empties its firewall (see node-entrypoint.sh): the rule goes in after
-                wait_for(lambda p=pid: "-N " not in _iptables(p, ["-S"]), END_WAIT, 0.01)
-                _iptables(pid, ["-I", *rule])
-                self.rules.append((pid, rule))
-        except (BackendError, OSError, subprocess.SubprocessError):
-            self.open()
-            return False
-        return True
-
-    def open(self) -> None:
-        while self.rules:
-            pid, rule = self.rules.pop()
-            with contextlib.suppress(BackendError, OSError, subprocess.SubprocessError):  # it lapses anyway
-                _iptables(pid, ["-D", *rule])
-
-
-def _iptables(pid: int, args: list[str]) -> str:
-    """What the node's own iptables says to ARGS, in the network namespace of host process PID."""
-    done = subprocess.run(["nsenter", "--target", str(pid), "--mount", "--net", "iptables", "--wait", *args],
-                          capture_output=True, text=True, timeout=10)
-    if done.returncode:
-        raise BackendError(f"iptables {' '.join(args)} in a node failed: {done.stderr.strip()}")
-    return done.stdout
 
 
 class LogTail:
@@ -685,3 +650,16 @@ def freeze(container: Container, tries: int = 3) -> None:
             if "unable to freeze" not in str(exc) or attempt == tries:
                 raise
             time.sleep(0.5 * attempt)
+
+
+def _hold(hold: ArpHold, container: Any, address: str, manager: bool) -> bool:
+    """Ready a node ended in place (CONTAINER, at ADDRESS) to have its first dials held (see arp_hold): it
+    asks often for its neighbours, and a MANAGER is deaf. Whether it could."""
+    pid = int((container.attrs.get("State") or {}).get("Pid") or 0)
+    try:
+        hold.ask_often(pid, address)
+        if manager:
+            hold.deafen([pid])
+    except BackendError:
+        return False
+    return True

@@ -109,6 +109,9 @@ engine() {
             iptables -t "$table" -X 2>/dev/null || :
         done
         for chain in INPUT FORWARD OUTPUT; do iptables -P "$chain" ACCEPT 2>/dev/null || :; done
+        # Nor the neighbours it knew (as after a power-on): its first dials wait for them to answer ARP,
+        # which a put-back holds until they are ready (see labkit's arp_hold).
+        ip neigh flush all 2>/dev/null || :
         while [ -e /labkit/hold ]; do sleep 0.02; done
         rm -f /labkit/down
     done
