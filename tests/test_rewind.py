@@ -148,7 +148,7 @@ def node_pid(host, lab: labkit.Cluster, node: str) -> int:
 
 def arp_settings(host, lab: labkit.Cluster, node: str) -> dict[str, str]:
     """How NODE answers ARP and asks for its neighbours' addresses on the lab network (eth0)."""
-    files = {"arp_ignore": "conf/all/arp_ignore", "retrans_time_ms": "neigh/eth0/retrans_time_ms",
+    files = {"arp_ignore": "conf/eth0/arp_ignore", "retrans_time_ms": "neigh/eth0/retrans_time_ms",
              "mcast_solicit": "neigh/eth0/mcast_solicit"}
     said = subprocess.run(["nsenter", "--target", str(node_pid(host, lab, node)), "--net", "cat",
                            *(f"/proc/sys/net/ipv4/{f}" for f in files.values())],
@@ -171,7 +171,7 @@ def test_a_held_dial_waits_for_its_peer_and_goes_through_once_it_is_heard(lab: l
     try:
         hold.ask_often(worker, lab["worker1"].address)
         subprocess.run(["nsenter", "--target", str(worker), "--net", "ip", "neigh", "flush", "all"], check=True)
-        hold.deafen([manager])
+        hold.deafen({manager: lab["manager1"].address})
         assert arp_settings(host, lab, "manager1")["arp_ignore"] == "8"
         dialling = subprocess.Popen(dial, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(1.5)

@@ -5,8 +5,8 @@ the moment the other answers, they go. A refused dial (a reset, a port not liste
 engine about a second: gRPC waits that long before it tries again.
 
 Each node is reached in its own network namespace (nsenter, as root): its neighbours forgotten and asked
-every PROBE_MS, and the held ones deaf to ARP (arp_ignore 8) until heard. What it changes is given back by
-``end``; a node started afresh starts with none of it.
+every PROBE_MS, and the held ones deaf to ARP on the lab network (arp_ignore 8; their containers' bridges
+answer on) until heard. What it changes is given back by ``end``; a node started afresh has none of it.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class ArpHold:
 
     def __init__(self) -> None:
         self.asking: dict[int, str] = {}  # node (host pid) -> the script that gives back its neighbour settings
-        self.deaf: dict[int, str] = {}  # node (host pid) -> its arp_ignore before
+        self.deaf: dict[int, tuple[str, str]] = {}  # node (host pid) -> its arp_ignore's file and value before
 
     def ask_often(self, pid: int, address: str) -> None:
         """Have the node at ADDRESS ask for its neighbours' MAC addresses every PROBE_MS (it knows none:
@@ -66,15 +66,19 @@ class ArpHold:
                            f"echo {PROBE_MS} > {neigh}/retrans_time_ms; echo {PROBES} > {neigh}/mcast_solicit").split()
         self.asking[pid] = f"echo {before[0]} > {neigh}/retrans_time_ms; echo {before[1]} > {neigh}/mcast_solicit"
 
-    def deafen(self, pids: list[int]) -> None:
-        for pid in pids:
-            before = _run(pid, f"cat {SYSCTL}/conf/all/arp_ignore; echo 8 > {SYSCTL}/conf/all/arp_ignore").strip()
-            self.deaf.setdefault(pid, before)
+    def deafen(self, nodes: dict[int, str]) -> None:
+        """Have NODES (host pid: address) answer no ARP on the interface of that address (the lab network's;
+        their containers' bridges answer on)."""
+        for pid, address in nodes.items():
+            conf = f"{SYSCTL}/conf/{device(pid, address)}/arp_ignore"
+            before = _run(pid, f"cat {conf}; echo 8 > {conf}").strip()
+            self.deaf.setdefault(pid, (conf, before))
 
     def hear(self, pids: list[int]) -> None:
         for pid in pids:
             if pid in self.deaf:
-                _run(pid, f"echo {self.deaf[pid]} > {SYSCTL}/conf/all/arp_ignore")
+                conf, before = self.deaf[pid]
+                _run(pid, f"echo {before} > {conf}")
                 del self.deaf[pid]
 
     def end(self) -> None:

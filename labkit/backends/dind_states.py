@@ -320,14 +320,17 @@ class DindStates:
             pids = [_pid(containers[n]) for n in managers]
             if len(managers) > 1 and leader in managers:
                 self._elect(leader, managers, containers, started, hold)
+            elif len(managers) > 1:  # none to elect: they find each other as they would after a power cut
+                hold.hear(pids)
             workers = [n for n in data["running"] if n not in managers]
             at_once = leader in managers and len(workers) > 1 and any(restarted[n].by_agent for n in workers)
             all_held = bool(managers) and all(held.get(n) for n in managers)
             early = [n for n in workers if held.get(n)] if all_held and not at_once else []
             if early:  # they load while their managers get ready, their dials held until then
                 wait_for(lambda: all(listening(pid, SWARM_PORT) for pid in pids), GOSSIP_WAIT, 0.02)
-                hold.deafen(pids)
-                self._start(early, ended, containers)
+                with contextlib.suppress(BackendError):  # else they start once the managers are ready
+                    hold.deafen({pid: addresses[n] for n, pid in zip(managers, pids, strict=True)})
+                    self._start(early, ended, containers)
             if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits here
                 wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.01)
             hold.hear(pids)
@@ -659,7 +662,7 @@ def _hold(hold: ArpHold, container: Any, address: str, manager: bool) -> bool:
     try:
         hold.ask_often(pid, address)
         if manager:
-            hold.deafen([pid])
+            hold.deafen({pid: address})
     except BackendError:
         return False
     return True
