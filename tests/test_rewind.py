@@ -160,8 +160,17 @@ def test_a_held_dial_waits_for_its_peer_and_goes_through_once_it_is_heard(lab: l
     """A put-back starts the workers while their manager gets ready, their dials held meanwhile (a worker
     whose session starts before its manager's gossip listens joins no gossip for a minute; a refused dial
     waits out a second before gRPC tries again): the manager answers no ARP, and the worker's connect
-    waits, neither refused nor through, until labkit has the manager heard; then it goes within moments."""
+    waits, neither refused nor through, until labkit has the manager heard; then it goes within moments.
+    What a hold leaves (labkit ended in the middle of a put-back) the next put-back undoes."""
     reset(lab, LABS, step(TARGET), lambda _: None)
+    left = ArpHold()  # as a labkit ended in the middle would leave it
+    left.ask_often(node_pid(host, lab, "worker1"), lab["worker1"].address)
+    left.deafen({node_pid(host, lab, "manager1"): lab["manager1"].address})
+    said: list[str] = []
+    reset(lab, LABS, step(TARGET), said.append)
+    assert any("Putting back" in line for line in said)
+    for name in ("manager1", "worker1"):
+        assert arp_settings(host, lab, name) == {"arp_ignore": "0", "retrans_time_ms": "1000", "mcast_solicit": "3"}
     worker, manager = node_pid(host, lab, "worker1"), node_pid(host, lab, "manager1")
     dial = ["nsenter", "--target", str(worker), "--net", sys.executable, "-c",
             "import socket, time; t = time.monotonic(); "

@@ -6,7 +6,7 @@ engine about a second: gRPC waits that long before it tries again.
 
 Each node is reached in its own network namespace (nsenter, as root): its neighbours forgotten and asked
 every PROBE_MS, and the held ones deaf to ARP on the lab network (arp_ignore 8; their containers' bridges
-answer on) until heard. What it changes is given back by ``end``; a node started afresh has none of it.
+answer on) until heard. ``end`` gives the kernel's own settings back; a node started afresh has them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from labkit.errors import BackendError
 PROBE_MS = 10  # ms between a held node's ARP requests (the kernel's default: 1000)
 PROBES = 1000  # ... and how many before it gives up on an address (10 s; the default: 3)
 SYSCTL = "/proc/sys/net/ipv4"
+KERNEL_ARP_IGNORE, KERNEL_RETRANS_MS, KERNEL_PROBES = 0, 1000, 3  # the kernel's own (the nodes never change them)
 
 
 def _run(pid: int, script: str) -> str:
@@ -52,42 +53,42 @@ def device(pid: int, address: str, proc: Path = Path("/proc")) -> str:
 
 
 class ArpHold:
-    """Some nodes deaf to ARP, the others asking every PROBE_MS; ``end`` gives each back what it had."""
+    """Some nodes deaf to ARP, the others asking every PROBE_MS; ``end`` gives each back the kernel's own
+    settings (not the ones it found: a put-back that labkit could not finish may have left its own)."""
 
     def __init__(self) -> None:
-        self.asking: dict[int, str] = {}  # node (host pid) -> the script that gives back its neighbour settings
-        self.deaf: dict[int, tuple[str, str]] = {}  # node (host pid) -> its arp_ignore's file and value before
+        self.asking: dict[int, str] = {}  # node (host pid) -> its lab network's neighbour settings folder
+        self.deaf: dict[int, str] = {}  # node (host pid) -> its lab network's arp_ignore file
 
     def ask_often(self, pid: int, address: str) -> None:
         """Have the node at ADDRESS ask for its neighbours' MAC addresses every PROBE_MS (it knows none:
         its entry point forgot them as its engine ended; see node-entrypoint.sh)."""
         neigh = f"{SYSCTL}/neigh/{device(pid, address)}"
-        before = _run(pid, f"cat {neigh}/retrans_time_ms {neigh}/mcast_solicit; "
-                           f"echo {PROBE_MS} > {neigh}/retrans_time_ms; echo {PROBES} > {neigh}/mcast_solicit").split()
-        self.asking[pid] = f"echo {before[0]} > {neigh}/retrans_time_ms; echo {before[1]} > {neigh}/mcast_solicit"
+        _run(pid, f"echo {PROBE_MS} > {neigh}/retrans_time_ms; echo {PROBES} > {neigh}/mcast_solicit")
+        self.asking[pid] = neigh
 
     def deafen(self, nodes: dict[int, str]) -> None:
         """Have NODES (host pid: address) answer no ARP on the interface of that address (the lab network's;
         their containers' bridges answer on)."""
         for pid, address in nodes.items():
             conf = f"{SYSCTL}/conf/{device(pid, address)}/arp_ignore"
-            before = _run(pid, f"cat {conf}; echo 8 > {conf}").strip()
-            self.deaf.setdefault(pid, (conf, before))
+            _run(pid, f"echo 8 > {conf}")
+            self.deaf[pid] = conf
 
     def hear(self, pids: list[int]) -> None:
         for pid in pids:
             if pid in self.deaf:
-                conf, before = self.deaf[pid]
-                _run(pid, f"echo {before} > {conf}")
+                _run(pid, f"echo {KERNEL_ARP_IGNORE} > {self.deaf[pid]}")
                 del self.deaf[pid]
 
     def end(self) -> None:
-        """Every node heard again and asking as it did (a node gone meanwhile: nothing to give back)."""
+        """Every node heard again and asking as the kernel does (a node gone meanwhile: nothing to give back)."""
         for pid in list(self.deaf):
             with contextlib.suppress(BackendError):
                 self.hear([pid])
             self.deaf.pop(pid, None)
         while self.asking:
-            pid, script = self.asking.popitem()
+            pid, neigh = self.asking.popitem()
             with contextlib.suppress(BackendError):
-                _run(pid, script)
+                _run(pid, f"echo {KERNEL_RETRANS_MS} > {neigh}/retrans_time_ms; "
+                          f"echo {KERNEL_PROBES} > {neigh}/mcast_solicit")
