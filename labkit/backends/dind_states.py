@@ -285,6 +285,8 @@ class DindStates:
         addresses = plan.hosts(topology)
         leader = next((n for n, role in _roles(data).items() if role == "leader"), None)
         peer = None if leader is None else engine_state.known_manager(_mountpoint(copies[leader]), addresses[leader])
+        managers = [n for n in data["running"] if _roles(data).get(n) in MANAGER_ROLES]
+        held: dict[str, bool] = {}  # the nodes ended in place whose first dials can be held (see _hold)
         try:
             for name, c in containers.items():  # one at a time: see dind's note on the engine's network deadlock
                 if name not in ended and c.status in ("running", "paused", "restarting"):
@@ -308,8 +310,6 @@ class DindStates:
                 elif peer is not None:
                     engine_state.dial_first(folder, peer)
 
-            managers = [n for n in data["running"] if _roles(data).get(n) in MANAGER_ROLES]
-            held: dict[str, bool] = {}
             with ThreadPoolExecutor(max_workers=4) as pool:
                 list(pool.map(fill, wanted))
             started = time.time()
