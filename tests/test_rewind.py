@@ -283,7 +283,6 @@ def test_several_managers_come_back_with_their_saved_leader_elected_at_once(lab:
     origin = starting_lab(LABS, step(TARGET))
     node = next(c for c in host.containers.list(filters={"label": [f"labkit.lab={lab.lab}", "labkit.kind=node"]})
                 if c.name.endswith("manager1"))
-    managers = host.containers.list(filters={"label": [f"labkit.lab={lab.lab}", "labkit.kind=node"]})
     try:
         for _ in range(3):
             since = time.time()
@@ -291,11 +290,6 @@ def test_several_managers_come_back_with_their_saved_leader_elected_at_once(lab:
             roles = rewind.fingerprint(lab)["nodes"]
             assert roles == {"manager1": "leader", "worker1": "manager", "worker2": "manager"}
             assert b"received MsgTimeoutNow" in node.logs(since=since)
-            # each dialled the others as it started, held until they listened (arp_hold): none was refused
-            # (gRPC then waits a second to try again, and the leader's campaign with it)
-            refused = [c.name for c in managers  # (an engine being ended may be refused by one ended before)
-                       if b"2377: connect: connection refused" in c.logs(since=since).rpartition(b"Starting up")[2]]
-            assert not refused
     finally:
         for volume in host.volumes.list(filters={"label": f"{LABEL_STATE}={DindStates(lab.backend).full_key(key)}"}):
             volume.remove(force=True)
