@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import docker
@@ -20,6 +21,11 @@ from labkit.report import Report
 
 DOCKERD_LOG = Path("/var/log/labkit-dockerd.log")
 HOST_PACKAGES = {"docker.io": "dockerd", "debootstrap": "debootstrap"}  # package: the command it brings
+PID_FILES = {  # left behind by a killed engine: the file, and the program whose pid it should hold
+    Path("/var/run/docker.pid"): "dockerd",
+    Path("/var/run/docker/containerd/containerd.pid"): "containerd",
+}
+START_TIMEOUT = 120  # seconds; dockerd restoring many containers and networks can be slow
 
 
 def connect(base_url: str | None = None, timeout: int = 60) -> docker.DockerClient:
@@ -101,12 +107,53 @@ def ensure_engine(report: Report = print, install: bool = True) -> docker.Docker
                 raise EngineUnavailable(f"`{' '.join(cmd)}` failed: {done.stderr.strip()[-300:]}")
     if os.geteuid() != 0:
         raise EngineUnavailable(f"No Docker engine runs. {_advice()}")
+    for stale in stale_pid_files(PID_FILES):
+        report(f"Removing {stale}: the process it names is gone or is no longer {PID_FILES[stale]}")
+        stale.unlink(missing_ok=True)
     report(f"Starting dockerd in the background (log: {DOCKERD_LOG})")
     with DOCKERD_LOG.open("ab") as log:
-        subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
+        start = log.tell()
+        dockerd = subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if engine_running():
             return host_client()
+        if dockerd.poll() is not None:
+            raise EngineUnavailable(f"dockerd stopped as it started (exit code {dockerd.returncode}): "
+                                    f"{_last_line(DOCKERD_LOG, start)} See {DOCKERD_LOG}.")
         time.sleep(0.3)
-    raise EngineUnavailable(f"dockerd did not answer within 60 s; see {DOCKERD_LOG}.")
+    raise EngineUnavailable(f"dockerd did not answer within {START_TIMEOUT} s; its log's last line: "
+                            f"{_last_line(DOCKERD_LOG, start)} See {DOCKERD_LOG}.")
+
+
+def stale_pid_files(files: Mapping[Path, str], proc: Path = Path("/proc")) -> list[Path]:
+    """The pid files whose process is gone or is now another program.
+
+    An engine that was killed leaves them behind. After the machine restarts, the pid can belong to
+    anything: dockerd then refuses to start, or waits on a containerd that is not there and gives up.
+    """
+    stale = []
+    for path, program in files.items():
+        try:
+            pid = path.read_text().strip()
+        except OSError:
+            continue
+        try:
+            alive_as = (proc / pid / "comm").read_text().strip() if pid.isdigit() else ""
+        except OSError:
+            alive_as = ""
+        if alive_as != program:
+            stale.append(path)
+    return stale
+
+
+def _last_line(log: Path, start: int) -> str:
+    """The last line this start wrote to the log, or a note that there is none."""
+    try:
+        with log.open("rb") as f:
+            f.seek(start)
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)."
+    return lines[-1][-300:] if lines else "(nothing written)."
