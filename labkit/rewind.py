@@ -36,6 +36,7 @@ UNFIT_AGE = 86400.0  # s a state stays known unfit; then it is saved and tried a
 RAFT_SNAPSHOTS = "/var/lib/docker/swarm/raft/snap-v3-encrypted"  # a manager's Raft snapshots (*.snap)
 SNAPSHOT_WAIT = 5.0  # s for the leader to write one
 LOST_SETTLE = 20.0  # s more when Swarm replaces tasks (each try waits its restart delay; a busy machine, two)
+CHANGED_WHILE_SAVED = "The swarm changed while its state was being saved"
 SLOWER_BY = 5.0  # s a put-back must lose to its replay to be marked unfit (less is a busy machine's noise)
 
 
@@ -142,7 +143,21 @@ def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float,
         unlock = unlock_key(cluster)
         if unlock:
             meta["unlock_key"] = unlock
-        return cluster.backend.save_state(key, meta, report)
+        moved: list[str] = []
+
+        # Looked at again once the copies are made: a swarm can move on its own while it is saved (a node
+        # a new leader has not heard from turns down 30 s after the election: a CI walk saved 'unknown'
+        # with copies that held 'down', and put back, the state never looked as saved).
+        def still() -> bool:
+            now = _look(cluster)
+            if now != fp:
+                moved.append(_difference(fp, now))
+            return not moved
+
+        saved = cluster.backend.save_state(key, meta, report, still)
+        if moved:
+            report(f"{CHANGED_WHILE_SAVED} ({moved[0]}): not saved; a later reset here saves it")
+        return saved
     except FAILURES as exc:  # a state not saved costs the next reset a replay, nothing more
         log_exception("saving a state", exc)
         return False

@@ -269,6 +269,35 @@ def test_after_a_put_back_a_service_reaches_another_on_another_node_by_name(lab:
             volume.remove(force=True)
 
 
+def test_a_swarm_that_changes_while_it_is_saved_is_not_kept(lab: labkit.Cluster, host) -> None:
+    """The fingerprint is taken before the nodes are copied: a swarm that moves on meanwhile (a node that
+    a new leader has not heard from turns down on its own) would be saved with copies that hold another
+    state than its fingerprint says, and its put-back never looks as saved (a CI walk: 'unknown' saved,
+    'down' put back). Here worker2 is drained as the copies are made: nothing is kept, and it says so.
+    The same save with the swarm left alone is kept."""
+    reset(lab, LABS, step(TARGET), lambda _: None)
+    manager = lab["manager1"]
+    key = "ci-probe-moving"
+    said: list[str] = []
+
+    def drain_as_it_saves(line: str) -> None:
+        said.append(line)
+        if line.startswith("Saving this state"):
+            assert manager.run("docker node update --availability drain worker2").ok
+
+    try:
+        assert not rewind.save(lab, key, [], 60.0, drain_as_it_saves)
+        assert lab.backend.saved_state(key) is None
+        assert host.volumes.list(filters={"label": f"{LABEL_STATE}={DindStates(lab.backend).full_key(key)}"}) == []
+        assert any(line.startswith(rewind.CHANGED_WHILE_SAVED) and "worker2" in line for line in said), said
+        assert rewind.save(lab, key, [], 60.0, lambda _: None)
+        assert lab.backend.saved_state(key)["fingerprint"]["seen"]["worker2"] == ["ready", "drain"]
+    finally:
+        manager.run("docker node update --availability active worker2")
+        for volume in host.volumes.list(filters={"label": f"{LABEL_STATE}={DindStates(lab.backend).full_key(key)}"}):
+            volume.remove(force=True)
+
+
 def test_several_managers_come_back_with_their_saved_leader_elected_at_once(lab: labkit.Cluster, host) -> None:
     """Put back, managers start as Raft followers, and Swarm would elect a leader only 10 to 20 s later, and
     maybe another one: labkit has the saved leader campaign at once (raft_leader). Three managers, put back

@@ -96,9 +96,11 @@ def walk(lab: labkit.Cluster, part: list[Lab], fresh: bool = False, saves: dict[
             why = rewind.unlikely_back(lab, fingerprint)  # not saved, as a reset would not save it
             if not why:
                 forget_verdicts(lab, key)
-            saved = not why and rewind.save(lab, key, steps[:i], time.monotonic() - began, quiet)
-            if not saved and not why:  # save looks again once the swarm settled: why it did not save, if it knows
-                why = rewind.unlikely_back(lab, rewind.fingerprint(lab))
+            said: list[str] = []
+            saved = not why and rewind.save(lab, key, steps[:i], time.monotonic() - began, said.append)
+            if not saved and not why:  # save looks again once the swarm settled, and once it is copied
+                why = (next((s for s in said if s.startswith(rewind.CHANGED_WHILE_SAVED)), "")
+                       or rewind.unlikely_back(lab, rewind.fingerprint(lab)))
             # what was saved: save waits again for the swarm to settle (a worker that a new leader had not
             # heard from yet at the walk's look was ready at the save's)
             saves[step.ref] = lab.backend.saved_state(key)["fingerprint"] if saved else {"not saved": why}

@@ -172,8 +172,10 @@ class Backend(ABC):
         """The META saved under KEY for this lab, or None when there is none (or this backend saves none)."""
         return None
 
-    def save_state(self, key: str, meta: dict[str, Any], report: Report) -> bool:
-        """Save every node's engine as it is now, under KEY, with META; whether it was saved."""
+    def save_state(self, key: str, meta: dict[str, Any], report: Report,
+                   still: Callable[[], bool] = lambda: True) -> bool:
+        """Save every node's engine as it is now, under KEY, with META; whether it was saved. STILL, asked
+        once the copies are made, says whether the swarm is still as META says (else nothing is kept)."""
         return False
 
     def restore_state(self, key: str, topology: Topology, report: Report) -> dict[str, Any] | None:

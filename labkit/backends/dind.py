@@ -12,6 +12,7 @@ import ipaddress
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -380,8 +381,9 @@ class DindBackend(Backend):
     def saved_state(self, key: str) -> dict[str, Any] | None:
         return DindStates(self).saved(key)
 
-    def save_state(self, key: str, meta: dict[str, Any], report: Report) -> bool:
-        return DindStates(self).save(key, meta, report)
+    def save_state(self, key: str, meta: dict[str, Any], report: Report,
+                   still: Callable[[], bool] = lambda: True) -> bool:
+        return DindStates(self).save(key, meta, report, still)
 
     def restore_state(self, key: str, topology: Topology, report: Report) -> dict[str, Any] | None:
         return DindStates(self).restore(key, topology, report)

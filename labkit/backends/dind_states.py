@@ -28,7 +28,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -176,7 +176,7 @@ class DindStates:
 
     # ----------------------------------------------------------------- saving
 
-    def save(self, key: str, meta: dict[str, Any], report: Report) -> bool:
+    def save(self, key: str, meta: dict[str, Any], report: Report, still: Callable[[], bool]) -> bool:
         b = self.backend
         plan = b._plan()
         if os.geteuid() != 0 or plan is None:
@@ -188,9 +188,7 @@ class DindStates:
             return False  # nodes made by an older labkit: their homes are not saved (a reset makes them again)
         key = self.full_key(key)
         subnet = str(plan.subnet)
-        for volume in self._volumes(key):
-            if (volume.attrs.get("Labels") or {}).get(LABEL_SUBNET) == subnet:
-                volume.remove(force=True)
+        self._remove(key, subnet)
         self._prune()
         name = f"labkit-state-{key}-{plan.subnet.network_address}".replace(".", "-")
         labels = {LABEL_CACHE: "state", LABEL_STATE: key, LABEL_SUBNET: subnet, LABEL_FORMAT: FORMAT}
@@ -214,9 +212,18 @@ class DindStates:
         finally:
             for c in frozen:
                 c.unpause()
+        if not still():  # the copies may hold the swarm as it was before or after: keep neither
+            self._remove(key, subnet)
+            return False
         data = {"meta": meta, "running": running, "nodes": sorted(containers), "saved": time.time()}
         (_mountpoint(meta_volume) / META).write_text(json.dumps(data))  # last: the state is complete
         return True
+
+    def _remove(self, key: str, subnet: str) -> None:
+        """Remove what is saved under KEY (a full key) on SUBNET."""
+        for volume in self._volumes(key):
+            if (volume.attrs.get("Labels") or {}).get(LABEL_SUBNET) == subnet:
+                volume.remove(force=True)
 
     def _prune(self) -> None:
         """Remove the states no labkit will put back: of another format, or older than MAX_AGE."""
