@@ -178,6 +178,11 @@ class Backend(ABC):
         once the copies are made, says whether the swarm is still as META says (else nothing is kept)."""
         return False
 
+    def elect_now(self, report: Report) -> bool:
+        """Have a running manager campaign for leadership at once, its leader just powered off by a replay
+        (Swarm's own election timer fires 10 to 20 s later); whether one was asked."""
+        return False
+
     def restore_state(self, key: str, topology: Topology, report: Report) -> dict[str, Any] | None:
         """Put back the nodes' engines saved under KEY (nodes made for TOPOLOGY first, where missing),
         and return once the engines that ran then answer; the META saved with them, or None when there

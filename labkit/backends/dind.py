@@ -385,6 +385,9 @@ class DindBackend(Backend):
                    still: Callable[[], bool] = lambda: True) -> bool:
         return DindStates(self).save(key, meta, report, still)
 
+    def elect_now(self, report: Report) -> bool:
+        return DindStates(self).elect_now(report)
+
     def restore_state(self, key: str, topology: Topology, report: Report) -> dict[str, Any] | None:
         return DindStates(self).restore(key, topology, report)
 
