@@ -132,6 +132,8 @@ def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float,
     """Save the state CLUSTER is in (the start of the step after EARLIER, which a replay reached in
     REPLAY_SECONDS) under KEY, once its tasks are done changing."""
     try:
+        if unlikely_back(cluster, fingerprint(cluster)):  # e.g. a lost quorum: no use waiting for it to settle
+            return False
         wait_settled(cluster)
         fp = fingerprint(cluster)
         if unlikely_back(cluster, fp):

@@ -6,6 +6,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import docker.errors
+
 from labkit import outbox, rewind
 from labkit.backends.base import RunResult, wait_for
 from labkit.checks import ANSWERS, CHECKS, Context, Result
@@ -25,6 +27,7 @@ def course(directory: Path | None = None) -> list[Lab]:
 
 ENGINE_WAIT = 30.0  # s an engine that dropped a request has to answer again
 POLL = 0.1  # s between checks while the cluster converges (a check takes ~40 ms)
+LEAD_WAIT = 3.0  # s a manager asked to campaign in a replay has to lead
 
 
 def run_check(cluster: Cluster, step: Step, answer: str | None = None, wait: bool = True,
@@ -171,14 +174,41 @@ def _run(cluster: Cluster, step: Step, command: Command, report: Report) -> None
 def replay_command(cluster: Cluster, step: Step, command: Command, report: Report) -> None:
     """Run COMMAND of STEP's solution in a reset's replay: as the learner would, except that powering the
     leader off is followed by an election at once (the backend's elect_now), not Swarm's 10 to 20 s wait
-    (the managers lab: its leader, then its quorum, lost)."""
+    (the managers lab: its leader, then its quorum, lost). Powering off a manager whose loss leaves the
+    others no quorum ends with no leader whoever led: that manager is elected first, so that the others
+    find at once that they have none, not once the leader steps down (10 to 20 s, then 10 more)."""
     leader_off = False
     if command.node == HOST:
         action, node = host_action(command.run)
-        leader_off = action == "stop" and cluster[node].status().swarm == "leader"
+        if action == "stop":
+            role = cluster[node].status().swarm
+            if role == "manager" and quorum_after_stop(cluster, node) is False:
+                role = "leader" if _lead_now(cluster, node, report) else role
+            leader_off = role == "leader"
     _run(cluster, step, command, report)
     if leader_off:
         cluster.backend.elect_now(report)
+
+
+def quorum_after_stop(cluster: Cluster, name: str) -> bool | None:
+    """Whether the managers still have a quorum once manager NAME is off: more than half of the managers in
+    Raft on (None: no leader says who they are). Powered on, not "reachable": a leader just elected still
+    calls a manager that is off reachable until it misses it."""
+    leader = next((n for n in cluster.managers if n.status().swarm == "leader"), None)
+    if leader is None:
+        return None
+    try:
+        seats = [n["Description"]["Hostname"] for n in leader.docker.api.nodes() if n.get("ManagerStatus")]
+    except docker.errors.DockerException:
+        return None
+    on = {n.name for n in cluster.nodes if n.name != name and n.health() == "running"}
+    return len(on.intersection(seats)) > len(seats) // 2
+
+
+def _lead_now(cluster: Cluster, name: str, report: Report) -> bool:
+    """Have manager NAME elected at once; whether it leads (within LEAD_WAIT seconds)."""
+    return cluster.backend.elect_now(report, name) and wait_for(
+        lambda: cluster[name].status().swarm == "leader", LEAD_WAIT, 0.05)
 
 
 def dropped(result: RunResult) -> bool:

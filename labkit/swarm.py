@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import docker
 import docker.errors
+import requests.exceptions
 from docker.models.containers import Container
 
 from labkit.errors import BackendError, LabNotRunning
@@ -36,7 +37,8 @@ def local_state(client: docker.DockerClient) -> dict[str, Any]:
 
 
 def swarm_state(client: docker.DockerClient) -> str:
-    """inactive, pending, error, worker, manager or leader, as the engine itself tells."""
+    """inactive, pending, error, worker, manager or leader, as the engine itself tells (error too when a
+    CLIENT with a short timeout gets no answer: a manager without a leader holds `docker info`)."""
     try:
         swarm = local_state(client)
         state = str(swarm.get("LocalNodeState", "inactive"))
@@ -46,7 +48,7 @@ def swarm_state(client: docker.DockerClient) -> str:
             return "worker"
         node = client.api.inspect_node(swarm.get("NodeID"))
         return "leader" if node.get("ManagerStatus", {}).get("Leader") else "manager"
-    except docker.errors.DockerException:
+    except (docker.errors.DockerException, requests.exceptions.Timeout):
         return "error"
 
 

@@ -35,6 +35,7 @@ from functools import cached_property
 from typing import Any
 
 import docker.errors
+import requests.exceptions
 
 from labkit.backends.base import Backend, Node, RunResult
 from labkit.cluster import Cluster
@@ -236,8 +237,9 @@ def _as_list(value: str | Sequence[str]) -> list[str]:
 class FakeAPI:
     """What ``node.docker.api`` (a ``docker.APIClient``) answers: the swarm calls."""
 
-    def __init__(self, engine: FakeEngine) -> None:
+    def __init__(self, engine: FakeEngine, timeout: int = 60) -> None:
         self.engine = engine
+        self.timeout = timeout  # seconds the client waits for an answer
 
     def nodes(self, filters: Json | None = None) -> list[Json]:
         assert not filters, "the fake engine does not filter nodes"
@@ -398,9 +400,9 @@ class FakeSwarmModel:
 class FakeDocker:
     """What ``node.docker`` (a ``docker.DockerClient``) answers."""
 
-    def __init__(self, engine: FakeEngine) -> None:
+    def __init__(self, engine: FakeEngine, timeout: int = 60) -> None:
         self.engine = engine
-        self.api = FakeAPI(engine)
+        self.api = FakeAPI(engine, timeout)
         self.containers = FakeContainers(engine)
         self.networks = FakeNetworks(engine)
         self.swarm = FakeSwarmModel(engine)
@@ -488,8 +490,8 @@ class FakeNode(Node):
         self.state = "running"  # of what hosts the node: running, exited, paused, ...
         self.network = "connected"  # or disconnected: cut off from the lab network
 
-    def _connect(self) -> FakeDocker:  # type: ignore[override]
-        return FakeDocker(self.engine)
+    def _connect(self, timeout: int = 60) -> FakeDocker:  # type: ignore[override]
+        return FakeDocker(self.engine, timeout)
 
     def testinfra_spec(self) -> str:
         return f"fake://{self.name}"
@@ -1191,6 +1193,8 @@ def rotate_ca(lab: FakeLab, behind: Sequence[str] = (), at: float = 0.0) -> None
 NO_LEADER = ("rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that too few managers "
              "are online. Make sure more than half of the managers are online.")
 ELECTING = "rpc error: code = DeadlineExceeded desc = context deadline exceeded"  # an election under way
+HELD = "held"  # a manager that has lost its leader and not noticed yet: it holds requests (ELECTING after 20 s)
+DEADLINE = 20  # seconds dockerd waits for a leader
 
 
 def managers_lab() -> FakeLab:
@@ -1211,11 +1215,16 @@ def _raft_of(swarm: FakeSwarm) -> Json:
 
 def _led(method: Any) -> Any:
     """A call only a manager answers, and only while its swarm has a leader: without one, the engine gives
-    the managers' own words (a 500, its message as the explanation); a stopped engine does not answer."""
+    the managers' own words (a 500, its message as the explanation); a stopped engine does not answer. A
+    manager that holds requests (HELD) answers ELECTING at dockerd's deadline, unless the client gives up
+    first (requests' ReadTimeout)."""
 
     def call(self: FakeAPI, *args: Any, **kwargs: Any) -> Any:
         self.engine.reach()
         said = _raft_of(self.engine.swarm)["refused"] if self.engine.is_manager and self.engine.swarm else ""
+        if said == HELD:
+            _hold(self)
+            said = ELECTING
         if said:
             raise docker.errors.APIError(f'500 Server Error: Internal Server Error ("{said}")', explanation=said)
         return method(self, *args, **kwargs)
@@ -1226,6 +1235,27 @@ def _led(method: Any) -> Any:
 
 for _call in ("nodes", "inspect_node", "services", "tasks"):
     setattr(FakeAPI, _call, _led(getattr(FakeAPI, _call)))
+
+
+def _hold(api: FakeAPI) -> None:
+    """A manager holds a question (HELD) until dockerd's deadline: the client waits that long, or gives up at
+    its own timeout first (requests' ReadTimeout). The seconds waited add up in the swarm's `raft` ("waited")."""
+    raft = _raft_of(api.engine.swarm)
+    raft["waited"] = raft.get("waited", 0) + min(api.timeout, DEADLINE)
+    if api.timeout < DEADLINE:
+        raise requests.exceptions.ReadTimeout(f"Read timed out. (read timeout={api.timeout})")
+
+
+def _info(self: FakeDocker) -> Json:
+    """`docker info`: a manager that holds questions (HELD) holds this one too (dockerd asks its leader for the
+    cluster's counts), and answers without them at the deadline."""
+    if self.engine.is_manager and self.engine.swarm and _raft_of(self.engine.swarm)["refused"] == HELD:
+        _hold(self.api)
+    return _plain_info(self)
+
+
+_plain_info = FakeDocker.info
+FakeDocker.info = _info  # type: ignore[method-assign]
 
 
 def _events(self: FakeAPI, since: int | None = None, until: int | None = None, filters: Json | None = None,
@@ -1280,7 +1310,7 @@ def unreachable(lab: FakeLab, name: str, at: float) -> None:
 
 def no_leader(lab: FakeLab, said: str = NO_LEADER) -> None:
     """The swarm has no leader: every manager's API refuses the calls of the control API with SAID (an election
-    under way: ELECTING; too few managers on: NO_LEADER)."""
+    under way: ELECTING; too few managers on: NO_LEADER), or holds them (HELD: it has not noticed yet)."""
     lab.swarm.set_leader(None)
     _raft_of(lab.swarm)["refused"] = said
 

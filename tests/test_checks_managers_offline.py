@@ -15,10 +15,13 @@ import copy
 
 import pytest
 
+from labkit.backends.base import PROMPT
 from labkit.checks import ANSWERS, CHECKS, Context, Result
 from labkit.labs import Step
+from labkit.runner import quorum_after_stop
 from tests.fakes import (
     ELECTING,
+    HELD,
     NO_LEADER,
     NODE_CERT_READ,
     FakeLab,
@@ -496,6 +499,41 @@ def test_quorum_lost_not_noticed_yet_is_pending():
     assert result.evidence[0] == "managers off: manager1, manager2"
 
 
+def test_quorum_lost_while_the_last_manager_holds_requests():
+    """Until it notices (10 Raft ticks) that it lost its leader, manager3 holds requests until dockerd's 20 s
+    deadline, then refuses them: the check gives up after a few seconds and calls that no leader too (a
+    replay's wait, and a learner's check, need not hang 20 s)."""
+    lab, _ = quorum_lost_lab(noticed=False)
+    no_leader(lab, HELD)
+    result = run_check("quorum_lost", lab, "yes")
+    passed(result, "Right:")
+    assert result.evidence[1] == f"manager3: no answer within {PROMPT} s (it waits for a leader)"
+    lab, _ = leader_down_lab(elected=False)  # one manager off, held while the others elect: no lost quorum
+    no_leader(lab, HELD)
+    failed(run_check("quorum_lost", lab, "yes"), "Only 1 manager(s) off: the others still make a majority.")
+
+
+def test_the_status_of_a_manager_that_holds_requests_reads_error_without_waiting_for_its_deadline():
+    """`labkit status`, a reset's look at the swarm and its save ask each node's swarm state: a manager that
+    holds `docker info` for 20 s reads "error" (as it does once it says it has no leader) after a few."""
+    lab, _ = quorum_lost_lab(noticed=False)
+    no_leader(lab, HELD)
+    assert lab["manager3"].status().swarm == "error"
+    assert lab.swarm.__dict__["raft"]["waited"] == PROMPT
+
+
+def test_quorum_after_a_stop_counts_the_managers_powered_on():
+    """A reset's replay elects a manager before its stop ends the quorum (runner.replay_command): whether it
+    does counts the managers in Raft that are on, not those the leader still calls reachable."""
+    lab, _ = leader_down_lab()
+    assert quorum_after_stop(lab.cluster, "manager3") is False
+    assert quorum_after_stop(lab.cluster, "worker1") is True
+    lab.swarm.node("manager1")["ManagerStatus"]["Reachability"] = "reachable"  # not missed yet
+    assert quorum_after_stop(lab.cluster, "manager3") is False
+    no_leader(lab)
+    assert quorum_after_stop(lab.cluster, "manager3") is None
+
+
 def test_quorum_lost_without_running_tasks_the_answer_is_no():
     lab, service = quorum_lost_lab()
     for task in lab.tasks(service):
@@ -539,6 +577,15 @@ def test_leader_back_on_but_no_leader_yet_is_pending():
     result = run_check("leader_back", lab)
     failed(result, "The swarm still has no leader: too few managers are on.", pending=True)
     assert result.evidence[1] == "managers off: manager1"
+
+
+def test_leader_back_while_the_manager_holds_requests_is_pending():
+    lab, _ = recovered_lab(elected=False)
+    no_leader(lab, HELD)
+    result = run_check("leader_back", lab)
+    failed(result, "The swarm still has no leader: too few managers are on.", pending=True)
+    assert result.evidence == (f"manager2: no answer within {PROMPT} s (it waits for a leader)",
+                               "managers off: manager1")
 
 
 def test_leader_back_while_they_elect_is_pending():

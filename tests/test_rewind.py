@@ -22,7 +22,7 @@ from labkit.backends.dind_states import LABEL_STATE, META, DindStates
 from labkit.fields import UNLOCK_KEYS
 from labkit.labs import HOST, Command, all_steps, find
 from labkit.progress import Progress
-from labkit.runner import course, replay_command, reset, run_check, starting_lab
+from labkit.runner import course, quorum_after_stop, replay_command, reset, run_check, starting_lab
 from labkit.swarm import task_containers
 from labkit.topology import LABEL_NODE, pick_subnet
 from tests.conftest import wait_until
@@ -339,6 +339,7 @@ def test_a_replay_that_powers_the_leader_off_has_the_next_one_elected_at_once(la
     quorum (Swarm says so 10 ticks without a leader later)."""
     reset(lab, LABS, step("managers:leader-down"), lambda _: None)
     assert lab["manager1"].status().swarm == "leader"
+    assert quorum_after_stop(lab, "manager1") is True
     said: list[str] = []
     replay_command(lab, step("managers:leader-down"), Command(HOST, "labkit node stop manager1"), said.append)
     assert "manager2 campaigns at once (a replay does not wait for Swarm's election timer)" in said, said
@@ -349,6 +350,31 @@ def test_a_replay_that_powers_the_leader_off_has_the_next_one_elected_at_once(la
     node = next(c for c in host.containers.list(filters={"label": [f"labkit.lab={lab.lab}", "labkit.kind=node"]})
                 if c.name.endswith("manager3"))
     assert b"received MsgTimeoutNow" in node.logs(since=since)
+
+
+def test_a_replay_whose_stop_leaves_no_quorum_elects_that_manager_first(lab: labkit.Cluster, host) -> None:
+    """quorum-lost's `labkit node stop manager2` with manager3 leading: manager3 would keep leading until it
+    misses a quorum (10 to 20 s), then hold every question 10 s more. The replay ends in the same state
+    (no leader at all) with manager2 elected first: its stop is the leader's, and manager3, asked to
+    campaign at once, finds it has no quorum; the step's check passes, its manager holding the question."""
+    reset(lab, LABS, step("managers:quorum-lost"), lambda _: None)
+    if lab["manager3"].status().swarm != "leader":
+        assert lab.backend.elect_now(lambda _: None, "manager3")
+        wait_until(lambda: lab["manager3"].status().swarm == "leader", 5, "manager3 to lead")
+    assert quorum_after_stop(lab, "manager2") is False
+    said: list[str] = []
+    since = time.time()
+    replay_command(lab, step("managers:quorum-lost"), Command(HOST, "labkit node stop manager2"), said.append)
+    assert said[0] == ("manager2 campaigns at once: its stop will leave the others no quorum, which they then find "
+                       "at once"), said
+    assert said[-1].startswith("manager3 campaigns at once"), said
+    assert lab["manager2"].health() != "running"
+    assert quorum_after_stop(lab, "manager3") is None  # no leader is left to say who the managers are
+    node = next(c for c in host.containers.list(filters={"label": [f"labkit.lab={lab.lab}", "labkit.kind=node"]})
+                if c.name.endswith("manager3"))
+    assert b"received MsgTimeoutNow" in node.logs(since=since)
+    result = run_check(lab, step("managers:quorum-lost"), answer="yes")
+    assert result.passed, result
 
 
 def test_what_a_step_wrote_in_a_nodes_home_comes_back_with_the_state(lab: labkit.Cluster, host) -> None:

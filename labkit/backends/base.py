@@ -27,6 +27,7 @@ from labkit.topology import Topology
 # What `container_state()` may say, in a learner's words (anything else is shown as it is).
 STATE_WORDS = {"exited": "stopped", "created": "stopped", "dead": "stopped", "poweroff": "stopped",
                "shutoff": "stopped", "saved": "paused", "not_created": "missing"}
+PROMPT = 5  # seconds a `docker_prompt` client waits for an answer
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,14 @@ class Node(ABC):
         """A docker SDK client for this node's own engine."""
         return self._connect()
 
+    @cached_property
+    def docker_prompt(self) -> docker.DockerClient:
+        """A client of the same engine that gives up after PROMPT seconds (requests' Timeout), for a question
+        an engine may hold until its own 20 s deadline: a manager that has just lost its leader does."""
+        return self._connect(timeout=PROMPT)
+
     @abstractmethod
-    def _connect(self) -> docker.DockerClient: ...
+    def _connect(self, timeout: int = 60) -> docker.DockerClient: ...
 
     @cached_property
     def host(self) -> testinfra.host.Host:
@@ -120,12 +127,14 @@ class Node(ABC):
 
     def status(self) -> NodeStatus:
         """What `labkit status` shows. A disconnected node's engine still answers: a partition is a
-        state to observe, not a fault, so its swarm state is read as usual."""
+        state to observe, not a fault, so its swarm state is read as usual. A manager that has just lost
+        its leader holds the question (see docker_prompt): its swarm state reads "error", as it does once
+        the manager says it has no leader."""
         health = self.health()
         network = self.network_state()
         if health != "running":
             return NodeStatus(self.name, self.role, health, "-", self.address, network)
-        return NodeStatus(self.name, self.role, "answering", swarm_state(self.docker), self.address, network)
+        return NodeStatus(self.name, self.role, "answering", swarm_state(self.docker_prompt), self.address, network)
 
 
 class Backend(ABC):
@@ -178,9 +187,10 @@ class Backend(ABC):
         once the copies are made, says whether the swarm is still as META says (else nothing is kept)."""
         return False
 
-    def elect_now(self, report: Report) -> bool:
-        """Have a running manager campaign for leadership at once, its leader just powered off by a replay
-        (Swarm's own election timer fires 10 to 20 s later); whether one was asked."""
+    def elect_now(self, report: Report, name: str | None = None) -> bool:
+        """Have manager NAME (else the first running manager) campaign for leadership at once: its leader
+        just powered off by a replay (Swarm's own election timer fires 10 to 20 s later), or, NAME, about to
+        be; whether one was asked."""
         return False
 
     def restore_state(self, key: str, topology: Topology, report: Report) -> dict[str, Any] | None:

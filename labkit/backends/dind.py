@@ -94,14 +94,14 @@ class DindNode(Node):
         self.socket = socket
         self._host = host
 
-    def _connect(self) -> docker.DockerClient:
+    def _connect(self, timeout: int = 60) -> docker.DockerClient:
         """A client of the node's engine; NodeDown (never a connection traceback) when it cannot answer."""
         state = self.container_state()
         if state != "running":
             raise NodeDown(self.name, STATE_WORDS.get(state, state), self.lab)
         if not ping_socket(self.socket):
             raise NodeDown(self.name, "not answering", self.lab)
-        return engine.connect(f"unix://{self.socket}")
+        return engine.connect(f"unix://{self.socket}", timeout=timeout)
 
     def engine_answers(self) -> bool:
         return ping_socket(self.socket)
@@ -385,8 +385,8 @@ class DindBackend(Backend):
                    still: Callable[[], bool] = lambda: True) -> bool:
         return DindStates(self).save(key, meta, report, still)
 
-    def elect_now(self, report: Report) -> bool:
-        return DindStates(self).elect_now(report)
+    def elect_now(self, report: Report, name: str | None = None) -> bool:
+        return DindStates(self).elect_now(report, name)
 
     def restore_state(self, key: str, topology: Topology, report: Report) -> dict[str, Any] | None:
         return DindStates(self).restore(key, topology, report)

@@ -437,21 +437,24 @@ class DindStates:
         certificates = self._folder(self.backend.names.volume(name)) / raft_leader.CERTIFICATES
         raft_leader.campaign(address, SWARM_PORT, certificates, raft)
 
-    def elect_now(self, report: Report) -> bool:
-        """The first running manager campaigns at once (see raft_leader). With another manager running, it
-        is elected; alone, it finds at once that it has no quorum, where it would wait for its election
-        timer (10 to 20 s) to say so. Whether one was asked (root only: its certificate is in its folder)."""
+    def elect_now(self, report: Report, name: str | None = None) -> bool:
+        """Manager NAME, else the first running manager, campaigns at once (see raft_leader). With another
+        manager running, it is elected; alone, it finds at once that it has no quorum, where it would wait
+        for its election timer (10 to 20 s) to say so. Whether one was asked (root only: its certificate is
+        in its folder)."""
         if os.geteuid() != 0:
             return False
         for node in self.backend.nodes():  # not asked which is a manager: without a leader, `docker info` waits 20 s
             try:
-                if node.health() != "running":
+                if node.health() != "running" or name not in (None, node.name):
                     continue
                 container = self.host.containers.get(self.backend.names.container(node.name))
                 raft = raft_leader.raft_id(container.logs().decode(errors="replace"))  # a manager's, or one's that was
                 if raft is not None:
                     self._campaign(node.name, node.address, raft)
-                    report(f"{node.name} campaigns at once (a replay does not wait for Swarm's election timer)")
+                    report(f"{node.name} campaigns at once (a replay does not wait for Swarm's election timer)"
+                           if name is None else f"{node.name} campaigns at once: its stop will leave the others "
+                           "no quorum, which they then find at once")
                     return True
             except (docker.errors.DockerException, ConnectionError, OSError):
                 continue  # a worker (nothing listens on its swarm port), or a manager that cannot be asked

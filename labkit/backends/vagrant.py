@@ -196,8 +196,8 @@ class VagrantNode(Node):
         super().__init__(name, role, address)
         self.backend = backend
 
-    def _connect(self) -> docker.DockerClient:
-        return engine.connect(f"unix://{self.backend.forward(self.name)}")
+    def _connect(self, timeout: int = 60) -> docker.DockerClient:
+        return engine.connect(f"unix://{self.backend.forward(self.name)}", timeout=timeout)
 
     def testinfra_spec(self) -> str:
         return f"ssh://{self.name}?ssh_config={self.backend.ssh_config()}&sudo=true"

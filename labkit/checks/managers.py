@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import docker.errors
+import requests.exceptions
 
-from labkit.backends.base import Node
+from labkit.backends.base import PROMPT, Node
 from labkit.checks.base import Context, Result, check, judge_answer, replicas_of, timestamp
 from labkit.checks.pki import cert_on_disk
 from labkit.swarm import task_containers
@@ -203,31 +204,36 @@ def leader_elected(ctx: Context) -> Result:
     return judge_answer(ctx, [str(majority), ["", "one", "two", "three", "four"][min(majority, 4)]], tuple(evidence))
 
 
-def _no_leader(ctx: Context) -> tuple[Node | None, str]:
-    """A manager whose engine answers but whose swarm has no leader (quorum lost), and what it said."""
+def _no_leader(ctx: Context) -> tuple[Node | None, str, bool]:
+    """A manager whose engine answers but whose swarm has no leader (quorum lost), what it said, and whether
+    it held the question instead: a manager that has lost its leader answers only once it notices (10 Raft
+    ticks), and waits for a leader until dockerd's 20 s deadline before that. labkit waits PROMPT seconds."""
     for node in ctx.cluster.managers:
         if node.health() != "running":
             continue
         try:
-            node.docker.api.nodes()
+            node.docker_prompt.api.nodes()
+        except requests.exceptions.Timeout:
+            return node, f"no answer within {PROMPT} s (it waits for a leader)", True
         except docker.errors.APIError as exc:
             said = str(exc.explanation or exc)
             if any(s in said for s in NO_LEADER):
-                return node, said
-    return None, ""
+                return node, said, False
+    return None, "", False
 
 
 @check("quorum_lost", answer=lambda ctx: "yes" if sum(_running_on_workers(ctx).values()) else "no")
 def quorum_lost(ctx: Context) -> Result:
     """Two of three managers off: the last one answers but refuses changes (no leader), while pinger's
-    tasks keep running on the workers; the learner predicted that they keep running."""
+    tasks keep running on the workers; the learner predicted that they keep running. A manager that holds
+    the question has no leader either (Swarm would refuse it at dockerd's 20 s deadline)."""
     off = [n.name for n in ctx.cluster.managers if n.health() != "running"]
-    node, said = _no_leader(ctx)
+    node, said, held = _no_leader(ctx)
     running = _running_on_workers(ctx)
     evidence = (f"managers off: {', '.join(off) or 'none'}",
                 f"{node.name if node else 'the managers'}: {said or 'a leader answers'}",
                 "pinger containers running on: " + ", ".join(f"{n} {c}" for n, c in running.items()))
-    if node is None:
+    if node is None or (held and len(off) < 2):
         if len(off) < 2:
             return Result(False, f"Only {len(off)} manager(s) off: the others still make a majority.", evidence,
                           hint=ctx.step.hints[0])
@@ -239,7 +245,7 @@ def quorum_lost(ctx: Context) -> Result:
 @check("leader_back")
 def leader_back(ctx: Context) -> Result:
     """A manager is back: with 2 of 3 reachable the swarm has a leader again and accepts changes."""
-    node, said = _no_leader(ctx)
+    node, said, _ = _no_leader(ctx)
     if node is not None:
         off = [n.name for n in ctx.cluster.managers if n.health() != "running"]
         pending = len(off) < 2
