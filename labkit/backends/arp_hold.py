@@ -7,6 +7,9 @@ engine about a second: gRPC waits that long before it tries again.
 Each node is reached in its own network namespace (nsenter, as root): its neighbours forgotten and asked
 every PROBE_MS, and the held ones deaf to ARP on the lab network (arp_ignore 8; their containers' bridges
 answer on) until heard. ``end`` gives the kernel's own settings back; a node started afresh has them.
+
+A hold can leak: a deaf node still asks for others' addresses, and Linux learns a requester's MAC from its
+request, so a node it asked can reach it at once (its dial then refused as without the hold).
 """
 
 from __future__ import annotations
