@@ -248,9 +248,11 @@ def leader_back(ctx: Context) -> Result:
     node, said, _ = _no_leader(ctx)
     if node is not None:
         off = [n.name for n in ctx.cluster.managers if n.health() != "running"]
-        pending = len(off) < 2
-        return Result(False, "The swarm still has no leader: too few managers are on.",
-                      (f"{node.name}: {said}", f"managers off: {', '.join(off)}"), pending=pending,
+        evidence = (f"{node.name}: {said}", f"managers off: {', '.join(off)}")
+        if len(off) < 2:  # a majority is on again: they are electing
+            return Result(False, "The managers are electing a leader.", evidence, pending=True,
+                          hint="A majority of the managers is on again: they elect a leader within 10 to 20 s.")
+        return Result(False, "The swarm still has no leader: too few managers are on.", evidence,
                       hint=ctx.step.hints[0])
     try:
         managers = _managers(ctx)
