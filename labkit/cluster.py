@@ -44,6 +44,10 @@ class Cluster:
     def status(self) -> list[NodeStatus]:
         return [n.status() for n in self.nodes]
 
+    def leader(self) -> Node | None:
+        """The manager whose engine says it leads the swarm (None while none does: an election, a lost quorum)."""
+        return next((n for n in self.managers if n.status().swarm == "leader"), None)
+
 
 def cluster(lab: str | None = None, backend: str | None = None) -> Cluster:
     """The running lab LAB (default: $LABKIT_LAB or 'lab'); an error if it has no nodes."""

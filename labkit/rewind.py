@@ -80,7 +80,7 @@ def wait_settled(cluster: Cluster) -> bool:
 
 def _settled(cluster: Cluster) -> bool:
     try:
-        leader = next((n for n in cluster.managers if n.status().swarm == "leader"), None)
+        leader = cluster.leader()
         if leader is None:
             return True
         api = leader.docker.api
@@ -171,7 +171,7 @@ def compact_raft(cluster: Cluster) -> bool:
     entries, 20 ms after a snapshot), while its own agent asks for a session at once: an agent that asks
     before there is a leader waits a second (swarmkit's Raft proxy looks for one once a second), and the
     workers with it. The snapshot shortens that race; it does not always win it."""
-    leader = next((n for n in cluster.managers if n.status().swarm == "leader"), None)
+    leader = cluster.leader()
     if leader is None:
         return False
     interval = leader.docker.api.inspect_swarm()["Spec"]["Raft"]["SnapshotInterval"]
@@ -218,7 +218,7 @@ def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
 def unlock_key(cluster: Cluster) -> str | None:
     """The swarm's unlock key while autolock is on (None when it is off): saved with a state, so that its
     manager, locked when its engine starts again, is unlocked as the learner had unlocked it."""
-    leader = next((n for n in cluster.managers if n.status().swarm == "leader"), None)
+    leader = cluster.leader()
     if leader is None:
         return None
     spec = leader.docker.api.inspect_swarm().get("Spec") or {}

@@ -194,7 +194,7 @@ def quorum_after_stop(cluster: Cluster, name: str) -> bool | None:
     """Whether the managers still have a quorum once manager NAME is off: more than half of the managers in
     Raft on (None: no leader says who they are). Powered on, not "reachable": a leader just elected still
     calls a manager that is off reachable until it misses it."""
-    leader = next((n for n in cluster.managers if n.status().swarm == "leader"), None)
+    leader = cluster.leader()
     if leader is None:
         return None
     try:
