@@ -238,6 +238,10 @@ def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> float | 
     began = time.monotonic()
     try:
         meta = backend.restore_state(key, origin.topology, report)
+        if meta is not None and meta.get("rejected"):  # a race in Swarm's agent (see wait_started_by_agent)
+            report(f"Swarm's agent rejected {len(meta['rejected'])} task(s) as its node started (a rare race in "
+                   "Swarm): putting the state back again")
+            meta = backend.restore_state(key, origin.topology, report)
     except FAILURES as exc:  # the replay that follows makes a fresh cluster anyway
         path = log_exception("putting a state back", exc)
         report(f"The saved state could not be put back (details in {path}): replaying instead")
@@ -248,7 +252,7 @@ def restore(cluster: Cluster, key: str, origin: Lab, report: Report) -> float | 
         mark_unfit(cluster, key, "saved by another version of labkit")
         report("The saved state is of another version of labkit: replaying instead")
         return None
-    lost = set(meta.pop("lost", []))
+    lost = set(meta.pop("lost", [])) | set(meta.pop("rejected", []))
     deadline = time.monotonic() + SETTLE + (LOST_SETTLE if lost else 0)
     while not ((now := _look(cluster)) and same(meta["fingerprint"], now, lost)):
         if time.monotonic() > deadline:

@@ -369,8 +369,35 @@ def test_a_put_back_waits_for_swarm_to_start_the_tasks_it_left_to_it(monkeypatch
     monkeypatch.setattr(dind_states, "SWARM_START_WAIT", 0.5)
     fast, stalled = StartingNode("worker1", StartingAPI({"t1": 3})), StartingNode("worker2", StartingAPI({"t2": 10**6}))
     late = dind_states.wait_started_by_agent([fast, stalled], {"worker1": ["t1"], "worker2": ["t2"], "worker3": ["t3"]})
-    assert late == ["t2"] and fast.docker.api.starts["t1"] == 0  # t1 asked until it ran, then no more
-    assert dind_states.wait_started_by_agent([fast], {"worker1": ["t1"]}) == []
+    assert late == (["t2"], []) and fast.docker.api.starts["t1"] == 0  # t1 asked until it ran, then no more
+    assert dind_states.wait_started_by_agent([fast], {"worker1": ["t1"]}) == ([], [])
+
+
+class LeaderAPI:
+    """A leader's engine: the tasks it lists, in STATES (task: state); how often it was asked."""
+
+    def __init__(self, states: dict[str, str]) -> None:
+        self.states, self.asked = states, 0
+
+    def tasks(self, filters: dict) -> list[dict]:
+        self.asked += 1
+        return [{"ID": t, "Status": {"State": self.states[t]}} for t in filters["id"]]
+
+
+def test_a_put_back_stops_waiting_once_the_leader_says_a_task_was_rejected(monkeypatch) -> None:
+    """A worker's agent given its task a moment before its node counts as active rejects it ("cannot create
+    a swarm scoped network when swarm is not active": a CI rehearsal) and Swarm replaces it: the reset does
+    not wait out SWARM_START_WAIT for a task that will never run again, it names it (put back again)."""
+    monkeypatch.setattr(dind_states, "SWARM_START_WAIT", 5.0)
+    worker = StartingNode("worker1", StartingAPI({"t1": 3, "t2": 10**6}))
+    leader = StartingNode("manager1", LeaderAPI({"t1": "starting", "t2": "rejected"}))  # type: ignore[arg-type]
+    began = time.monotonic()
+    assert dind_states.wait_started_by_agent([worker], {"worker1": ["t1", "t2"]}, leader) == (["t1", "t2"], ["t2"])
+    assert time.monotonic() - began < 1.0 and leader.docker.api.asked == 1
+    running = StartingNode("manager1", LeaderAPI({"t1": "running", "t2": "preparing"}))  # type: ignore[arg-type]
+    slow = StartingNode("worker1", StartingAPI({"t1": 3, "t2": 8}))
+    assert dind_states.wait_started_by_agent([slow], {"worker1": ["t1", "t2"]}, running) == ([], [])
+    assert 1 <= running.docker.api.asked <= 2  # asked every ENDED_EVERY, not at every look
 
 
 def test_an_autolocked_swarm_is_saved_with_its_unlock_key() -> None:
@@ -416,6 +443,34 @@ def test_a_put_back_clearly_slower_than_its_replay_is_marked_unless_swarm_starte
     origin = type("Lab", (), {"topology": None})()
     assert rewind.restore(cluster, "k", origin, lambda _: None) == 5.0  # type: ignore[arg-type]
     assert bool(backend.dropped) == marked
+
+
+class RejectedOnce(PutBack):
+    """A backend whose first put-back has a task rejected by its agent, and its second not."""
+
+    def __init__(self) -> None:
+        super().__init__([], [1000.0], 2.0)
+        self.put_back = 0
+
+    def restore_state(self, key: str, topology: object, report: object) -> dict:
+        self.put_back += 1
+        meta = super().restore_state(key, topology, report)
+        return {**meta, "rejected": ["t-rejected"]} if self.put_back == 1 else {**meta, "rejected": []}
+
+
+def test_a_put_back_whose_task_was_rejected_is_put_back_again(monkeypatch, tmp_path: Path) -> None:
+    """The second put-back is a clean one: the same tasks as saved, none replaced (the rejected task's
+    replacement is gone with the first); the learner is told why the reset takes longer."""
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
+    backend = RejectedOnce()
+    seen: list[set[str]] = []
+    monkeypatch.setattr(rewind, "_look", lambda cluster: SAVED)
+    monkeypatch.setattr(rewind, "same", lambda saved, now, lost: seen.append(lost) or True)
+    said: list[str] = []
+    origin = type("Lab", (), {"topology": None})()
+    assert rewind.restore(Cluster(backend), "k", origin, said.append) == 5.0  # type: ignore[arg-type]
+    assert backend.put_back == 2 and seen == [set()] and not backend.dropped
+    assert any("rejected 1 task(s)" in line and "putting the state back again" in line for line in said)
 
 
 def test_kept_values_follow_the_cluster_put_back_or_made_afresh(tmp_path: Path) -> None:

@@ -71,6 +71,8 @@ GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
 # Rewinds): the workers start at once (_start_at_once). A task that stalls anyway starts late: the reset
 # returns without it.
 SWARM_START_WAIT = 10.0
+ENDED_EVERY = 0.25  # s between asking the leader whether a task the agents are to start again ended
+ENDED_STATES = ("rejected", "failed")  # a task's states, ended by its agent
 GATHER_WAIT = 10.0  # s at most for the workers to connect to their frozen leader (about 1 s)
 # what a node's engine logs as it begins to load its containers: it dials its managers about 0.2 s later
 LOADING = b"Loading containers: start."
@@ -362,11 +364,11 @@ class DindStates:
                     if task and not seen["State"]["Running"]:
                         lost.append(task)  # Swarm replaces its task, but would never remove this container:
                         remove_container(node, r.container)  # gone, as in a replay
-        lost += wait_started_by_agent(nodes, {n: r.by_agent for n, r in restarted.items()})
         leader = next((n for n in nodes if _roles(data).get(n.name) == "leader"), None)
+        late, rejected = wait_started_by_agent(nodes, {n: r.by_agent for n, r in restarted.items()}, leader)
         if leader is not None:
             remove_orphans(leader, nodes)
-        return {**data["meta"], "lost": lost}
+        return {**data["meta"], "lost": lost + late, "rejected": rejected}  # rejected: put back again (rewind)
 
     def _start(self, names: list[str], ended: set[str], containers: dict[str, Any]) -> None:
         """Start the engines of NAMES: those ENDED in place go on (their HOLD goes), the others' containers start."""
@@ -560,21 +562,43 @@ def _running_tasks_of(node: Node, tasks: set[str]) -> set[str]:
     return running
 
 
-def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]]) -> list[str]:
+def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]],
+                          leader: Node | None = None) -> tuple[list[str], list[str]]:
     """Wait (up to SWARM_START_WAIT) until Swarm's agents run again the tasks BY_AGENT (by node; see
-    engine_state.start_with_engine); those they do not run yet (the manager says running all along:
-    Swarm may replace them)."""
+    engine_state.start_with_engine). Returns those they do not run yet (the manager says running all
+    along: Swarm may replace them), and of those, the ones LEADER says ended (rejected, failed), which
+    ends the wait at once.
+
+    A worker's agent can be given its tasks a moment before its engine counts its node as active in the
+    swarm (swarmkit hands the agent its first assignments and its session's "registered" in either
+    order): a task on an overlay network prepared then is rejected ("cannot create a swarm scoped
+    network when swarm is not active") and Swarm replaces it, a new task. A CI rehearsal met it once in
+    hundreds of put-backs; such a state is put back again (see rewind.restore)."""
     waiting = {(node, task) for node in nodes for task in by_agent.get(node.name, [])}
+    ended: list[str] = []
+    asked = [0.0]
 
     def started() -> bool:
         for node, task in sorted(waiting, key=lambda w: (w[0].name, w[1])):
             with contextlib.suppress(docker.errors.APIError):
                 if node.docker.api.containers(filters={"label": f"{TASK_LABEL}={task}", "status": "running"}):
                     waiting.discard((node, task))
-        return not waiting
+        if waiting and leader is not None and time.monotonic() - asked[0] >= ENDED_EVERY:
+            asked[0] = time.monotonic()
+            ended.extend(_ended(leader, {task for _, task in waiting}))
+        return not waiting or bool(ended)
 
     wait_for(started, SWARM_START_WAIT, 0.05)
-    return sorted(task for _, task in waiting)
+    return sorted(task for _, task in waiting), sorted(ended)
+
+
+def _ended(leader: Node, tasks: set[str]) -> list[str]:
+    """Of TASKS, those LEADER says ended (none while it cannot say: a leader still taking office)."""
+    try:
+        listed = leader.docker.api.tasks(filters={"id": sorted(tasks)})
+    except (docker.errors.APIError, OSError, NodeDown):
+        return []
+    return [t["ID"] for t in listed if t["ID"] in tasks and t["Status"]["State"] in ENDED_STATES]
 
 
 def remove_orphans(leader: Node, nodes: list[Node]) -> None:
