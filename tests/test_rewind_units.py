@@ -180,40 +180,6 @@ def test_a_pause_refused_for_another_reason_or_too_often_is_an_error(monkeypatch
         dind_states.freeze(Freezer(*["unable to freeze"] * 3))
 
 
-TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-
-
-def net_tcp(tmp_path: Path, pid: int, tcp: list[str], tcp6: list[str] | None = None) -> Path:
-    """A /proc whose process PID sees the sockets TCP (and TCP6) in its network namespace."""
-    net = tmp_path / str(pid) / "net"
-    net.mkdir(parents=True)
-    (net / "tcp").write_text(TCP_HEADER + "".join(f"   {i}: {line}\n" for i, line in enumerate(tcp)))
-    if tcp6 is not None:
-        (net / "tcp6").write_text(TCP_HEADER + "".join(f"   {i}: {line}\n" for i, line in enumerate(tcp6)))
-    return tmp_path
-
-
-def test_a_manager_listens_once_its_swarm_port_is_in_listen_state(tmp_path: Path) -> None:
-    """A worker's engine starts once its manager listens on 2377 (0x0949): a worker that finds none
-    waits a second or more before it tries again."""
-    dialing = "0B1E10AC:C2A4 0B1E10AC:0949 02 00000000:00000000 01:00000014 00000000     0        0 0"
-    ssh = "00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1"
-    swarm = "00000000000000000000000000000000:0949 00000000000000000000000000000000:0000 0A 00000000:00000000"
-    assert not dind_states.listening(7, 2377, net_tcp(tmp_path / "a", 7, [dialing, ssh]))
-    assert dind_states.listening(7, 2377, net_tcp(tmp_path / "b", 7, [ssh], [swarm]))
-    assert not dind_states.listening(8, 2377, tmp_path / "b")  # a process that is gone
-
-
-def test_a_manager_is_ready_for_its_workers_once_it_also_listens_for_gossip(tmp_path: Path) -> None:
-    """A worker joins the nodes' gossip (7946, 0x1F0A) once, as its engine starts, and retries only a
-    minute later: a worker started when its manager listened on 2377 alone went a minute without
-    service discovery (a CI run's networks lab)."""
-    swarm = "00000000000000000000000000000000:0949 00000000000000000000000000000000:0000 0A 00000000:00000000"
-    gossip = "00000000000000000000000000000000:1F0A 00000000000000000000000000000000:0000 0A 00000000:00000000"
-    assert not dind_states.manager_ready(7, net_tcp(tmp_path / "a", 7, [], [swarm]))
-    assert dind_states.manager_ready(7, net_tcp(tmp_path / "b", 7, [], [swarm, gossip]))
-
-
 @pytest.mark.parametrize("swarm", [False, True], ids=["bare engines", "a swarm"])
 def test_a_fingerprint_is_one_a_saved_state_may_hold(swarm: bool) -> None:
     """The state of bare engines (the course's start) is saved too: its fingerprint has the same shape."""
@@ -489,20 +455,6 @@ def test_kept_values_follow_the_cluster_put_back_or_made_afresh(tmp_path: Path) 
     progress.keep("unlock_keys", ["SWMKEY-1-old-swarm"])
     progress.forget_kept()
     assert progress.kept("unlock_keys") is None and progress.passed("autolock:autolock")
-
-
-def test_managers_are_connected_once_each_has_a_connection_established_to_the_other(tmp_path: Path) -> None:
-    """Before the saved leader campaigns, each manager must be connected to the others (a vote asked
-    before is lost): 172.30.16.11 is 0B101EAC in /proc's tables, 2377 is 0949; 01 is established."""
-    to_manager1 = "0C101EAC:C2A4 0B101EAC:0949 01 00000000:00000000 00:00000000 00000000     0        0 0"
-    syn_sent = "0C101EAC:C2A6 0B101EAC:0949 02 00000000:00000000 01:00000014 00000000     0        0 0"
-    mapped = ("0000000000000000FFFF00000C101EAC:C2A4 0000000000000000FFFF00000B101EAC:0949 01 "
-              "00000000:00000000 00:00000000 00000000     0        0 0")
-    assert not dind_states.connected(7, "172.30.16.11", 2377, net_tcp(tmp_path / "a", 7, [syn_sent]))
-    assert dind_states.connected(7, "172.30.16.11", 2377, net_tcp(tmp_path / "b", 7, [syn_sent, to_manager1]))
-    assert dind_states.connected(7, "172.30.16.11", 2377, net_tcp(tmp_path / "c", 7, [], [mapped]))
-    assert not dind_states.connected(7, "172.30.16.12", 2377, tmp_path / "b")  # another manager
-    assert not dind_states.connected(8, "172.30.16.11", 2377, tmp_path / "b")  # a process that is gone
 
 
 def states_on(*subnets: str, replay: float = 30.0) -> dict[str, tuple[str, dict]]:

@@ -27,8 +27,9 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ from docker.models.containers import Container
 from docker.models.volumes import Volume
 
 from labkit import engine_state, images, raft_leader
+from labkit.backends import tcp_sockets
 from labkit.backends.arp_hold import ArpHold
 from labkit.backends.base import Node, wait_for
 from labkit.engine_state import TASK_LABEL
@@ -76,7 +78,6 @@ ENDED_STATES = ("rejected", "failed")  # a task's states, ended by its agent
 GATHER_WAIT = 10.0  # s at most for the workers to connect to their frozen leader (about 1 s)
 # what a node's engine logs as it begins to load its containers: it dials its managers about 0.2 s later
 LOADING = b"Loading containers: start."
-TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"  # a socket's states in /proc/net/tcp
 RAFT_WAIT = 10.0  # s for the Raft node of each manager put back to start (about 0.5 s)
 # s at most, once they listen, for the managers to be connected to each other before the saved leader
 # campaigns: each dialled the others as its engine started, held until they listened (arp_hold; one not
@@ -640,37 +641,28 @@ def _tasks(leader: Node) -> list[dict[str, Any]] | None:
         return None
 
 
-def manager_ready(pid: int, proc: Path = Path("/proc")) -> bool:
+def manager_ready(pid: int) -> bool:
     """Whether the manager whose node's init is host process PID is ready for its workers: it listens on
     the swarm port and on the gossip port (its engine opens the second about a second after the first)."""
-    return all(listening(pid, port, proc) for port in (SWARM_PORT, GOSSIP_PORT))
+    return {SWARM_PORT, GOSSIP_PORT} <= listening_ports(pid)
 
 
-def _tcp_sockets(pid: int, proc: Path) -> Iterator[tuple[str, list[str]]]:
-    """Each TCP socket of the network namespace of host process PID: its table (tcp, tcp6) and its fields
-    in /proc (local address, remote address, state...); none for a process that is gone."""
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = (proc / str(pid) / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            if len(fields := line.split()) > 3:
-                yield table, fields
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports something listens on in the network namespace of host process PID (an engine's
+    listeners are on "[::]", IPv6 sockets that take IPv4 too)."""
+    return {s.local[1] for family in (socket.AF_INET6, socket.AF_INET)
+            for s in tcp_sockets.sockets(pid, tcp_sockets.LISTEN, family)}
 
 
-def listening(pid: int, port: int, proc: Path = Path("/proc")) -> bool:
+def listening(pid: int, port: int) -> bool:
     """Whether something in the network namespace of host process PID listens on TCP PORT."""
-    return any(f[3] == TCP_LISTEN and int(f[1].rpartition(":")[2], 16) == port for _, f in _tcp_sockets(pid, proc))
+    return port in listening_ports(pid)
 
 
-def connected(pid: int, address: str, port: int, proc: Path = Path("/proc")) -> bool:
+def connected(pid: int, address: str, port: int) -> bool:
     """Whether the network namespace of host process PID has a TCP connection established to ADDRESS
-    (IPv4) on PORT (in /proc's tables, an IPv4 address is 4 bytes little-endian; in tcp6, mapped)."""
-    wanted = f"{bytes(reversed(ipaddress.IPv4Address(address).packed)).hex().upper()}:{port:04X}"
-    prefix = {"tcp": "", "tcp6": "0000000000000000FFFF0000"}
-    return any(f[3] == TCP_ESTABLISHED and f[2].upper() == prefix[table] + wanted
-               for table, f in _tcp_sockets(pid, proc))
+    (IPv4) on PORT (an engine dials an IPv4 address from an IPv4 socket)."""
+    return any(s.remote == (address, port) for s in tcp_sockets.sockets(pid, tcp_sockets.ESTABLISHED, socket.AF_INET))
 
 
 def _pid(container: Any) -> int:
