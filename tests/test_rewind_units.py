@@ -310,16 +310,17 @@ def test_a_state_just_marked_unfit_replays() -> None:
 
 
 class StartingAPI:
-    """A node's engine whose Swarm agent starts the task containers of STARTS (task: polls until it runs)."""
+    """A node's engine whose Swarm agent starts the task containers of STARTS (task: how many questions
+    until it runs); how often it was asked."""
 
     def __init__(self, starts: dict[str, int]) -> None:
-        self.starts = dict(starts)
+        self.starts, self.asked = dict(starts), 0
 
     def containers(self, filters: dict) -> list[dict]:
-        task = filters["label"].partition("=")[2]
-        assert filters["label"].startswith(dind_states.TASK_LABEL + "=") and filters["status"] == "running"
-        self.starts[task] -= 1
-        return [{"Id": f"c-{task}"}] if self.starts[task] <= 0 else []
+        assert filters == {"label": dind_states.TASK_LABEL, "status": "running"}
+        self.asked += 1
+        return [{"Id": f"c-{task}", "Labels": {dind_states.TASK_LABEL: task}}
+                for task, left in self.starts.items() if left <= self.asked] + [{"Id": "not-a-task", "Labels": None}]
 
 
 class StartingNode:
@@ -335,8 +336,11 @@ def test_a_put_back_waits_for_swarm_to_start_the_tasks_it_left_to_it(monkeypatch
     monkeypatch.setattr(dind_states, "SWARM_START_WAIT", 0.5)
     fast, stalled = StartingNode("worker1", StartingAPI({"t1": 3})), StartingNode("worker2", StartingAPI({"t2": 10**6}))
     late = dind_states.wait_started_by_agent([fast, stalled], {"worker1": ["t1"], "worker2": ["t2"], "worker3": ["t3"]})
-    assert late == (["t2"], []) and fast.docker.api.starts["t1"] == 0  # t1 asked until it ran, then no more
+    assert late == (["t2"], []) and fast.docker.api.asked == 3  # asked until t1 ran, then no more
     assert dind_states.wait_started_by_agent([fast], {"worker1": ["t1"]}) == ([], [])
+    both = StartingNode("worker1", StartingAPI({"t1": 3, "t2": 3}))
+    assert dind_states.wait_started_by_agent([both], {"worker1": ["t1", "t2"]}) == ([], [])
+    assert both.docker.api.asked == 3  # one question for all of a node's tasks, not one each
 
 
 class LeaderAPI:
