@@ -212,7 +212,10 @@ def _cp_all(copies: list[tuple[Path, Path, bool]]) -> None:
     entries per node, on four threads, and a process started from Python for each took a few ms of its
     CPU (and the GIL) while the engines needed the machine. Not linked, runs of zeros become holes (a
     manager's Raft log is 64 MB files, mostly zeros, preallocated)."""
-    script = [shlex.join(["cp", "-a", "--link" if link else "--sparse=always", str(source), str(folder)])
-              for source, folder, link in copies]
+    groups: dict[tuple[Path, bool], list[str]] = {}  # one cp for all that go into one folder alike
+    for source, folder, link in copies:
+        groups.setdefault((folder, link), []).append(str(source))
+    script = [shlex.join(["cp", "-a", "--link" if link else "--sparse=always", *sources, str(folder)])
+              for (folder, link), sources in groups.items()]
     if script:
         subprocess.run(["sh", "-ec", "\n".join(script)], check=True, capture_output=True)
