@@ -70,8 +70,8 @@ GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
 # s for the agents to start again the task containers on Swarm's networks (about 2 s). A worker's engine that
 # joins the nodes' gossip later than another's stalls 30 s joining an overlay network (Docker 20.10's
 # networkdb: its sync with the other, which gossip has not yet told of it, gets no answer; see the README's
-# Rewinds): the workers start at once (_start_at_once). A task that stalls anyway starts late: the reset
-# returns without it.
+# Rewinds): the workers start at once (_start_at_once). A task that stalls anyway would start 30 s late: the
+# state is put back again (rewind.put_back_again).
 SWARM_START_WAIT = 10.0
 ENDED_EVERY = 0.25  # s between asking the leader whether a task the agents are to start again ended
 ENDED_STATES = ("rejected", "failed")  # a task's states, ended by its agent
@@ -369,7 +369,7 @@ class DindStates:
         late, rejected = wait_started_by_agent(nodes, {n: r.by_agent for n, r in restarted.items()}, leader)
         if leader is not None:
             remove_orphans(leader, nodes)
-        return {**data["meta"], "lost": lost + late, "rejected": rejected}  # rejected: put back again (rewind)
+        return {**data["meta"], "lost": lost, "late": late, "rejected": rejected}  # see rewind.put_back_again
 
     def _start(self, names: list[str], ended: set[str], containers: dict[str, Any]) -> None:
         """Start the engines of NAMES: those ENDED in place go on (their HOLD goes), the others' containers start."""
