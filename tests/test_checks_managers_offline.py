@@ -24,6 +24,7 @@ from tests.fakes import (
     HELD,
     NO_LEADER,
     NODE_CERT_READ,
+    FakeAPI,
     FakeLab,
     Json,
     elect,
@@ -258,6 +259,25 @@ def test_promote_not_done():
 def test_promote_new_manager_not_reachable_yet_is_pending():
     failed(run_check("manager_quorum", promoted_lab("unknown"), "1", step="promote"), "worker1 is not reachable yet.",
            pending=True, hint="watch `docker node ls`")
+
+
+def test_promote_seat_taken_while_the_check_asks_is_pending_not_a_failure(monkeypatch):
+    """worker1, promoted, takes its seat in Raft between two questions of the check: it reads one answer of
+    the node list, so it says worker1 is joining (CI saw "3 managers; this step wants 4" with worker1 a
+    manager by role, when the check asked twice)."""
+    lab = promoted_lab()
+    seat = lab.swarm.node("worker1").pop("ManagerStatus")
+    asked = FakeAPI.nodes
+
+    def seated_once_asked(api, filters=None):
+        answer = asked(api, filters)
+        lab.swarm.node("worker1")["ManagerStatus"] = seat
+        return answer
+
+    ctx = Context(lab.cluster, step_of("manager_quorum", "promote"), "1")
+    assert ctx.manager.name == "manager1"  # found (by asking for the leader) before worker1 takes its seat
+    monkeypatch.setattr(FakeAPI, "nodes", seated_once_asked)
+    failed(CHECKS["manager_quorum"](ctx), "worker1: manager by role, not yet back in Raft.", pending=True)
 
 
 # --- managers:demote -------------------------------------------------------------------------------------

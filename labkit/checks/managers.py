@@ -27,7 +27,12 @@ def tolerance(managers: int) -> int:
 def _managers(ctx: Context) -> dict[str, dict[str, Any]]:
     """The swarm's managers by hostname, as the managers see them: the nodes in Raft (with a MANAGER STATUS).
     After `--force-new-cluster` the lost managers keep their role in the node list, but not their seat."""
-    return {h: n for h, n in ctx.nodes_by_hostname().items() if n.get("ManagerStatus")}
+    return _seated(ctx.nodes_by_hostname())
+
+
+def _seated(nodes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The nodes of NODES that have a seat in Raft (a MANAGER STATUS)."""
+    return {h: n for h, n in nodes.items() if n.get("ManagerStatus")}
 
 
 def _status(nodes: dict[str, dict[str, Any]]) -> str:
@@ -52,10 +57,10 @@ def manager_quorum(ctx: Context) -> Result:
     many of them it may lose. An even number is named as the mistake it is."""
     if not ctx.swarm_active():
         return ctx.not_initialised()
-    managers = _managers(ctx)
+    nodes = ctx.nodes_by_hostname()  # one answer for all that follows: a promoted node may take its seat meanwhile
+    managers = _seated(nodes)
     wanted = int(ctx.params.get("managers", 3))
     count = len(managers)
-    nodes = ctx.nodes_by_hostname()
     others = ", ".join(f"{h} {n['Spec'].get('Role')} ({n['Status'].get('State')})" for h, n in sorted(nodes.items())
                        if h not in managers)
     evidence = (f"managers: {_status(managers)}",
