@@ -479,15 +479,17 @@ class DindStates:
         init = int((container.attrs.get("State") or {}).get("Pid") or 0)
         deadline = time.monotonic() + END_WAIT
         while init and time.monotonic() < deadline:
-            loop, others = engine_processes(init)
+            loop, others = engine_processes(init)  # a look at every process of the host: a few ms of CPU
             if loop is None:
                 break
+            if not others and (folder / DOWN).exists():
+                return True
             for pid in others:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            if not others and (folder / DOWN).exists():
-                return True
-            time.sleep(0.01)
+            # the loop says when dockerd has ended (DOWN): only then is it worth looking again
+            wait_for(lambda: (folder / DOWN).exists(), max(0.0, deadline - time.monotonic()), 0.01)
+            time.sleep(0.01)  # what was killed with it is reaped meanwhile
         hold.unlink(missing_ok=True)
         return False
 
@@ -505,16 +507,17 @@ def engine_processes(init: int, proc: Path = Path("/proc")) -> tuple[int | None,
     started, the containers' shims and processes; not the loop's own helpers, such as its sleep)."""
     children: dict[int, list[int]] = {}
     names: dict[int, str] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
+    with os.scandir(proc) as entries:
+        pids = [int(e.name) for e in entries if e.name.isdigit()]
+    for pid in pids:
         try:
-            stat = (entry / "stat").read_text()
+            with open(f"{proc}/{pid}/stat", "rb") as f:
+                stat = f.read()
         except OSError:
             continue  # ended meanwhile
-        name, _, rest = stat.rpartition(")")
-        children.setdefault(int(rest.split()[1]), []).append(int(entry.name))
-        names[int(entry.name)] = name.partition("(")[2]
+        name, _, rest = stat.rpartition(b")")
+        children.setdefault(int(rest.split()[1]), []).append(pid)
+        names[pid] = name.partition(b"(")[2].decode(errors="replace")
     top = children.get(init, [])
     loop = next((p for p in top if names.get(p, "").startswith(ENTRYPOINT_NAME)), None)
     if loop is None:
