@@ -4,8 +4,8 @@ netlink (sock_diag), as `ss` asks.
 A put-back polls its nodes' sockets every 10 ms (a manager listening, a worker connected to its leader).
 Reading /proc/PID/net/tcp walks every bucket of the host's table of connections, which the nodes share
 (262144 buckets here): about 4 ms of CPU a read, and the polls took most of a core while the engines
-needed both. Asked by netlink, listening sockets cost a walk of their own small table (0.02 ms), and a
-family's established connections about 1 ms.
+needed both. Asked by netlink, a node's listening sockets cost 0.07 ms, its established IPv4 connections
+0.05 ms (measured here; see the README's Rewinds).
 """
 
 from __future__ import annotations
