@@ -36,8 +36,13 @@ from typing import Any
 
 import docker.errors
 import requests.exceptions
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from labkit.backends.base import Backend, Node, RunResult
+from labkit.checks.pki import openssl_serial
 from labkit.cluster import Cluster
 from labkit.report import Report
 from labkit.topology import Topology
@@ -92,6 +97,20 @@ def ca_digest(pem: str) -> str:
 def fake_pem(seed: str) -> str:
     """A certificate's PEM (its body is not a real certificate: no check decodes it)."""
     return f"-----BEGIN CERTIFICATE-----\n{hashlib.sha256(seed.encode()).hexdigest()}\n-----END CERTIFICATE-----\n"
+
+
+_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def real_pem(cn: str, ou: str, o: str, serial: int, start: datetime, days: float) -> str:
+    """A real certificate's PEM, as swarmkit issues a node's (self-signed here: no check verifies it)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                      x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, o)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(_KEY.public_key())
+            .serial_number(serial).not_valid_before(start).not_valid_after(start + timedelta(days=days))
+            .sign(_KEY, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 # --- one engine ----------------------------------------------------------------------------------
@@ -1111,10 +1130,12 @@ def issue_cert(lab: FakeLab, name: str, at: float = 0.0, role: str | None = None
     node, swarm = lab[name], lab.swarm
     entry = next(n for n in swarm.nodes if n["ID"] == node.engine.node_id)
     role = role or entry["Spec"]["Role"]
-    serial = hashlib.sha1(f"{name}/{lab.new_id()}".encode()).hexdigest().upper()
+    number = int(hashlib.sha1(f"{name}/{lab.new_id()}".encode()).hexdigest()[:32], 16)  # 128 bits, as swarmkit's
+    serial = openssl_serial(number)
     days = swarm.trust["Spec"]["CAConfig"]["NodeCertExpiry"] / HOUR_NS / 24
     node.files[CA_CERT] = swarm.ca_pem
-    node.files[NODE_CERT] = fake_pem(serial)
+    node.files[NODE_CERT] = real_pem(node.engine.node_id, f"swarm-{role}", swarm.id, number,
+                                     ISSUED + timedelta(seconds=at), days)
     node.outputs[NODE_CERT_READ] = (f"subject=CN={node.engine.node_id},OU=swarm-{role},O={swarm.id}\n"
                                     f"serial={serial}\n" + openssl_dates(days, ISSUED + timedelta(seconds=at)))
     node.outputs[NODE_CERT_VERIFY] = f"{NODE_CERT}: OK\n"

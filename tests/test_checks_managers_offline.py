@@ -23,7 +23,7 @@ from tests.fakes import (
     ELECTING,
     HELD,
     NO_LEADER,
-    NODE_CERT_READ,
+    NODE_CERT,
     FakeAPI,
     FakeLab,
     Json,
@@ -323,7 +323,7 @@ def test_demote_waits_until_worker1_holds_a_worker_certificate():
     failed(run_check("manager_quorum", lab, step="demote"),
            "worker1 has left Raft; the certificate on its disk still says OU=swarm-manager, a worker's is on its "
            "way.", pending=True, hint="trades its manager certificate for a worker's")
-    lab["worker1"].outputs[NODE_CERT_READ] = (1, "", "Could not open file\n")
+    lab["worker1"].files.pop(NODE_CERT)
     failed(run_check("manager_quorum", lab, step="demote"), "the certificate on its disk still says OU=unreadable",
            pending=True)
     issue_cert(lab, "worker1")

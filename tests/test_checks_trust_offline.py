@@ -3,20 +3,28 @@ tests/fakes.py, with the steps, hints and explanations of labs/13-trust.toml. Th
 worker token saved on worker2 and rotated, worker2 out of the swarm (left, removed) and back with the current
 token, worker1 promoted and demoted (its certificate's OU follows), 720h certificates, the root CA rotated
 (every certificate re-issued, new tokens), and worker2 back in with a token of the new CA. Each node's
-certificate is what its own openssl prints about the file on its fake disk.
+certificate is a real one on its fake disk, read as the learner's openssl prints it (checked against this
+machine's openssl below).
 """
 
 from __future__ import annotations
 
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
+from labkit.checks.pki import _dn, _validity_days, cert_on_disk
 from tests.fakes import (
     NODE_CERT,
     NODE_CERT_READ,
     FakeLab,
+    FakeNode,
     ca_digest,
     issue_cert,
     leave_swarm,
+    real_pem,
     rejoin,
     rotate_ca,
     rotate_token,
@@ -276,7 +284,7 @@ def test_rejoined_pending_until_listed_ready_and_certified():
     lab.mark_node("worker2", "unknown", at=31)
     failed(run_check("rejoined", lab), "worker2 joined but is not Ready yet.", pending=True)
     lab.mark_node("worker2", "ready", at=32)
-    lab["worker2"].outputs[NODE_CERT_READ] = (1, "", "Could not open file\n")
+    lab["worker2"].files.pop(NODE_CERT)
     failed(run_check("rejoined", lab), "worker2 has no certificate of its own yet.", pending=True)
     issue_cert(lab, "worker2")
     lab.swarm.nodes[-1]["Description"]["TLSInfo"]["CertIssuerPublicKey"] = "another key"
@@ -331,7 +339,7 @@ def test_promoted_pending_until_reachable_and_certified():
     assert answer_of("promoted", lab) == "swarm-manager"  # what the certificate will say: the CA follows the role
     failed(run_check("promoted", lab, "swarm-manager"), "worker1 is a manager for the swarm, but the certificate on "
            "its disk says OU=swarm-worker: the new one is on its way.", pending=True)
-    lab["worker1"].outputs[NODE_CERT_READ] = (1, "", "Could not open file\n")
+    lab["worker1"].files.pop(NODE_CERT)
     failed(run_check("promoted", lab, "swarm-manager"), "says OU=unreadable", pending=True)
 
 
@@ -392,7 +400,7 @@ def test_cert_expiry_not_set():
 
 def test_cert_expiry_unreadable_certificate():
     lab, _ = expiry_lab()
-    lab["worker1"].outputs[NODE_CERT_READ] = (1, "", "Could not open file\n")
+    lab["worker1"].files.pop(NODE_CERT)
     failed(run_check("cert_expiry", lab, "90"), "Could not read worker1's certificate.")
     assert answer_of("cert_expiry", lab) == ""
 
@@ -440,7 +448,7 @@ def test_ca_rotated_worker1_still_shows_the_saved_certificate():
     lab.swarm.node("worker1")["Description"]["TLSInfo"] = dict(lab.swarm.trust["TLSInfo"])
     failed(run_check("ca_rotated", lab, "no"), "worker1's certificate is still the one saved in /root/cert-before.",
            pending=True)
-    lab["worker1"].outputs[NODE_CERT_READ] = (1, "", "Could not open file\n")
+    lab["worker1"].files.pop(NODE_CERT)
     failed(run_check("ca_rotated", lab, "no"), "Could not read worker1's certificate.", pending=True)
 
 
@@ -512,3 +520,28 @@ def test_rejoined_new_ca_token_saved_after_the_rotation_or_no_rotation():
     save_file(lab, "worker2", TOKEN_BEFORE_CA, lab.swarm.tokens["Worker"] + "\n", at=60)
     failed(run_check("rejoined_new_ca", lab), "The token in /root/token-before-ca is still the swarm's worker token",
            hint="Rotate first (`docker swarm ca --rotate` on manager1).")
+
+
+@pytest.mark.parametrize("serial", [0x0ABC, 0xABC, 0xFF01, 0x80 << 120, 1])
+def test_cert_on_disk_reads_what_the_learners_openssl_prints(serial: int, tmp_path: Path) -> None:
+    """The rotation step compares the serial a learner saved with `openssl x509 -serial` with the one
+    cert_on_disk reads: the same digits (a leading zero, a high bit), subject and lifetime."""
+    pem = real_pem("nodeid", "swarm-worker", "swarmid", serial, datetime(2026, 11, 25, 12, tzinfo=UTC), 90)
+    (tmp_path / "cert").write_text(pem)
+    printed = subprocess.run(["openssl", "x509", "-in", str(tmp_path / "cert"), "-noout", "-subject", "-serial",
+                              "-startdate", "-enddate", "-nameopt", "RFC2253"], capture_output=True, text=True,
+                             check=True).stdout
+    node = FakeNode("worker1", "worker", "10.0.0.3")
+    node.files[NODE_CERT] = pem
+    lines = dict(line.split("=", 1) for line in printed.splitlines())
+    assert cert_on_disk(node) == {"subject": _dn(f"subject={lines['subject']}"), "serial": lines["serial"],
+                                  "days": _validity_days(printed)} == {
+        "subject": {"CN": "nodeid", "OU": "swarm-worker", "O": "swarmid"}, "serial": lines["serial"], "days": 90}
+
+
+def test_a_file_that_is_no_certificate_reads_as_none() -> None:
+    node = FakeNode("worker1", "worker", "10.0.0.3")
+    node.files[NODE_CERT] = "-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n"
+    assert cert_on_disk(node) is None
+    del node.files[NODE_CERT]
+    assert cert_on_disk(node) is None

@@ -46,6 +46,22 @@ def test_run_returns_exit_code_and_both_streams(lab: labkit.Cluster) -> None:
     assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
 
 
+def test_read_text_gives_what_cat_on_the_node_gives(lab: labkit.Cluster) -> None:
+    """Files on the node's disk as the checks read them: straight from its filesystem where labkit may, on
+    the engine's volume too; a path through a symbolic link (the node's to resolve) as `cat` resolves it."""
+    node = lab["worker1"]
+    script = ("mkdir -p /var/lib/docker/labkit-test && echo engine > /var/lib/docker/labkit-test/f && "
+              "ln -sfn /var/lib/docker/labkit-test /root/link && echo home > /root/f && mkfifo /root/fifo")
+    assert node.run(script).ok
+    try:
+        for path in ("/var/lib/docker/labkit-test/f", "/root/f", "/root/link/f", "/etc/hostname"):
+            assert node.read_text(path) == node.run(["cat", path]).stdout != "", path
+        assert node.read_text("/root/missing") is None
+        assert node.read_text("/root/fifo") is None  # not a file (`cat` would wait for a writer)
+    finally:
+        node.run("rm -rf /var/lib/docker/labkit-test /root/link /root/f /root/fifo")
+
+
 @pytest.mark.destructive
 def test_swarm_init_and_join_give_a_leader_and_two_ready_workers(own_lab: labkit.Cluster) -> None:
     lab = own_lab  # forms a swarm: on this module's own lab, so the shared one stays bare engines

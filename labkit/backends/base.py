@@ -92,6 +92,11 @@ class Node(ABC):
     def run(self, cmd: str | list[str], timeout: float = 60) -> RunResult:
         """Run CMD on the node (a string goes through /bin/sh -c)."""
 
+    def read_text(self, path: str) -> str | None:
+        """The text of file PATH on the node (None: it cannot be read), as `cat PATH` on the node shows it."""
+        done = self.run(["cat", path])
+        return done.stdout if done.ok else None
+
     @abstractmethod
     def container_state(self) -> str:
         """running, exited, created, ... of what hosts the node; 'missing' if nothing does."""

@@ -8,9 +8,11 @@ host directory (never on TCP), which is how ``Node.docker`` reaches it.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +87,34 @@ FALLBACK_HOST_CONFIG: dict[str, Any] = {
 UNMASKED_PATHS = {"MaskedPaths": [], "ReadonlyPaths": []}
 
 
+def read_beneath(root: Path, path: str) -> bytes | None:
+    """The bytes of regular file PATH under ROOT, each part of PATH opened without following a symbolic
+    link; FileNotFoundError when there is no regular file there; None when it cannot be read this way (a
+    link is the node's to resolve, ROOT may be out of reach)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    try:
+        fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
+    except OSError:
+        return None
+    try:
+        for part in parts[:-1]:
+            fds.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
+        fds.append(os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1]))
+        if not stat.S_ISREG(os.fstat(fds[-1]).st_mode):  # a fifo would hold `cat` until its timeout
+            raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
+        with os.fdopen(fds.pop(), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise
+    except OSError:
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 class DindNode(Node):
     def __init__(
         self, spec: NodeSpec, address: str, container: str, socket: Path, host: docker.DockerClient, lab: str
@@ -120,6 +150,19 @@ class DindNode(Node):
             (out or b"").decode(errors="replace"),
             (err or b"").decode(errors="replace"),
         )
+
+    def read_text(self, path: str) -> str | None:
+        """Read straight from the node's filesystem, seen through its init process (as root: 1 ms, where a
+        `cat` in the node costs an exec, 40 ms idle and up to 0.4 s while the engines start); else `cat`."""
+        try:
+            pid = int((self._host.containers.get(self.container_name).attrs.get("State") or {}).get("Pid") or 0)
+        except docker.errors.NotFound:
+            raise NodeDown(self.name, "missing", self.lab) from None
+        try:
+            data = read_beneath(Path(f"/proc/{pid}/root"), path) if pid else None
+        except FileNotFoundError:
+            return None
+        return data.decode(errors="replace") if data is not None else super().read_text(path)
 
     def testinfra_spec(self) -> str:
         return f"docker://{self.container_name}"
