@@ -174,13 +174,45 @@ class FakeContainer:
             raise docker.errors.APIError(f"409 Client Error: Conflict (\"Container {self.id} is not running\")")
         command = cmd if isinstance(cmd, str) else shlex.join(cmd)
         self.exec_log.append([cmd] if isinstance(cmd, str) else list(cmd))
+        if isinstance(cmd, list) and cmd[:2] == ["sh", "-c"]:
+            run = self._sequence(cmd[2])
+            if run is not None:
+                return run
+        canned = self._canned(command)
+        if canned is None:
+            raise AssertionError(f"the fake container {self.name} has no canned output for: {command}")
+        return canned
+
+    def _canned(self, command: str) -> ExecResult | None:
         for key in sorted(self.execs, key=len, reverse=True):
             if key in command:
                 canned = self.execs[key]
                 if isinstance(canned, list):  # a queue: one answer per call, the last one repeats
                     canned = canned.pop(0) if len(canned) > 1 else canned[0]
                 return ExecResult(*canned)
-        raise AssertionError(f"the fake container {self.name} has no canned output for: {command}")
+        return None
+
+    def _sequence(self, script: str) -> ExecResult | None:
+        """SCRIPT as sh runs `a; r=$?; echo; echo TEXT $r; b; ...`: canned commands, their exit codes kept
+        and echoes, one after the other (None: SCRIPT is not only those)."""
+        parts = script.split("; ")
+        if len(parts) < 2 or not all(p.startswith("echo") or p == "r=$?" or self._has_canned(p) for p in parts):
+            return None
+        out, rc, kept = b"", 0, 0
+        for part in parts:
+            if part == "r=$?":
+                kept, rc = rc, 0
+            elif part.startswith("echo"):
+                words = [str(rc) if w == "$?" else str(kept) if w == "$r" else w for w in shlex.split(part)[1:]]
+                out += " ".join(words).encode() + b"\n"
+                rc = 0
+            else:
+                rc, answer = self._canned(part) or (127, b"")
+                out += answer
+        return ExecResult(rc, out)
+
+    def _has_canned(self, command: str) -> bool:
+        return any(key in command for key in self.execs)
 
 
 ExecResult = namedtuple("ExecResult", "exit_code,output")  # what docker-py's Container.exec_run gives

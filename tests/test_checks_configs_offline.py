@@ -8,6 +8,8 @@ a server block without /whoami, a config nginx refuses, an update not run) gets 
 
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 from tests.fakes import FakeLab, Json, swarm_lab
 from tests.test_checks_offline import (  # noqa: F401 (no_real_engine: autouse, so no real engine here either)
     answer_of,
@@ -265,7 +267,8 @@ def test_configs_served_every_task_serves_the_page():
           for i, n, c in zip(ids, ALL_NODES, cids, strict=True)),
     )
     container = lab.container_of(lab.tasks(web)[0])
-    assert ["wget", "-q", "-O-", "http://127.0.0.1/"] in container.exec_log  # no -T: that busybox crashes on it
+    assert container.exec_log == [["sh", "-c", ANY]]  # one exec per task for both pages
+    assert "wget -q -O- http://127.0.0.1/;" in container.exec_log[0][2]  # no -T: that busybox crashes on it
 
 
 def test_configs_served_a_fixed_server_config_site_v2_counts():
@@ -412,6 +415,8 @@ def test_config_rolled_a_task_still_serving_the_old_page_is_pending():
 def test_config_rolled_new_tasks_no_is_right():
     lab, web = rolled_lab()
     assert answer_of("config_rolled", lab) == "no"
+    running = [lab.container_of(t) for t in lab.tasks(web) if t["DesiredState"] == "running"]
+    assert not any(c.exec_log for c in running), "the answer reads the tasks, asks no task's nginx"
     result = run_check("config_rolled", lab, "No, new ones.")
     passed(result, "Right: No, new ones")
     old = [t for t in lab.tasks(web) if t["DesiredState"] == "shutdown"]
