@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 
@@ -31,11 +32,12 @@ LEAD_WAIT = 3.0  # s a manager asked to campaign in a replay has to lead
 
 
 def run_check(cluster: Cluster, step: Step, answer: str | None = None, wait: bool = True,
-              progress: Progress | None = None, settle: bool = False) -> Result:
+              progress: Progress | None = None, settle: bool = False, look: dict[str, Any] | None = None) -> Result:
     """Check STEP on the live cluster. Never raises: any failure becomes a Result that says what happened.
 
     A check that reports the cluster still converging is repeated for up to the step's ``wait``
     seconds. With SETTLE (right after a solution ran) any failure is retried within that bound.
+    LOOK: what the look that found ANSWER saw (see checks.base.per_look), for the first check only.
     """
     progress = progress or Progress(cluster.lab)
     if answer is not None:
@@ -45,7 +47,8 @@ def run_check(cluster: Cluster, step: Step, answer: str | None = None, wait: boo
     started = time.monotonic()
     deadline = started + (step.wait if wait else 0)
     while True:
-        result = _one_check(cluster, step, answer)
+        result = _one_check(cluster, step, answer, look)
+        look = None  # a look again: the cluster moves on
         if result.passed or not (result.pending or settle) or time.monotonic() >= deadline:
             break
         time.sleep(POLL)
@@ -59,11 +62,11 @@ def run_check(cluster: Cluster, step: Step, answer: str | None = None, wait: boo
     return replace(result, seconds=elapsed)
 
 
-def _one_check(cluster: Cluster, step: Step, answer: str | None) -> Result:
+def _one_check(cluster: Cluster, step: Step, answer: str | None, look: dict[str, Any] | None = None) -> Result:
     """One look at the cluster. A failure with a node down says which node and what to do; nothing a
     learner sees ever holds exception text (the details go to labkit's log)."""
     try:
-        result = CHECKS[step.check](Context(cluster, step, answer))
+        result = CHECKS[step.check](Context(cluster, step, answer, look={} if look is None else look))
     except NodeDown as exc:
         return _node_down(cluster, exc)
     except LabkitError as exc:
@@ -107,7 +110,8 @@ def apply_solution(cluster: Cluster, step: Step, report: Report) -> Result:
     """Bring the cluster to STEP's end state (unless its check already passes), then check it.
     A question is answered with the truth, read from the cluster once it has converged."""
     progress = Progress(cluster.lab)
-    if step.solution and not _one_check(cluster, step, _true_answer(cluster, step)).passed:
+    look: dict[str, Any] = {}
+    if step.solution and not _one_check(cluster, step, _true_answer(cluster, step, look), look).passed:
         for command in step.solution:
             _run(cluster, step, command, report)
     if step.question:
@@ -117,12 +121,13 @@ def apply_solution(cluster: Cluster, step: Step, report: Report) -> Result:
     return run_check(cluster, step, progress=progress, settle=True)
 
 
-def _true_answer(cluster: Cluster, step: Step) -> str | None:
-    """What a question step's right answer is now (None for a step without a question, or not yet known)."""
+def _true_answer(cluster: Cluster, step: Step, look: dict[str, Any] | None = None) -> str | None:
+    """What a question step's right answer is now (None for a step without a question, or not yet known);
+    what the look found is left in LOOK, for the check that follows."""
     if not step.question:
         return None
     try:
-        return ANSWERS[step.check](Context(cluster, step)) or None
+        return ANSWERS[step.check](Context(cluster, step, look={} if look is None else look)) or None
     except Exception:  # the cluster cannot tell yet (e.g. still converging): no answer
         return None
 
@@ -131,8 +136,9 @@ def _answer(cluster: Cluster, step: Step, progress: Progress) -> tuple[Result, s
     """Answer STEP's question with the truth, asking again while the cluster converges (up to its wait)."""
     deadline = time.monotonic() + max(step.wait, 2.0)
     while True:
-        answer = _true_answer(cluster, step) or ""
-        result = run_check(cluster, step, answer=answer or None, wait=False, progress=progress)
+        look: dict[str, Any] = {}
+        answer = _true_answer(cluster, step, look) or ""
+        result = run_check(cluster, step, answer=answer or None, wait=False, progress=progress, look=look)
         if result.passed or time.monotonic() >= deadline:
             return result, answer
         time.sleep(POLL)

@@ -324,7 +324,8 @@ def test_virtual_ip_without_ipvs_passes_and_says_why_dnsrr():
     assert "IPVS in the kernel: no" in result.evidence
     assert result.evidence[-1] == "client asked http://webvip/whoami once: 0 answered"  # once shows it
     script = client_container(lab, lab.swarm.services[1]).exec_log[-1][2]
-    assert script.startswith("for i in $(seq 1); do timeout 1 wget")  # no need to wait out 4 s
+    assert script == ("for i in $(seq 1); do wget -q -T 2 -O- http://webvip/whoami & p=$!; sleep 0.3; "  # not 4 s,
+                      "if kill $p 2>/dev/null; then echo FAIL; else wait $p || echo FAIL; fi; done")  # nor 1 s
 
 
 def test_virtual_ip_no_service():

@@ -82,3 +82,16 @@ def test_a_refusal_is_not_asked_again_and_says_how_to_start_the_step_over() -> N
     with pytest.raises(SolutionFailed, match=r"placement:clean failed on manager1.*labkit reset placement:clean"):
         apply_solution(lab.cluster, placement_clean(), lambda _: None)
     assert len(asked) == 1
+
+
+def test_a_questions_answer_and_its_check_share_one_look_at_the_cluster() -> None:
+    """`labkit solve` (and every replay) answers a question with the truth, then checks it: the requests a
+    check sends from a container (here client's to web, one exec a round) go once per look, not twice."""
+    from tests.test_checks_networks_offline import discovery_lab
+
+    lab, _, client = discovery_lab()
+    _, step = find("networks:discovery", course())
+    assert step is not None and step.question and step.solution
+    result = apply_solution(lab.cluster, step, lambda message: None)
+    assert result.passed, result
+    assert len(client.exec_log) == 2  # a look before the solution (it passes: none runs), then the answer's

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import docker
 
@@ -38,6 +39,25 @@ class Result:
         return not self.passed and self.summary.startswith((ASK, ASK_PREDICT))
 
 
+T = TypeVar("T")
+
+
+def per_look(helper: Callable[[Context], T]) -> Callable[[Context], T]:
+    """HELPER(ctx) asked once per look at the cluster: a question's true answer and its check, asked one
+    after the other on the same look (Context.look), share what it found, where each asked again (a helper
+    that sends requests from containers costs an exec or a container run each time). HELPER must not
+    depend on the learner's answer."""
+    key = f"{helper.__module__}.{helper.__qualname__}"
+
+    @functools.wraps(helper)
+    def once(ctx: Context) -> T:
+        if key not in ctx.look:
+            ctx.look[key] = helper(ctx)
+        return cast(T, ctx.look[key])
+
+    return once
+
+
 @dataclass
 class Context:
     """The cluster and the step being checked, with the learner's answer if any."""
@@ -46,6 +66,7 @@ class Context:
     step: Step
     answer: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    look: dict[str, Any] = field(default_factory=dict)  # what one look found, shared: see per_look
 
     def __post_init__(self) -> None:
         self.params = {**self.step.params, **self.params}

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from labkit.backends.base import Node
-from labkit.checks.base import Context, Result, check, judge_answer, replicas_of
+from labkit.checks.base import Context, Result, check, judge_answer, per_look, replicas_of
 
 NETWORK, WEB, CLIENT, PORT = "backend", "web", "client", 8080
 WHOAMI = re.compile(r"^(\S+) nginx/(\S+)$")
@@ -55,10 +55,11 @@ def overlay_lazy(ctx: Context) -> Result:
 
 
 REQUEST_TIMEOUT = 4  # s for one request from the client's container
+NO_IPVS_TRY = 0.3  # s for the one request that shows a virtual IP without IPVS answers nothing
 
 
 def ask_web(ctx: Context, path: str = "/whoami", times: int = 6, target: str = WEB,
-            timeout: int = REQUEST_TIMEOUT) -> list[str]:
+            timeout: float = REQUEST_TIMEOUT) -> list[str]:
     """TIMES requests from the client's container to http://TARGET/PATH, each given TIMEOUT seconds: each
     answer, or 'FAIL'."""
     found = ctx.task_container(CLIENT)
@@ -66,13 +67,16 @@ def ask_web(ctx: Context, path: str = "/whoami", times: int = 6, target: str = W
         return []
     _, container = found
     # busybox wget's -T bounds reads, not a connect nobody answers (a VIP without IPVS, after a put-back:
-    # a CI check hung past the client's 60 s): timeout bounds each request.
-    script = (f"for i in $(seq {times}); do timeout {timeout} wget -q -T 2 -O- http://{target}{path} "
-              "|| echo FAIL; done")
-    _, out = container.exec_run(["sh", "-c", script])
+    # a CI check hung past the client's 60 s): timeout bounds each request. busybox's timeout counts whole
+    # seconds; a shorter bound is the shell's: the request is killed if it still waits.
+    wget = f"wget -q -T 2 -O- http://{target}{path}"
+    one = (f"timeout {int(timeout)} {wget} || echo FAIL" if timeout >= 1 else
+           f"{wget} & p=$!; sleep {timeout:g}; if kill $p 2>/dev/null; then echo FAIL; else wait $p || echo FAIL; fi")
+    _, out = container.exec_run(["sh", "-c", f"for i in $(seq {times}); do {one}; done"])
     return [line.strip() for line in (out or b"").decode(errors="replace").splitlines() if line.strip()]
 
 
+@per_look
 def _discovery(ctx: Context) -> tuple[Result, list[str]]:
     if not ctx.swarm_active():
         return ctx.not_initialised(), []
@@ -128,8 +132,9 @@ def virtual_ip(ctx: Context) -> Result:
                 f"IPVS in the kernel: {'yes' if ipvs else 'no'}"]
     if not vips or not running:
         return Result(False, "webvip is starting.", tuple(evidence), pending=True, hint="Wait a moment.")
-    # Without IPVS the virtual IP cannot answer: one short try shows it (a try waits out its whole timeout).
-    answers = ask_web(ctx, times=2, target="webvip") if ipvs else ask_web(ctx, times=1, target="webvip", timeout=1)
+    # Without IPVS the virtual IP cannot answer: one short try shows it (a try waits out its whole bound).
+    answers = ask_web(ctx, times=2, target="webvip") if ipvs else \
+        ask_web(ctx, times=1, target="webvip", timeout=NO_IPVS_TRY)
     ok = [a for a in answers if WHOAMI.match(a)]
     evidence.append(f"client asked http://webvip/whoami {'twice' if ipvs else 'once'}: {len(ok)} answered")
     if ipvs and not ok:

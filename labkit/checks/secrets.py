@@ -9,7 +9,7 @@ import shlex
 from typing import Any
 
 from labkit.backends.base import Node
-from labkit.checks.base import Context, Result, check, judge_answer
+from labkit.checks.base import Context, Result, check, judge_answer, per_look
 from labkit.swarm import task_containers
 
 SECRETS_DIR = "/run/secrets"
@@ -198,6 +198,7 @@ def secret_mounted(ctx: Context) -> Result:
 # --------------------------------------------------------------------------------------- other
 
 
+@per_look
 def _isolated(ctx: Context) -> tuple[Result, bool]:
     """Whether the other service's container can read the secret that only the first service was granted."""
     name, other, secret = (str(ctx.params.get(k, d)) for k, d in
@@ -248,6 +249,7 @@ def secret_isolated(ctx: Context) -> Result:
 # --------------------------------------------------------------------------------------- rm in use
 
 
+@per_look
 def _in_use(ctx: Context) -> tuple[Result, list[str]]:
     name, secret_name = str(ctx.params.get("service", "api")), str(ctx.params.get("secret", "db_password"))
     if not ctx.swarm_active():
@@ -281,6 +283,7 @@ def secret_in_use(ctx: Context) -> Result:
 # --------------------------------------------------------------------------------------- rotate
 
 
+@per_look
 def _rotated(ctx: Context) -> tuple[Result, bool]:
     """The service reads the new secret at the old target, the old secret is gone; and whether its task was
     replaced (the running task is not one that was granted the old secret)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from labkit.checks.base import Context, Result, check, image_of, judge_answer, replicas_of, timestamp
+from labkit.checks.base import Context, Result, check, image_of, judge_answer, per_look, replicas_of, timestamp
 from labkit.checks.networks import has_ipvs
 
 STACK = "app"
@@ -252,6 +252,7 @@ def stack_deployed(ctx: Context) -> Result:
     return Result(True, result.summary + " front passes requests on to api.", evidence)
 
 
+@per_look
 def _proxied(ctx: Context) -> tuple[Result, str]:
     result, seen = _deployed(ctx)
     if not result.passed:
@@ -283,6 +284,7 @@ def _file_says(ctx: Context) -> str:
     return "; ".join(" ".join(line.split()) for line in done.stdout.splitlines() if line.strip()) or "nothing"
 
 
+@per_look
 def _updated(ctx: Context) -> tuple[Result, str]:
     result, seen = _deployed(ctx)
     if not seen:  # no stack, or not the step's
@@ -348,6 +350,7 @@ def stack_updated(ctx: Context) -> Result:
 # --- a typo ---------------------------------------------------------------------------------------------
 
 
+@per_look
 def _typo(ctx: Context) -> tuple[Result, str]:
     if not ctx.swarm_active():
         return ctx.not_initialised(), ""
