@@ -5,6 +5,7 @@ routing mesh where the kernel has IPVS, host-mode publishing where it has not)."
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any
 
 from labkit.backends.base import Node
@@ -146,10 +147,19 @@ def virtual_ip(ctx: Context) -> Result:
                   "nowhere. That is why this course uses --endpoint-mode dnsrr here.", tuple(evidence))
 
 
-def _fetch(ctx: Context, node: str) -> bool:
-    """Whether http://NODE:PORT/whoami answers, asked from a throwaway container on the first manager."""
-    done = ctx.manager.run(f"docker run --rm alpine wget -q -T 2 -O- http://{node}:{PORT}/whoami", timeout=30)
-    return done.ok and bool(WHOAMI.match(done.stdout.strip()))
+def _fetch(ctx: Context, nodes: list[str]) -> dict[str, bool]:
+    """Whether http://NODE:PORT/whoami answers, for each of NODES, asked from one throwaway container on the
+    first manager (a container run costs 0.3 to 0.5 s: one for all)."""
+    script = "; ".join(f"echo == {node}; timeout {REQUEST_TIMEOUT} wget -q -T 2 -O- http://{node}:{PORT}/whoami"
+                       for node in nodes)
+    done = ctx.manager.run(f"docker run --rm alpine sh -c {shlex.quote(script)}", timeout=30)
+    said: dict[str, list[str]] = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("== ") and line[3:] in nodes:
+            said[line[3:]] = []
+        elif said:
+            said[list(said)[-1]].append(line)
+    return {node: bool(WHOAMI.match("\n".join(said.get(node, [])).strip())) for node in nodes}
 
 
 @check("published_port")
@@ -178,7 +188,7 @@ def published_port(ctx: Context) -> Result:
         return Result(False, "web's tasks are restarting with the published port.",
                       (f"web tasks running on: {', '.join(running) or 'none'} ({len(running)}/{wanted})",),
                       pending=True, hint="Tasks restart when their ports change: wait a moment.")
-    answers = {n.name: _fetch(ctx, n.name) for n in ctx.cluster.nodes}
+    answers = _fetch(ctx, [n.name for n in ctx.cluster.nodes])
     evidence = (f"publish mode {mode}, IPVS: {'yes' if ipvs else 'no'}", f"web tasks on: {', '.join(running)}",
                 "port 8080 answers on: " + ", ".join(f"{n} {'yes' if a else 'no'}" for n, a in sorted(answers.items())))
     expected = set(answers) if mode == "ingress" else set(running)
