@@ -25,6 +25,7 @@ from tests.fakes import (
     NO_LEADER,
     NODE_CERT,
     FakeAPI,
+    FakeDocker,
     FakeLab,
     Json,
     elect,
@@ -81,6 +82,17 @@ def test_the_checks_ask_the_leader_when_there_are_several_managers():
     assert Context(lab.cluster, step_of("manager_quorum", "quorum")).manager.name == "manager1"
     lab.swarm.set_leader("manager3")
     assert Context(lab.cluster, step_of("manager_quorum", "quorum")).manager.name == "manager3"
+
+
+def test_the_leader_is_found_with_one_question_not_a_docker_info_per_manager(monkeypatch):
+    """`docker info` costs each engine a run of runc (up to 0.1 s while engines start): the first manager
+    that lists the nodes names the leader."""
+    lab = managers_lab()
+    lab.swarm.set_leader("manager2")
+    infos: list[str] = []
+    monkeypatch.setattr(FakeDocker, "info", lambda self: infos.append("info") or {})
+    assert Context(lab.cluster, step_of("manager_quorum", "quorum")).manager.name == "manager2"
+    assert infos == []
 
 
 def test_a_manager_back_from_a_lost_cluster_is_not_the_one_asked():

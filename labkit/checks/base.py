@@ -80,16 +80,15 @@ class Context:
             raise LabNotRunning(f"Lab '{self.cluster.lab}' has no manager node. Start the lab with `labkit up`.")
         if len(managers) == 1:
             return managers[0]
-        able = [n for n in managers if n.engine_answers() and local_state(n.docker).get("ControlAvailable")]
-        if not able:
-            return managers[0]
-        for node in able:  # the leader, as the first manager that knows one says: a manager back from a
-            try:           # lost cluster claims control until it learns it has none
-                leader = leader_hostname(node.docker.api)
-            except docker.errors.APIError:  # it has no quorum, so no leader to name: ask the next
+        answering = [n for n in managers if n.engine_answers()]
+        for node in answering:  # the leader, as the first manager that knows one says (only a manager with
+            try:                # control lists the nodes): a manager back from a lost cluster claims control
+                leader = leader_hostname(node.docker.api)  # until it learns it has none
+            except docker.errors.APIError:  # not a manager now, or no quorum, so no leader to name: the next
                 continue
-            return next((n for n in able if n.name == leader), node)
-        return able[0]
+            return next((n for n in answering if n.name == leader), node)
+        able = [n for n in answering if local_state(n.docker).get("ControlAvailable")]
+        return able[0] if able else managers[0]
 
     @cached_property
     def api(self) -> docker.APIClient:
