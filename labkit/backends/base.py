@@ -208,6 +208,10 @@ class Backend(ABC):
         """Keep only META under KEY (the nodes' saved engines go): what was learnt of that state."""
         return None
 
+    def note_state(self, key: str, note: dict[str, Any]) -> None:
+        """Add NOTE to the META saved under KEY (a None value takes its key out), the state kept."""
+        return None
+
     # Failing a node on purpose (the node-failure lab). Each returns one line saying the node's new state,
     # and is idempotent: asking for the state a node is already in changes nothing and says so.
     # REPORT is for progress of slow steps (a backend that has none need not call it).

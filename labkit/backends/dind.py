@@ -437,6 +437,9 @@ class DindBackend(Backend):
     def drop_state(self, key: str, meta: dict[str, Any]) -> None:
         DindStates(self).drop(key, meta)
 
+    def note_state(self, key: str, note: dict[str, Any]) -> None:
+        DindStates(self).note(key, note)
+
     def make(self, topology: Topology | None, report: Report,
              subnet: ipaddress.IPv4Network | None = None) -> AddressPlan:
         """The lab network (on SUBNET, if given and the lab has none yet), its hub, and a container for

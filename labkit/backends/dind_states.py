@@ -250,6 +250,15 @@ class DindStates:
             else:
                 volume.remove(force=True)
 
+    def note(self, key: str, note: dict[str, Any]) -> None:
+        """Add NOTE to what was saved with KEY's state (a None value takes its key out), on every subnet."""
+        for volume, data in self._metas(self.full_key(key)).values():
+            if isinstance(data.get("meta"), dict):
+                meta = {k: v for k, v in {**data["meta"], **note}.items() if v is not None}
+                written = _mountpoint(volume) / f"{META}.new"
+                written.write_text(json.dumps({**data, "meta": meta}))
+                written.replace(_mountpoint(volume) / META)  # whole, for a reset that reads it meanwhile
+
     # ----------------------------------------------------------------- putting back
 
     def restore(self, key: str, topology: Topology, report: Report) -> dict[str, Any] | None:
