@@ -1057,3 +1057,14 @@ def test_every_check_and_answer_is_driven_here():
     assert set(ANSWERS) - answered == set()
     assert {s.check for s in steps()} <= set(CHECKS)
     assert set(CHECKS) - {s.check for s in steps()} <= set(WRAPPED_BY), "a check no step runs, nor wraps"
+
+
+def test_a_node_not_described_yet_is_left_out_until_it_is():
+    """A node that has just joined lists no hostname until its engine describes itself (a CI check met one
+    and raised KeyError): the checks see it once it has one."""
+    lab = swarm_lab()
+    entry = lab.swarm.nodes[-1]
+    hostname = entry["Description"].pop("Hostname")
+    ctx = Context(lab.cluster, step_for("global_service"))
+    assert hostname not in ctx.nodes_by_hostname() and len(ctx.nodes_by_hostname()) == len(lab.swarm.nodes) - 1
+    assert ctx.hostnames()[entry["ID"]] == "?"

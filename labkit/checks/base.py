@@ -161,15 +161,18 @@ class Context:
         return None
 
     def nodes_by_hostname(self) -> dict[str, dict[str, Any]]:
-        """Swarm nodes by hostname; where a host left and joined again, its newest entry."""
+        """Swarm nodes by hostname; where a host left and joined again, its newest entry. A node that has
+        just joined, whose engine has not described itself yet (no hostname: a CI check met one), is left out
+        until it has, as if it had not joined yet."""
         found: dict[str, dict[str, Any]] = {}
         for n in sorted(self.api.nodes(), key=lambda n: timestamp(n.get("CreatedAt", "1970-01-01T00:00:00Z"))):
-            found[n["Description"]["Hostname"]] = n
+            if (n.get("Description") or {}).get("Hostname"):
+                found[n["Description"]["Hostname"]] = n
         return found
 
     def hostnames(self) -> dict[str, str]:
-        """Swarm node id -> hostname, as the manager sees them."""
-        return {n["ID"]: n["Description"]["Hostname"] for n in self.api.nodes()}
+        """Swarm node id -> hostname, as the manager sees them ('?' for one not described yet)."""
+        return {n["ID"]: (n.get("Description") or {}).get("Hostname") or "?" for n in self.api.nodes()}
 
 
 CheckFn = Callable[[Context], Result]
