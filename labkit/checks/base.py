@@ -42,6 +42,20 @@ class Result:
 T = TypeVar("T")
 
 
+def sections(out: str) -> dict[str, str]:
+    """OUT of a script that leads each part with an '== name' line (`echo '== name'; command; ...`): each
+    part's text by name, its lines as printed."""
+    found: dict[str, str] = {}
+    name = ""
+    for line in out.splitlines(keepends=True):
+        if line.startswith("== "):
+            name = line[3:].strip()
+            found[name] = ""
+        elif name:
+            found[name] += line
+    return found
+
+
 def per_look(helper: Callable[[Context], T]) -> Callable[[Context], T]:
     """HELPER(ctx) asked once per look at the cluster: a question's true answer and its check, asked one
     after the other on the same look (Context.look), share what it found, where each asked again (a helper

@@ -9,7 +9,7 @@ import shlex
 from typing import Any
 
 from labkit.backends.base import Node
-from labkit.checks.base import Context, Result, check, judge_answer, per_look, replicas_of
+from labkit.checks.base import Context, Result, check, judge_answer, per_look, replicas_of, sections
 
 NETWORK, WEB, CLIENT, PORT = "backend", "web", "client", 8080
 WHOAMI = re.compile(r"^(\S+) nginx/(\S+)$")
@@ -152,14 +152,8 @@ def _fetch(ctx: Context, nodes: list[str]) -> dict[str, bool]:
     first manager (a container run costs 0.3 to 0.5 s: one for all)."""
     script = "; ".join(f"echo == {node}; timeout {REQUEST_TIMEOUT} wget -q -T 2 -O- http://{node}:{PORT}/whoami"
                        for node in nodes)
-    done = ctx.manager.run(f"docker run --rm alpine sh -c {shlex.quote(script)}", timeout=30)
-    said: dict[str, list[str]] = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("== ") and line[3:] in nodes:
-            said[line[3:]] = []
-        elif said:
-            said[list(said)[-1]].append(line)
-    return {node: bool(WHOAMI.match("\n".join(said.get(node, [])).strip())) for node in nodes}
+    said = sections(ctx.manager.run(f"docker run --rm alpine sh -c {shlex.quote(script)}", timeout=30).stdout)
+    return {node: bool(WHOAMI.match(said.get(node, "").strip())) for node in nodes}
 
 
 @check("published_port")

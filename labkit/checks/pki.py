@@ -18,7 +18,7 @@ from typing import Any
 from cryptography import x509
 
 from labkit.backends.base import Node
-from labkit.checks.base import Context, Result, check, judge_answer
+from labkit.checks.base import Context, Result, check, judge_answer, sections
 
 SWARM_DIR = "/var/lib/docker/swarm"
 CA_CERT = f"{SWARM_DIR}/certificates/swarm-root-ca.crt"
@@ -31,16 +31,7 @@ _NAMES = "-nameopt RFC2253"
 
 def _read(ctx: Context, script: str) -> dict[str, str]:
     """Run SCRIPT on the manager; its output is sections, each led by a '== name' line."""
-    out = ctx.manager.host.run(script).stdout
-    sections: dict[str, str] = {}
-    name = ""
-    for line in out.splitlines(keepends=True):
-        if line.startswith("== "):
-            name = line[3:].strip()
-            sections[name] = ""
-        elif name:
-            sections[name] += line
-    return sections
+    return sections(ctx.manager.host.run(script).stdout)
 
 
 def _dn(text: str) -> dict[str, str]:
@@ -180,9 +171,9 @@ def _validity_days(text: str) -> int | None:
 
 def _lifetimes(ctx: Context) -> tuple[int | None, int | None]:
     dates = "-noout -startdate -enddate 2>/dev/null"
-    sections = _read(ctx, f"echo '== node'; openssl x509 -in {NODE_CERT} {dates}; "
-                          f"echo '== ca'; openssl x509 -in {CA_CERT} {dates}")
-    return _validity_days(sections.get("node", "")), _validity_days(sections.get("ca", ""))
+    parts = _read(ctx, f"echo '== node'; openssl x509 -in {NODE_CERT} {dates}; "
+                       f"echo '== ca'; openssl x509 -in {CA_CERT} {dates}")
+    return _validity_days(parts.get("node", "")), _validity_days(parts.get("ca", ""))
 
 
 @check("cert_days", answer=lambda ctx: str(_lifetimes(ctx)[0] or ""))
