@@ -148,7 +148,8 @@ def wait_for_own_manager(folder: Path) -> None:
     given its tasks while its node does not yet count as active: a task on an overlay network prepared
     then is rejected ("cannot create a swarm scoped network when swarm is not active"). With the list
     empty, the agent waits for its manager's local socket, which opens once that manager is ready (the
-    list is written again from the session)."""
+    list is written again from the session). A put-back asks this only of a manager whose agent has such
+    tasks to start, or that has other managers (whose agents wait for a leader either way)."""
     peers = folder / SWARM_PEERS
     if peers.exists():
         peers.write_text("[]")

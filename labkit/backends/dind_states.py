@@ -325,7 +325,11 @@ class DindStates:
                     held[node] = _hold(hold, containers[node], addresses[node], node in managers)
                 restarted[node] = engine_state.start_with_engine(folder, _running_tasks(data))
                 if _roles(data).get(node) in MANAGER_ROLES:
-                    engine_state.wait_for_own_manager(folder)
+                    # A lone manager with no task for its agent to start dials itself at once, as after any
+                    # restart; else its agent asks its local socket, which can wait half a second longer
+                    # (swarmkit's initManagerConnection polls it every 0.5 s until Raft has started)
+                    if len(managers) > 1 or restarted[node].by_agent:
+                        engine_state.wait_for_own_manager(folder)
                 elif peer is not None:
                     engine_state.dial_first(folder, peer)
 
