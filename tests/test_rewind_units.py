@@ -343,6 +343,28 @@ def test_a_put_back_waits_for_swarm_to_start_the_tasks_it_left_to_it(monkeypatch
     assert both.docker.api.asked == 3  # one question for all of a node's tasks, not one each
 
 
+def test_a_put_back_names_at_once_the_tasks_of_a_node_that_lags_every_other(monkeypatch) -> None:
+    """A stall holds one node's tasks 30 s, where the agents start theirs within a second of each other:
+    that node's tasks are named STALL_GAP after every other node had all its own (the state is put back
+    again), not at SWARM_START_WAIT. A node a little behind is waited for; so are two nodes behind."""
+    monkeypatch.setattr(dind_states, "SWARM_START_WAIT", 3.0)
+    monkeypatch.setattr(dind_states, "STALL_GAP", 0.4)
+    fast, stalled = StartingNode("worker1", StartingAPI({"t1": 2})), StartingNode("worker2", StartingAPI({"t2": 10**6}))
+    began = time.monotonic()
+    assert dind_states.wait_started_by_agent([fast, stalled], {"worker1": ["t1"], "worker2": ["t2"]}) == (["t2"], [])
+    assert 0.4 <= time.monotonic() - began < 1.5
+    behind = StartingNode("worker2", StartingAPI({"t2": 6}))  # about 0.25 s after worker1's task
+    fast = StartingNode("worker1", StartingAPI({"t1": 2}))
+    assert dind_states.wait_started_by_agent([fast, behind], {"worker1": ["t1"], "worker2": ["t2"]}) == ([], [])
+    monkeypatch.setattr(dind_states, "SWARM_START_WAIT", 1.0)
+    two = [StartingNode(f"worker{i}", StartingAPI({f"t{i}": 10**6})) for i in (2, 3)]
+    fast = StartingNode("worker1", StartingAPI({"t1": 2}))
+    began = time.monotonic()
+    assert dind_states.wait_started_by_agent([fast, *two], {"worker1": ["t1"], "worker2": ["t2"], "worker3": ["t3"]}) \
+        == (["t2", "t3"], [])
+    assert time.monotonic() - began >= 1.0
+
+
 class LeaderAPI:
     """A leader's engine: the tasks it lists, in STATES (task: state); how often it was asked."""
 

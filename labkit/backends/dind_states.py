@@ -73,6 +73,11 @@ GOSSIP_WAIT = 10.0  # s for a manager's engine to listen on both
 # Rewinds): the workers start at once (_start_at_once). A task that stalls anyway would start 30 s late: the
 # state is put back again (rewind.put_back_again).
 SWARM_START_WAIT = 10.0
+# s: a node whose agent has still not started all its tasks this long after every other node's agent did has
+# stalled (its engine asked another for an overlay network's entries before that one had heard of it, and
+# waits 30 s for an answer). Within 0.6 s of each other in 27 put-backs measured; a stall is named then, not
+# at SWARM_START_WAIT, and the state is put back again.
+STALL_GAP = 2.5
 ENDED_EVERY = 0.25  # s between asking the leader whether a task the agents are to start again ended
 ENDED_STATES = ("rejected", "failed")  # a task's states, ended by its agent
 GATHER_WAIT = 10.0  # s at most for the workers to connect to their frozen leader (about 1 s)
@@ -584,7 +589,8 @@ def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]],
     """Wait (up to SWARM_START_WAIT) until Swarm's agents run again the tasks BY_AGENT (by node; see
     engine_state.start_with_engine). Returns those they do not run yet (the manager says running all
     along: Swarm may replace them), and of those, the ones LEADER says ended (rejected, failed), which
-    ends the wait at once.
+    ends the wait at once; so does one node's agent still short of its tasks STALL_GAP after all the
+    others had theirs (a stall).
 
     A worker's agent can be given its tasks a moment before its engine counts its node as active in the
     swarm (swarmkit hands the agent its first assignments and its session's "registered" in either
@@ -594,15 +600,21 @@ def wait_started_by_agent(nodes: list[Node], by_agent: dict[str, list[str]],
     waiting = {(node, task) for node in nodes for task in by_agent.get(node.name, [])}
     ended: list[str] = []
     asked = [0.0]
+    with_tasks = {node.name for node, _ in waiting}
+    done: dict[str, float] = {}  # node -> when its agent had started all its tasks
 
     def started() -> bool:
+        now = time.monotonic()
         for node in {node for node, _ in waiting}:
             running = _running_tasks_of(node, {task for n, task in waiting if n is node})
             waiting.difference_update((node, task) for task in running)
-        if waiting and leader is not None and time.monotonic() - asked[0] >= ENDED_EVERY:
-            asked[0] = time.monotonic()
+        left = {node.name for node, _ in waiting}
+        done.update({name: now for name in with_tasks - left - done.keys()})
+        if waiting and leader is not None and now - asked[0] >= ENDED_EVERY:
+            asked[0] = now
             ended.extend(_ended(leader, {task for _, task in waiting}))
-        return not waiting or bool(ended)
+        stalled = len(left) == 1 and bool(done) and now - max(done.values()) >= STALL_GAP
+        return not waiting or bool(ended) or stalled
 
     wait_for(started, SWARM_START_WAIT, 0.05)
     return sorted(task for _, task in waiting), sorted(ended)
