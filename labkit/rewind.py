@@ -284,8 +284,9 @@ def put_back_again(meta: dict[str, Any] | None) -> str:
     agent rejected as its node started (a rare race in swarmkit; see dind_states.wait_started_by_agent),
     or one its agent had still not started (Docker 20.10's gossip stalls 30 s now and then as an engine
     makes an overlay network: waited out, the step's check may wait for that task, and `networks:vip`
-    took 43.6 s in a bench run). Luck, not the state: put back again, it comes back whole (a stall is
-    about one put-back in a hundred), where Swarm would otherwise replace the task or start it late."""
+    took 43.6 s in a bench run; see dind_states.STALL_GAP). Luck, not the state: put back again, it comes
+    back whole (a stall is one put-back in ten to thirty of the rolling-update lab's states, rarer in
+    others), where Swarm would otherwise replace the task or start it late."""
     if meta is None:
         return ""
     if meta.get("rejected"):
