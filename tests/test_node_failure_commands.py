@@ -143,9 +143,12 @@ def test_a_restarted_node_shuts_down_cleanly_and_comes_back(swarm: labkit.Cluste
     lab = own_lab.lab
     container = host.containers.get(Names(lab).container("worker1"))
     started_before = container.attrs["State"]["StartedAt"]
+    shutdowns = container.logs().count(b"Daemon shutdown complete")
     line = one_line(labkit_cli("node", "restart", "worker1", lab=lab))
     assert line == "worker1 restarted: its engine shut down cleanly, started again and answers."
     container.reload()
     assert container.attrs["State"]["StartedAt"] != started_before
+    # the node's entry point ends dockerd only once its shutdown is done (see its stop_engine)
+    assert container.logs().count(b"Daemon shutdown complete") == shutdowns + 1
     assert own_lab["worker1"].engine_answers()
     wait_until(lambda: seen_by_manager(swarm).get("worker1") == "Ready", DOWN_WITHIN, "worker1 Ready again")

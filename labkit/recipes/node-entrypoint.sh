@@ -79,6 +79,26 @@ own_group() {
 # and removed hold: dockerd starts on it as after a restart of the node, without one (about a second
 # less, and nothing changes on the host's networks). Without hold, the node ends with dockerd's status;
 # docker stop's signal goes to dockerd, which shuts down cleanly.
+# docker stop's signal, passed on to dockerd (pid $1), which shuts down cleanly: its containers, its
+# networks, its swarm, and last its containerd. dockerd 20.10 then sleeps a whole second before it looks
+# whether containerd has gone (libcontainerd's stopDaemon): once containerd, seen running, has gone, the
+# shutdown is done, and dockerd is ended without that second (a restart takes 1.1 s less).
+stop_engine() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    (
+        seen=
+        while kill -0 "$1" 2>/dev/null; do
+            if pgrep -P "$1" -x containerd >/dev/null; then
+                seen=1
+            elif [ -n "$seen" ]; then
+                kill -KILL "$1" 2>/dev/null || :
+                exit 0
+            fi
+            sleep 0.02
+        done
+    ) &
+}
+
 engine() {
     rm -f /labkit/hold /labkit/down
     : > /labkit/respawns  # labkit's sign that this node's engine can be put back in place
@@ -88,13 +108,15 @@ engine() {
         rm -f /var/run/docker.pid /run/containerd/containerd.pid /var/run/docker/containerd/containerd.pid
         dockerd "$@" &
         pid=$!
-        trap 'kill -TERM "$pid" 2>/dev/null || :' TERM INT
+        stopping=
+        trap 'stopping=1; stop_engine "$pid"' TERM INT
         status=0
         while :; do
             wait "$pid" && status=0 || status=$?
             kill -0 "$pid" 2>/dev/null || break  # else a signal (forwarded) ended the wait, not dockerd
         done
         trap - TERM INT
+        [ -n "$stopping" ] && [ "$status" = 137 ] && status=0  # ended by stop_engine, its shutdown done
         [ -e /labkit/hold ] || exit "$status"
         # What a restart of the node leaves of the ended engine: its files, none of its mounts.
         awk '$2 ~ "^/var/lib/docker/|^/run/docker/|^/var/run/docker/" { print $2 }' /proc/self/mounts \
