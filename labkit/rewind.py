@@ -21,7 +21,9 @@ from docker.errors import DockerException
 
 from labkit.backends.base import wait_for
 from labkit.cluster import Cluster
+from labkit.engine_state import TASK_LABEL
 from labkit.errors import LabkitError
+from labkit.fields import UNLOCK_KEYS
 from labkit.labs import Lab, Step
 from labkit.progress import Progress, log_exception
 from labkit.report import Report
@@ -32,6 +34,8 @@ SETTLE = 20.0  # s a put-back state has to look as it was saved
 SAVE_WAIT = 10.0  # s at most for a swarm's tasks to settle before its state is saved
 TRANSIENT = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")  # a task's states
 IN_SWARM = ("worker", "manager", "pending", "error")  # a node's swarm states (besides leader and locked)
+NO_LEADER = ("manager", "pending", "error")  # ... of a node in a swarm without a leader, unless all managers are locked
+SERVICE_LABEL = "com.docker.swarm.service.id"  # on a Swarm task's container
 UNFIT_AGE = 86400.0  # s a state stays known unfit; then it is saved and tried again (it may have been bad luck)
 RAFT_SNAPSHOTS = "/var/lib/docker/swarm/raft/snap-v3-encrypted"  # a manager's Raft snapshots (*.snap)
 SNAPSHOT_WAIT = 5.0  # s for the leader to write one
@@ -53,7 +57,8 @@ def state_key(origin: Lab, target: Step) -> str:
 def fingerprint(cluster: Cluster) -> dict[str, Any]:
     """What a learner sees of the swarm that a rewind must give back as a replay gives it: each node's
     engine and swarm role (leader included), each node's state and availability as the leader sees it,
-    and which tasks run."""
+    and which tasks run (with no leader to ask, as each node's engine runs them: a locked manager's
+    workers run theirs on)."""
     nodes = {}
     leader = None
     for node in cluster.nodes:
@@ -69,6 +74,11 @@ def fingerprint(cluster: Cluster) -> dict[str, Any]:
             seen[n["Description"]["Hostname"]] = [n["Status"]["State"], n["Spec"]["Availability"]]
         tasks = {t["ID"]: t["ServiceID"] for t in api.tasks(filters={"desired-state": "running"})
                  if t["Status"]["State"] == "running"}
+    else:
+        for node in cluster.nodes:
+            if nodes[node.name] in IN_SWARM or nodes[node.name] == "locked":
+                tasks.update({c.labels[TASK_LABEL]: c.labels.get(SERVICE_LABEL, "")
+                              for c in node.docker.containers.list(filters={"label": TASK_LABEL})})
     return {"nodes": nodes, "seen": seen, "tasks": tasks}
 
 
@@ -192,8 +202,10 @@ def compact_raft(cluster: Cluster) -> bool:
 
 def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
     """Why a state would not come back as saved, fast ('' when it would): a node cut off or frozen is a
-    moment, not a state; a locked manager must be given its key by the learner; a swarm without a leader
-    comes back with its nodes still looking for one (pending) where they had given up (error); a swarm
+    moment, not a state; a locked manager comes back locked only with the key that unlocks it for a moment
+    (see dind_states: its workers need a leader to run their tasks again), which labkit must keep; a swarm
+    without a leader comes back with its nodes still looking for one (pending) where they had given up
+    (error); a swarm
     forced anew (`--force-new-cluster`: managers by role that are no longer in Raft, the managers lab's
     rejoin) came back with its workers unknown to the leader for 20 s and more (5 put-backs of 17 here), a
     cause not found yet.
@@ -203,9 +215,10 @@ def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
         return "a node cut off from the lab network (a put-back connects every node)"
     if any(node.container_state() == "paused" for node in cluster.nodes):
         return "a frozen node"
-    if any(role == "locked" for role in fp["nodes"].values()):
-        return "a locked manager"
-    if any(role in IN_SWARM for role in fp["nodes"].values()) and "leader" not in fp["nodes"].values():
+    roles = set(fp["nodes"].values())
+    if "locked" in roles and not unlock_key(cluster):
+        return "a locked manager whose unlock key labkit does not keep"
+    if roles & set(IN_SWARM) and "leader" not in roles and ("locked" not in roles or roles & set(NO_LEADER)):
         return "a swarm without a leader (its quorum lost)"
     leader = next((n for n in cluster.nodes if fp["nodes"].get(n.name) == "leader"), None)
     if leader is not None:
@@ -218,10 +231,14 @@ def unlikely_back(cluster: Cluster, fp: dict[str, Any]) -> str:
 
 def unlock_key(cluster: Cluster) -> str | None:
     """The swarm's unlock key while autolock is on (None when it is off): saved with a state, so that its
-    manager, locked when its engine starts again, is unlocked as the learner had unlocked it."""
+    manager, locked when its engine starts again, is unlocked as the learner had unlocked it. With no
+    leader to ask (its managers locked), the newest key labkit keeps (see checks/autolock.py)."""
     leader = cluster.leader()
     if leader is None:
-        return None
+        if not any(node.status().swarm == "locked" for node in cluster.managers):
+            return None
+        keys = Progress(cluster.lab).kept(UNLOCK_KEYS)
+        return str(keys[-1]) if isinstance(keys, list) and keys else None
     spec = leader.docker.api.inspect_swarm().get("Spec") or {}
     if not (spec.get("EncryptionConfig") or {}).get("AutoLockManagers"):
         return None

@@ -22,7 +22,7 @@ from labkit.backends.dind_states import LABEL_STATE, META, DindStates
 from labkit.fields import UNLOCK_KEYS
 from labkit.labs import HOST, Command, all_steps, find
 from labkit.progress import Progress
-from labkit.runner import course, quorum_after_stop, replay_command, reset, run_check, starting_lab
+from labkit.runner import apply_solution, course, quorum_after_stop, replay_command, reset, run_check, starting_lab
 from labkit.swarm import task_containers
 from labkit.topology import LABEL_NODE, pick_subnet
 from tests.conftest import wait_until
@@ -36,6 +36,7 @@ BEFORE = "first-service:create"
 
 
 AUTOLOCKED = "autolock:rotate"  # autolock on, manager1 unlocked by the learner (the walk-through saves it too)
+LOCKED = "autolock:unlock-manager"  # manager1 restarted with autolock on: locked; pinger on the workers runs on
 FRESH_LAB_START = "secrets:create"  # a lab on a fresh swarm of its own: its start, and the step after it
 FRESH_LAB_NEXT = "secrets:grant"
 WORKERS = ("worker1", "worker2")
@@ -513,6 +514,24 @@ def test_an_autolocked_swarm_comes_back_unlocked_with_the_key_labkit_kept(lab: l
     assert manager.docker.api.get_unlock_key()["UnlockKey"] == Progress(lab.lab).kept(UNLOCK_KEYS)[-1]
     earlier = all_steps(LABS)[all_steps(LABS).index(target) - 1]
     assert run_check(lab, earlier, wait=False).passed and not run_check(lab, target, wait=False).passed
+
+
+def test_a_locked_manager_comes_back_locked_its_workers_running_their_tasks(lab: labkit.Cluster) -> None:
+    """Put back, the manager is unlocked for a moment (workers whose engines start while no manager leads
+    stay pending, their tasks stopped), then restarted once its workers are active: locked, as the
+    learner's restart left it, while the workers run pinger on; the learner's unlock then works."""
+    target = step(LOCKED)
+    reset(lab, LABS, target, lambda _: None)  # replayed and saved, or put back
+    said: list[str] = []
+    reset(lab, LABS, target, said.append)
+    assert any("Putting back" in line for line in said) and not replayed_from_earlier(said), said
+    assert lab["manager1"].docker.info()["Swarm"]["LocalNodeState"] == "locked"
+    for name in WORKERS:
+        assert lab[name].docker.info()["Swarm"]["LocalNodeState"] == "active", name
+        assert len(task_containers(lab[name].docker, "pinger")) == 1, name
+    earlier = all_steps(LABS)[all_steps(LABS).index(target) - 1]
+    assert run_check(lab, earlier, wait=False).passed and not run_check(lab, target, wait=False).passed
+    assert apply_solution(lab, target, lambda _: None).passed  # `docker swarm unlock` with the key labkit keeps
 
 
 def test_down_keeps_the_saved_states(lab: labkit.Cluster, host) -> None:

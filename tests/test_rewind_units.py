@@ -20,7 +20,7 @@ from labkit.labs import find
 from labkit.progress import Progress
 from labkit.runner import course, starting_lab
 from labkit.settings import PROJECT
-from tests.fakes import FakeLab, set_autolock
+from tests.fakes import FakeLab, lock, set_autolock
 
 SAVED = {"nodes": {"manager1": "leader", "worker1": "worker"},
          "seen": {"manager1": ["ready", "active"], "worker1": ["ready", "active"]},
@@ -72,7 +72,6 @@ class NoNodes:
 
 @pytest.mark.parametrize(("roles", "why"), [
     ({"manager1": "leader", "manager2": "manager"}, ""),  # the saved leader is elected at once (raft_leader)
-    ({"manager1": "locked"}, "a locked manager"),
     # the managers lab's lost quorum (a CI walk saved it: put back, the others came back pending, not as saved)
     ({"manager1": "stopped", "manager2": "stopped", "manager3": "error", "worker1": "worker"},
      "a swarm without a leader (its quorum lost)"),
@@ -390,6 +389,47 @@ def test_a_put_back_stops_waiting_once_the_leader_says_a_task_was_rejected(monke
     slow = StartingNode("worker1", StartingAPI({"t1": 3, "t2": 8}))
     assert dind_states.wait_started_by_agent([slow], {"worker1": ["t1", "t2"]}, running) == ([], [])
     assert 1 <= running.docker.api.asked <= 2  # asked every ENDED_EVERY, not at every look
+
+
+def test_a_locked_manager_is_saved_with_the_key_labkit_keeps_and_its_workers_tasks() -> None:
+    """autolock:unlock-manager: no leader to ask, so the tasks are those each engine runs, and the key is
+    the newest labkit keeps (put back, the manager is unlocked for a moment, then locked again)."""
+    lab = FakeLab(lab="locked")
+    Progress(lab.cluster.lab).keep("unlock_keys", [])  # none kept yet (the progress folder is the session's)
+    swarm = lab.init()
+    for worker in ("worker1", "worker2"):
+        lab.join(worker, swarm)
+    set_autolock(lab, True, "SWMKEY-1-first")
+    pinger = lab.service("pinger", replicas=2, on=("worker1", "worker2"))
+    running = {t["ID"]: pinger["ID"] for t in lab.tasks(pinger)}
+    lock(lab, "manager1")
+    fp = rewind.fingerprint(lab.cluster)
+    assert fp["nodes"] == {"manager1": "locked", "worker1": "worker", "worker2": "worker"}
+    assert fp["seen"] == {} and fp["tasks"] == running
+    assert rewind.unlikely_back(lab.cluster, fp) == "a locked manager whose unlock key labkit does not keep"
+    Progress(lab.cluster.lab).keep("unlock_keys", ["SWMKEY-1-first", "SWMKEY-1-rotated"])
+    assert rewind.unlikely_back(lab.cluster, fp) == ""
+    assert rewind.unlock_key(lab.cluster) == "SWMKEY-1-rotated"
+
+
+def test_a_swarm_without_a_leader_beside_its_locked_manager_is_not_saved() -> None:
+    """A manager that is neither locked nor leading: the quorum is lost, not only locked away."""
+    lab = FakeLab(managers=3, workers=1)
+    swarm = lab.init()
+    for manager in ("manager2", "manager3"):
+        lab.join(manager, swarm, role="manager")
+    set_autolock(lab, True, "SWMKEY-1-first")
+    Progress(lab.cluster.lab).keep("unlock_keys", ["SWMKEY-1-first"])
+    lock(lab, "manager1")
+    roles = {"manager1": "locked", "manager2": "manager", "manager3": "locked", "worker1": "worker"}
+    assert rewind.unlikely_back(lab.cluster, {"nodes": roles}) == "a swarm without a leader (its quorum lost)"
+
+
+def test_a_locked_manager_is_put_back_unlocked_and_leading_then_locked_again() -> None:
+    data = {"meta": {"fingerprint": {"nodes": {"manager1": "locked", "worker1": "worker"}}}}
+    assert dind_states._unlocked_roles(data) == ({"manager1": "leader", "worker1": "worker"}, ["manager1"])
+    data = {"meta": {"fingerprint": {"nodes": {"manager1": "leader", "manager2": "locked"}}}}
+    assert dind_states._unlocked_roles(data) == ({"manager1": "leader", "manager2": "manager"}, ["manager2"])
 
 
 def test_an_autolocked_swarm_is_saved_with_its_unlock_key() -> None:

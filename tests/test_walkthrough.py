@@ -55,7 +55,7 @@ def test_a_reset_to_the_start_of_each_step_puts_back_what_the_walk_left(lab: lab
     unsaved = {ref: walked["not saved"] for ref, walked in WALKED.items() if "not saved" in walked}
     assert all(unsaved.values()), f"states a reset would save were not saved: {unsaved}"
     for ref, walked in WALKED.items():
-        if ref in unsaved:  # several managers, autolock: a reset replays there (see rewind.unlikely_back)
+        if ref in unsaved:  # a lost quorum, a node cut off: a reset replays there (see rewind.unlikely_back)
             continue
         _, target = find(ref, LABS)
         assert target is not None

@@ -7,7 +7,7 @@ place (dockerd and all it started killed, the node's entry point waiting: see no
 nodes are killed), fills each engine's folder from the saved one, sets the containers that ran to start
 with their engine, or leaves those on Swarm's networks to Swarm's agent (so Swarm's tasks run on, the same
 tasks: see ``engine_state.start_with_engine``), and starts the engines that ran, managers first (unlocked
-with the saved key when autolock is on; with several, the saved leader is elected at once: see
+with the saved key when autolock is on, a manager saved locked restarted at the end: see _lock_again; with several, the saved leader is elected at once: see
 raft_leader), then the workers, which dial that leader first: they start as soon as their managers listen,
 their dials held until these are ready (arp_hold: so are the managers' dials to each other, until each
 listens), or, when they have tasks on Swarm's networks, once these are ready, the leader frozen until each
@@ -307,9 +307,10 @@ class DindStates:
         restarted: dict[str, engine_state.Restarts] = {}
         hold = ArpHold()
         addresses = plan.hosts(topology)
-        leader = next((n for n, role in _roles(data).items() if role == "leader"), None)
+        roles, locked = _unlocked_roles(data)
+        leader = next((n for n, role in roles.items() if role == "leader"), None)
         peer = None if leader is None else engine_state.known_manager(_mountpoint(copies[leader]), addresses[leader])
-        managers = [n for n in data["running"] if _roles(data).get(n) in MANAGER_ROLES]
+        managers = [n for n in data["running"] if roles.get(n) in MANAGER_ROLES]
         held: dict[str, bool] = {}  # the nodes ended in place whose first dials can be held (see _hold)
         try:
             for name, c in containers.items():  # one at a time: see dind's note on the engine's network deadlock
@@ -329,7 +330,7 @@ class DindStates:
                 if node in ended:
                     held[node] = _hold(hold, containers[node], addresses[node], node in managers)
                 restarted[node] = engine_state.start_with_engine(folder, _running_tasks(data))
-                if _roles(data).get(node) in MANAGER_ROLES:
+                if roles.get(node) in MANAGER_ROLES:
                     # A lone manager with no task for its agent to start dials itself at once, as after any
                     # restart; else its agent asks its local socket, which can wait half a second longer
                     # (swarmkit's initManagerConnection polls it every 0.5 s until Raft has started)
@@ -383,10 +384,13 @@ class DindStates:
                     if task and not seen["State"]["Running"]:
                         lost.append(task)  # Swarm replaces its task, but would never remove this container:
                         remove_container(node, r.container)  # gone, as in a replay
-        leader = next((n for n in nodes if _roles(data).get(n.name) == "leader"), None)
+        leader = next((n for n in nodes if roles.get(n.name) == "leader"), None)
         late, rejected = wait_started_by_agent(nodes, {n: r.by_agent for n, r in restarted.items()}, leader)
         if leader is not None:
             remove_orphans(leader, nodes)
+        if locked:
+            self._lock_again([n for n in nodes if n.name in locked], [n for n in nodes if n.name not in managers],
+                             containers)
         return {**data["meta"], "lost": lost, "late": late, "rejected": rejected}  # see rewind.put_back_again
 
     def _start(self, names: list[str], ended: set[str], containers: dict[str, Any]) -> None:
@@ -480,6 +484,19 @@ class DindStates:
             except (docker.errors.DockerException, ConnectionError, OSError):
                 continue  # a worker (nothing listens on its swarm port), or a manager that cannot be asked
         return False
+
+    def _lock_again(self, locked: list[Node], workers: list[Node], containers: dict[str, Any]) -> None:
+        """Restart the engines of the managers that were LOCKED in the state (put back unlocked), once every
+        one of WORKERS is active in the swarm: each comes back locked, as after `labkit node restart`, and
+        the workers run their tasks on, as they did while the learner's manager was locked. (Workers that
+        start while no manager leads stay pending, their tasks stopped, until one does.)"""
+        if not wait_for(lambda: all(_active(n) for n in workers), GATHER_WAIT, 0.02):
+            raise BackendError(f"The workers did not rejoin their swarm within {GATHER_WAIT:g} s.")
+        for node in locked:
+            if not self._end_engine(node.name, containers[node.name]):
+                raise BackendError(f"The engine of {node.name} could not be restarted in place.")
+            (self.backend.run_dir / node.name / HOLD).unlink(missing_ok=True)
+        self.backend._wait_engines(locked)
 
     def _unlock(self, managers: list[Node], key: str) -> None:
         """Unlock MANAGERS with the swarm's KEY (`docker swarm unlock`) once their engines answer."""
@@ -701,6 +718,25 @@ def _roles(data: dict[str, Any]) -> dict[str, str]:
     """Each node's role in a saved state's fingerprint ({} if it has none)."""
     nodes = ((data.get("meta") or {}).get("fingerprint") or {}).get("nodes")
     return nodes if isinstance(nodes, dict) else {}
+
+
+def _unlocked_roles(data: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The roles a saved state is put back with, and its locked managers: each is put back unlocked, as
+    it was before its restart (the first of them leading when no manager does), and locked again once the
+    workers are back (see DindStates._lock_again)."""
+    roles = dict(_roles(data))
+    locked = sorted(n for n, role in roles.items() if role == "locked")
+    for name in locked:
+        roles[name] = "manager" if "leader" in roles.values() else "leader"
+    return roles, locked
+
+
+def _active(node: Node) -> bool:
+    """Whether NODE's engine counts itself active in a swarm (a worker that reached its leader)."""
+    try:
+        return node.docker.api.info()["Swarm"]["LocalNodeState"] == "active"
+    except (docker.errors.DockerException, OSError, KeyError, NodeDown):
+        return False
 
 
 def _running_tasks(data: dict[str, Any]) -> set[str] | None:
