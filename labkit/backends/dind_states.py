@@ -8,7 +8,8 @@ nodes are killed), fills each engine's folder from the saved one, sets the conta
 with their engine, or leaves those on Swarm's networks to Swarm's agent (so Swarm's tasks run on, the same
 tasks: see ``engine_state.start_with_engine``), and starts the engines that ran, managers first (unlocked
 with the saved key when autolock is on, one saved locked restarted at the end: see _lock_again; with
-several, the saved leader is elected at once: see raft_leader), then the workers, which dial that leader first: they start as soon as their managers listen,
+several, the saved leader is elected at once: see raft_leader), then the workers, which dial that leader
+first: they start as soon as their managers listen,
 their dials held until these are ready (arp_hold: so are the managers' dials to each other, until each
 listens), or, when they have tasks on Swarm's networks, once these are ready, the leader frozen until each
 has dialled it, so that they join the nodes' gossip together (_start_at_once). A state is tied to the lab network's
