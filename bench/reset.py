@@ -7,7 +7,7 @@ By default the last step of every lab (--every: every step of the course), in th
 a first reset replays from the state the row before saved. Each step: its saved state forgotten, one reset
 timed (first, and how: replayed afresh or from an earlier state), then RUNS
 resets timed (later: median, max), each after the learner's usual damage (the lab's services removed);
-one only for a state that is not saved (a lost quorum, a locked manager, a node cut off: see
+one only for a state that is not saved (a lost quorum, a node cut off: see
 labkit/rewind.py's unlikely_back), which replays every time, as the row says.
 Writes bench/results/reset.json and prints a table. Target (issue 17): later <= 3 s, median.
 """
