@@ -116,6 +116,18 @@ def test_a_swarm_forced_anew_is_saved() -> None:
     assert rewind.unlikely_back(lab.cluster, rewind.fingerprint(lab.cluster)) == ""
 
 
+def test_a_worker_still_unknown_to_its_leader_once_the_wait_is_over_is_not_saved(monkeypatch) -> None:
+    """Put back, it would dial its leader first and come back ready: never as saved (the managers lab's
+    rejoin, when the learner's worker takes longer than the wait to find the last manager)."""
+    monkeypatch.setattr(rewind, "SAVE_WAIT", 0.2)
+    lab = FakeLab(managers=1, workers=1)
+    swarm = lab.init()
+    lab.join("worker1", swarm, state="unknown")
+    said: list[str] = []
+    assert not rewind.save(lab.cluster, "k", [], 5.0, said.append)
+    assert said == [f"{rewind.NOT_SETTLED} (worker1): not saved; a later reset here saves it"]
+
+
 def test_a_swarm_of_one_manager_would_come_back() -> None:
     assert rewind.unlikely_back(NoNodes(), {"nodes": {"manager1": "inactive", "worker1": "inactive"}}) == ""  # type: ignore[arg-type]
 

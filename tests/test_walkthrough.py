@@ -55,7 +55,7 @@ def test_a_reset_to_the_start_of_each_step_puts_back_what_the_walk_left(lab: lab
     unsaved = {ref: walked["not saved"] for ref, walked in WALKED.items() if "not saved" in walked}
     assert all(unsaved.values()), f"states a reset would save were not saved: {unsaved}"
     for ref, walked in WALKED.items():
-        if ref in unsaved:  # a lost quorum, a node cut off: a reset replays there (see rewind.unlikely_back)
+        if ref in unsaved:  # a lost quorum, a node cut off, a worker not yet back: a reset replays there
             continue
         _, target = find(ref, LABS)
         assert target is not None
@@ -99,7 +99,7 @@ def walk(lab: labkit.Cluster, part: list[Lab], fresh: bool = False, saves: dict[
             said: list[str] = []
             saved = not why and rewind.save(lab, key, steps[:i], time.monotonic() - began, said.append)
             if not saved and not why:  # save looks again once the swarm settled, and once it is copied
-                why = (next((s for s in said if s.startswith(rewind.CHANGED_WHILE_SAVED)), "")
+                why = (next((s for s in said if s.startswith((rewind.CHANGED_WHILE_SAVED, rewind.NOT_SETTLED))), "")
                        or rewind.unlikely_back(lab, rewind.fingerprint(lab)))
             # what was saved: save waits again for the swarm to settle (a worker that a new leader had not
             # heard from yet at the walk's look was ready at the save's)
