@@ -32,6 +32,9 @@ from labkit.settings import settings
 FAILURES = (DockerException, OSError, subprocess.CalledProcessError, LabkitError, ValueError, KeyError)
 SETTLE = 20.0  # s a put-back state has to look as it was saved
 SAVE_WAIT = 10.0  # s at most for a swarm's tasks to settle before its state is saved
+# s more for its nodes: the managers lab's rejoin, whose worker finds the last manager 7 to 15 s after it was
+# forced anew (a worker still unknown to the leader comes back ready, never as saved)
+NODES_WAIT = 10.0
 TRANSIENT = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")  # a task's states
 IN_SWARM = ("worker", "manager", "pending", "error")  # a node's swarm states (besides leader and locked)
 NO_LEADER = ("manager", "pending", "error")  # ... of a node in a swarm without a leader, unless all managers are locked
@@ -111,6 +114,14 @@ def _settled(cluster: Cluster) -> bool:
         return True  # the swarm cannot tell: nothing to wait for
 
 
+def between_states(cluster: Cluster, found: list[str]) -> list[str]:
+    """The nodes of CLUSTER between states (see _unsettled_nodes), also put in FOUND (none without a leader)."""
+    leader = cluster.leader()
+    listed = [] if leader is None else leader.docker.api.nodes()
+    found[:] = _unsettled_nodes(listed, {n.name: n.status().swarm for n in cluster.nodes}) if listed else []
+    return found
+
+
 def _nodes_settled(listed: list[dict[str, Any]], own: dict[str, str]) -> bool:
     return not _unsettled_nodes(listed, own)
 
@@ -155,13 +166,12 @@ def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float,
         fp = fingerprint(cluster)
         if unlikely_back(cluster, fp):
             return False
-        # A node still unknown to the leader once the wait is over (the managers lab's rejoin: a worker whose
-        # manager was powered off finds the last one in 7 to 15 s) comes back ready, never as saved.
-        leader = cluster.leader()
-        unsettled = [] if leader is None else _unsettled_nodes(leader.docker.api.nodes(), fp["nodes"])
-        if unsettled:
-            report(f"{NOT_SETTLED} ({', '.join(unsettled)}): not saved; a later reset here saves it")
-            return False
+        unsettled: list[str] = []
+        if between_states(cluster, unsettled):  # the wait gave up on them: a while more
+            if not wait_for(lambda: not between_states(cluster, unsettled), NODES_WAIT, 0.2):
+                report(f"{NOT_SETTLED} ({', '.join(unsettled)}): not saved; a later reset here saves it")
+                return False
+            fp = fingerprint(cluster)
         with contextlib.suppress(*FAILURES):  # a state saved without a snapshot is only slower to put back
             compact_raft(cluster)
         meta = {"fingerprint": fp, "replay_seconds": replay_seconds,

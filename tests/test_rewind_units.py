@@ -120,6 +120,7 @@ def test_a_worker_still_unknown_to_its_leader_once_the_wait_is_over_is_not_saved
     """Put back, it would dial its leader first and come back ready: never as saved (the managers lab's
     rejoin, when the learner's worker takes longer than the wait to find the last manager)."""
     monkeypatch.setattr(rewind, "SAVE_WAIT", 0.2)
+    monkeypatch.setattr(rewind, "NODES_WAIT", 0.2)
     lab = FakeLab(managers=1, workers=1)
     swarm = lab.init()
     lab.join("worker1", swarm, state="unknown")
