@@ -31,6 +31,19 @@ SLOWEST_FIRST = ["test_walkthrough", "test_notebooks", "test_vagrant_docker", "t
                  "test_node_failure_commands", "test_cluster", "test_faults", "test_browser"]
 
 
+# The markers of tests that need more than Python (pyproject.toml; the Makefile's UNIT_MARKERS leaves them out).
+NEEDS_MORE = ("engine", "cluster", "browser", "notebooks", "vagrant", "root", "seat", "hub")
+
+
+@pytest.fixture(autouse=True)
+def own_state_folder(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that needs no engine keeps what it records (progress, kept keys) in a folder of its own,
+    never in the learner's (~/.local/share/labkit: its fake labs are named like real ones, "lab")."""
+    if not any(request.node.get_closest_marker(marker) for marker in NEEDS_MORE):
+        monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 def labkit_cli(*args: str, lab: str | None = TEST_LAB, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the real `labkit` command, as a user would."""
     argv = [sys.executable, "-m", "labkit", *args]

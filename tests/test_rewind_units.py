@@ -406,8 +406,7 @@ def test_a_put_back_stops_waiting_once_the_leader_says_a_task_was_rejected(monke
 def test_a_locked_manager_is_saved_with_the_key_labkit_keeps_and_its_workers_tasks() -> None:
     """autolock:unlock-manager: no leader to ask, so the tasks are those each engine runs, and the key is
     the newest labkit keeps (put back, the manager is unlocked for a moment, then locked again)."""
-    lab = FakeLab(lab="locked")
-    Progress(lab.cluster.lab).keep("unlock_keys", [])  # none kept yet (the progress folder is the session's)
+    lab = FakeLab()
     swarm = lab.init()
     for worker in ("worker1", "worker2"):
         lab.join(worker, swarm)
