@@ -108,7 +108,8 @@ def walk(lab: labkit.Cluster, part: list[Lab], fresh: bool = False, saves: dict[
         assert not before.passed, f"{step.ref} passed before its solution: {before.summary}"
         assert before.hint, f"{step.ref} failed without a hint"
         after = apply_solution(lab, step, quiet)
-        assert after.passed, f"{step.ref} still fails after its solution: {after.summary} ({after.hint})"
+        assert after.passed, (f"{step.ref} still fails after its solution: {after.summary} ({after.hint}); "
+                              f"seen: {'; '.join(after.evidence)}")
         assert progress.passed(step.ref)
         if step.question:  # each likely wrong answer, given on the live cluster, gets its own explanation
             right = progress.answer(step.ref)
