@@ -73,12 +73,6 @@ own_group() {
         "$SELF_CGROUP"
 }
 
-# dockerd, and dockerd again each time labkit puts a saved engine folder back in place (a rewind: see
-# labkit/backends/dind_states.py). labkit creates /labkit/hold and ends dockerd and all it started; this
-# loop then lets go of their mounts, says so (/labkit/down), and waits until labkit has filled the folder
-# and removed hold: dockerd starts on it as after a restart of the node, without one (about a second
-# less, and nothing changes on the host's networks). Without hold, the node ends with dockerd's status;
-# docker stop's signal goes to dockerd, which shuts down cleanly.
 # docker stop's signal, passed on to dockerd (pid $1), which shuts down cleanly: its containers, its
 # networks, its swarm, and last its containerd. dockerd 20.10 then sleeps a whole second before it looks
 # whether containerd has gone (libcontainerd's stopDaemon): once containerd, seen running, has gone, the
@@ -99,6 +93,12 @@ stop_engine() {
     ) &
 }
 
+# dockerd, and dockerd again each time labkit puts a saved engine folder back in place (a rewind: see
+# labkit/backends/dind_states.py). labkit creates /labkit/hold and ends dockerd and all it started; this
+# loop then lets go of their mounts, says so (/labkit/down), and waits until labkit has filled the folder
+# and removed hold: dockerd starts on it as after a restart of the node, without one (about a second
+# less, and nothing changes on the host's networks). Without hold, the node ends with dockerd's status;
+# docker stop's signal goes to dockerd, which shuts down cleanly (stop_engine).
 engine() {
     rm -f /labkit/hold /labkit/down
     : > /labkit/respawns  # labkit's sign that this node's engine can be put back in place
