@@ -114,12 +114,12 @@ def _settled(cluster: Cluster) -> bool:
         return True  # the swarm cannot tell: nothing to wait for
 
 
-def between_states(cluster: Cluster, found: list[str]) -> list[str]:
-    """The nodes of CLUSTER between states (see _unsettled_nodes), also put in FOUND (none without a leader)."""
+def between_states(cluster: Cluster) -> list[str]:
+    """The nodes of CLUSTER between states, as its leader lists them (see _unsettled_nodes; none without one)."""
     leader = cluster.leader()
-    listed = [] if leader is None else leader.docker.api.nodes()
-    found[:] = _unsettled_nodes(listed, {n.name: n.status().swarm for n in cluster.nodes}) if listed else []
-    return found
+    if leader is None:
+        return []
+    return _unsettled_nodes(leader.docker.api.nodes(), {n.name: n.status().swarm for n in cluster.nodes})
 
 
 def _nodes_settled(listed: list[dict[str, Any]], own: dict[str, str]) -> bool:
@@ -166,9 +166,10 @@ def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float,
         fp = fingerprint(cluster)
         if unlikely_back(cluster, fp):
             return False
-        unsettled: list[str] = []
-        if between_states(cluster, unsettled):  # the wait gave up on them: a while more
-            if not wait_for(lambda: not between_states(cluster, unsettled), NODES_WAIT, 0.2):
+        if between_states(cluster):  # the wait gave up on them: a while more
+            wait_for(lambda: not between_states(cluster), NODES_WAIT, 0.2)
+            unsettled = between_states(cluster)
+            if unsettled:
                 report(f"{NOT_SETTLED} ({', '.join(unsettled)}): not saved; a later reset here saves it")
                 return False
             fp = fingerprint(cluster)
