@@ -92,3 +92,38 @@ def test_the_stock_client_still_loses_it(engine: tuple[str, socket.socket]) -> N
     out = exec_output(docker.DockerClient, engine, [UPGRADE + frame(1, PROMPT), frame(1, b"pinger\n")],
                       demux=True)
     assert out == (b"pinger\n", None)  # the CI run's symptom: the prompt line gone
+
+
+def answer_version(listener: socket.socket) -> None:
+    """Answer one `GET /version` as an engine would."""
+    conn, _ = listener.accept()
+    with conn:
+        while b"\r\n\r\n" not in conn.recv(4096):
+            pass
+        body = b'{"ApiVersion": "1.41", "Version": "20.10.24"}'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def test_an_engine_over_tcp_is_reached_directly_whatever_proxy_the_environment_names(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A workshop machine with HTTP_PROXY set: labkit still talks to the lab's engines (a Vagrant VM's,
+    over TCP) directly, not through a proxy that cannot reach them."""
+    with socket.socket() as dead:  # a proxy address nothing listens on
+        dead.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        server = threading.Thread(target=answer_version, args=(listener,), daemon=True)
+        server.start()
+        client = DockerClient(base_url=f"tcp://127.0.0.1:{listener.getsockname()[1]}", version="1.41", timeout=5)
+        try:
+            assert client.version()["Version"] == "20.10.24"
+        finally:
+            client.close()
+            server.join(5)
