@@ -18,7 +18,7 @@ import pytest
 import labkit
 from labkit import rewind
 from labkit.backends.arp_hold import ArpHold
-from labkit.backends.dind_states import LABEL_STATE, META, DindStates
+from labkit.backends.dind_states import CPU_SHARES, LABEL_STATE, META, DindStates
 from labkit.fields import UNLOCK_KEYS
 from labkit.labs import HOST, Command, all_steps, find
 from labkit.progress import Progress
@@ -264,6 +264,9 @@ def test_after_a_put_back_a_service_reaches_another_on_another_node_by_name(lab:
             nodes = host.containers.list(filters={"label": [f"labkit.lab={lab.lab}", "labkit.kind=node"]})
             logs = {c.name: c.logs(since=since).decode(errors="replace") for c in nodes if c.name.endswith(WORKERS)}
             assert len(logs) == 2 and not [n for n, log in logs.items() if "Error in joining gossip" in log]
+            # The managers were favoured for the machine's CPU while the workers joined (see Favoured): no longer
+            shares = {c.name: c.attrs["HostConfig"]["CpuShares"] for c in nodes}
+            assert set(shares.values()) <= {0, CPU_SHARES}, shares
             # The workers join the gossip together (their leader frozen until both have dialled it): one that
             # joins later asks the other for probe-net's entries before the other knows of it, and its task
             # waits 30 s for the answer (Docker 20.10's networkdb). Apart, they joined 0.1 to 0.6 s apart,
