@@ -568,8 +568,7 @@ class Favoured:
     the nodes' gossip asks its manager for an overlay network's entries a moment after the manager answered
     its join; a manager busy starting too may not have added the worker yet, and never answers: the task
     waits 30 s (networkdb's bulk sync; the worker's goroutines were seen waiting so). 5 of 24 put-backs of
-    stacks:proxy stalled so; with the managers favoured until their leader has added each worker, none of
-    38."""
+    stacks:proxy stalled so; with the managers favoured, none of 62 (see the README's Rewinds)."""
 
     def __init__(self, containers: list[Any]) -> None:
         self.changed: list[Any] = []
