@@ -634,3 +634,11 @@ def test_a_nodes_lab_interface_is_the_one_its_routes_reach_its_address_through(t
         arp_hold.device(42, "172.31.0.2", tmp_path)
     with pytest.raises(BackendError, match="routes"):
         arp_hold.device(43, "172.30.11.21", tmp_path)
+
+
+def test_a_lone_manager_without_tasks_on_swarm_networks_keeps_its_list_and_dials_itself_at_once() -> None:
+    """Its agent dials itself as after any restart, not waiting up to half a second for its local socket;
+    a manager with others, or with overlay tasks for its agent (rejected before its node is active), waits."""
+    assert not dind_states.waits_for_own_manager(1, agent_tasks=False)
+    assert dind_states.waits_for_own_manager(1, agent_tasks=True)
+    assert dind_states.waits_for_own_manager(3, agent_tasks=False)

@@ -338,10 +338,7 @@ class DindStates:
                         held[node] = _hold(hold, containers[node], addresses[node], node in managers)
                     restarted[node] = engine_state.start_with_engine(folder, _running_tasks(data))
                     if roles.get(node) in MANAGER_ROLES:
-                        # A lone manager with no task for its agent to start dials itself at once, as after any
-                        # restart; else its agent asks its local socket, which can wait half a second longer
-                        # (swarmkit's initManagerConnection polls it every 0.5 s until Raft has started)
-                        if len(managers) > 1 or restarted[node].by_agent:
+                        if waits_for_own_manager(len(managers), bool(restarted[node].by_agent)):
                             engine_state.wait_for_own_manager(folder)
                     elif peer is not None:
                         engine_state.dial_first(folder, peer)
@@ -375,7 +372,7 @@ class DindStates:
                 if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits here
                     wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.01)
                 if together and early:
-                    self._hear_together(early, leader, pids, hold, containers)
+                    self._hear_together(early, leader, addresses[leader], pids, hold, containers)
                 hold.hear(pids)
                 if together and not early:
                     self._start_at_once(workers, leader, restarted[leader].by_agent, ended, containers)
@@ -443,12 +440,11 @@ class DindStates:
         finally:
             containers[leader].unpause()
 
-    def _hear_together(self, workers: list[str], leader: str, managers: list[int], hold: ArpHold,
+    def _hear_together(self, workers: list[str], leader: str, address: str, managers: list[int], hold: ArpHold,
                        containers: dict[str, Any]) -> None:
-        """Let the dials of WORKERS (started early, held) reach LEADER together: it is frozen, the MANAGERS
-        (host pids) heard, and it is thawed once each worker has connected to it (as in _start_at_once,
-        their engines loaded meanwhile: about 0.3 s sooner)."""
-        address = next(n.address for n in self.backend.nodes() if n.name == leader)
+        """Let the dials of WORKERS (started early, held) reach LEADER (at ADDRESS) together: it is frozen, the
+        MANAGERS (host pids) heard, and it is thawed once each worker has connected to it (as in
+        _start_at_once, their engines loaded meanwhile: about 0.3 s sooner)."""
         pids = [_pid(containers[n]) for n in workers]
         freeze(containers[leader])
         try:
@@ -587,6 +583,16 @@ class Favoured:
         while self.changed:
             with contextlib.suppress(docker.errors.APIError):
                 self.changed.pop().update(cpu_shares=CPU_SHARES)
+
+
+def waits_for_own_manager(managers: int, agent_tasks: bool) -> bool:
+    """Whether a manager put back (one of MANAGERS) has its agent wait for its own manager's local socket
+    (engine_state.wait_for_own_manager): with other managers (its agent waits for a leader either way), or
+    with tasks on Swarm's networks for its agent to start (given them before its node counts as active, it
+    would reject them). A lone manager without such tasks keeps its list, itself, and its agent dials it at
+    once, as after any restart: the local socket can come half a second later (swarmkit's
+    initManagerConnection asks it every 0.5 s until Raft has started)."""
+    return managers > 1 or agent_tasks
 
 
 def _has_home(container: Container) -> bool:
