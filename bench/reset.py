@@ -9,7 +9,9 @@ timed (first, and how: replayed afresh or from an earlier state), then RUNS
 resets timed (later: median, max), each after the learner's usual damage (the lab's services removed);
 one only for a state that is not saved (a lost quorum, a node cut off: see
 labkit/rewind.py's unlikely_back), which replays every time, as the row says.
-Writes bench/results/reset.json and prints a table. Target (issue 17): later <= 3 s, median.
+Writes bench/results/reset.json and prints a table; a step whose later put-backs were made again (a task
+stalled or rejected as the engines started: see labkit/rewind.py's put_back_again) says how many, and why.
+Target (issue 17): later <= 3 s, median.
 """
 
 from __future__ import annotations
@@ -37,18 +39,23 @@ def default_steps(labs: list[Any]) -> list[Step]:
     return [lab.steps[-1] for lab in labs]
 
 
-def timed_reset(cluster: Cluster, labs: list[Any], target: Step) -> tuple[float, str, bool]:
-    """How long a reset to TARGET took, how it got there, and whether it saved that state."""
+AGAIN = {"stalled": "had still not started", "rejected": "rejected"}  # why a put-back was made again
+
+
+def timed_reset(cluster: Cluster, labs: list[Any], target: Step) -> tuple[float, str, bool, list[str]]:
+    """How long a reset to TARGET took, how it got there, whether it saved that state, and why it put the
+    state back again, if it did (see AGAIN and rewind.put_back_again)."""
     said: list[str] = []
     began = time.monotonic()
     reset(cluster, labs, target, said.append)
     took = time.monotonic() - began
     saved = any("Saving" in s for s in said)
+    again = [why for s in said if "putting the state back again" in s for why, text in AGAIN.items() if text in s]
     if any("Fresh cluster" in s for s in said):
-        return took, "replayed", saved
+        return took, "replayed", saved, again
     if any("then replaying from there" in s for s in said):
-        return took, "from an earlier state", saved
-    return took, "put back", saved
+        return took, "from an earlier state", saved, again
+    return took, "put back", saved, again
 
 
 def damage(cluster: Cluster) -> None:
@@ -90,19 +97,24 @@ def main() -> None:
 
 def measure(cluster: Cluster, labs: list[Any], target: Step, runs: int) -> dict[str, Any]:
     """TARGET's row: its first reset, then RUNS later ones (one only for a state that is not saved)."""
-    first, start, saved = timed_reset(cluster, labs, target)
+    first, start, saved, _ = timed_reset(cluster, labs, target)
     later = []
     hows = set()
+    again: list[str] = []
     for _ in range(runs if saved else 1):  # a state not saved (see rewind.unlikely_back) replays again
         damage(cluster)
-        took, how, _ = timed_reset(cluster, labs, target)
+        took, how, _, why = timed_reset(cluster, labs, target)
         later.append(took)
         hows.add(how)
+        again += why
     row = {"step": target.ref, "first_s": round(first, 1), "first": start,
            "later_median_s": round(statistics.median(later), 1), "later_max_s": round(max(later), 1),
            "later": "/".join(sorted(hows))}
+    if again:  # later put-backs made again, by why (a stalled task, a rejected one)
+        row["again"] = {why: again.count(why) for why in sorted(set(again))}
     print(f"{row['step']:32} first {row['first_s']:6.1f} s ({start})   later {row['later_median_s']:5.1f} s "
-          f"(max {row['later_max_s']:5.1f}, {row['later']})", flush=True)
+          f"(max {row['later_max_s']:5.1f}, {row['later']}){' again: ' + str(row['again']) if again else ''}",
+          flush=True)
     return row
 
 

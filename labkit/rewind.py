@@ -320,8 +320,9 @@ def put_back_again(meta: dict[str, Any] | None) -> str:
     or one its agent had still not started (Docker 20.10's gossip stalls 30 s now and then as an engine
     makes an overlay network: waited out, the step's check may wait for that task, and `networks:vip`
     took 43.6 s in a bench run; see dind_states.STALL_GAP). Luck, not the state: put back again, it comes
-    back whole (a stall is one put-back in ten to thirty of the rolling-update lab's states, rarer in
-    others), where Swarm would otherwise replace the task or start it late."""
+    back whole (a stall was one put-back in ten to thirty of the overlay states; since the managers are
+    favoured, dind_states.Favoured, a whole bench run made one put-back in 261 again), where Swarm would
+    otherwise replace the task or start it late."""
     if meta is None:
         return ""
     if meta.get("rejected"):
