@@ -372,7 +372,7 @@ class DindStates:
                 if managers:  # a worker that finds no manager yet retries later (gossip a minute later): it waits here
                     wait_for(lambda: all(manager_ready(pid) for pid in pids), GOSSIP_WAIT, 0.01)
                 if together and early:
-                    self._hear_together(early, leader, addresses[leader], pids, hold, containers)
+                    self._gather(early, leader, addresses[leader], containers, then=lambda: hold.hear(pids))
                 hold.hear(pids)
                 if together and not early:
                     self._start_at_once(workers, leader, restarted[leader].by_agent, ended, containers)
@@ -416,11 +416,9 @@ class DindStates:
 
     def _start_at_once(self, workers: list[str], leader: str, own: list[str], ended: set[str],
                        containers: dict[str, Any]) -> None:
-        """Start WORKERS so that they join the nodes' gossip within milliseconds of each other: LEADER is
-        frozen from the moment the first of them begins to load its containers (about 0.2 s before it
-        dials its leader), or once its own tasks (OWN, started by its agent) run, until each has connected
-        to it. A worker that joins later than another asks it for an overlay network's entries before
-        gossip has told it of the newcomer, and waits 30 s for an answer (see SWARM_START_WAIT)."""
+        """Start WORKERS (their dials not held) so that they join the nodes' gossip together (see _gather):
+        LEADER is frozen from the moment the first of them begins to load its containers (about 0.2 s before
+        it dials its leader), or once its own tasks (OWN, started by its agent) run."""
         lead = next(n for n in self.backend.nodes() if n.name == leader)
         logs = [LogTail(containers[n]) for n in workers]
         self._start(workers, ended, containers)
@@ -433,22 +431,19 @@ class DindStates:
             return not own_left
 
         wait_for(time_to_freeze, GATHER_WAIT, 0.01)
-        freeze(containers[leader])
-        try:
-            pids = [_pid(containers[n]) for n in workers]
-            wait_for(lambda: all(connected(pid, lead.address, SWARM_PORT) for pid in pids), GATHER_WAIT, 0.01)
-        finally:
-            containers[leader].unpause()
+        self._gather(workers, leader, lead.address, containers)
 
-    def _hear_together(self, workers: list[str], leader: str, address: str, managers: list[int], hold: ArpHold,
-                       containers: dict[str, Any]) -> None:
-        """Let the dials of WORKERS (started early, held) reach LEADER (at ADDRESS) together: it is frozen, the
-        MANAGERS (host pids) heard, and it is thawed once each worker has connected to it (as in
-        _start_at_once, their engines loaded meanwhile: about 0.3 s sooner)."""
+    def _gather(self, workers: list[str], leader: str, address: str, containers: dict[str, Any],
+                then: Callable[[], None] = lambda: None) -> None:
+        """Freeze LEADER (at ADDRESS), do THEN (hear the managers, for workers started early with their dials
+        held: about 0.3 s sooner than _start_at_once), and thaw it once each of WORKERS has connected to it:
+        their sessions start together, and they join the nodes' gossip within milliseconds of each other. A
+        worker that joins later than another asks it for an overlay network's entries before gossip has
+        told it of the newcomer, and waits 30 s for an answer (see SWARM_START_WAIT)."""
         pids = [_pid(containers[n]) for n in workers]
         freeze(containers[leader])
         try:
-            hold.hear(managers)
+            then()
             wait_for(lambda: all(connected(pid, address, SWARM_PORT) for pid in pids), GATHER_WAIT, 0.01)
         finally:
             containers[leader].unpause()
