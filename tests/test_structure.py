@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from labkit.backends import BACKENDS, Backend, backend_class, get_backend
 from labkit.errors import InvalidInput, LabkitError
 from labkit.settings import VARIABLES, HubSettings, Settings
 from labkit.topology import lab_name
+from tests.conftest import NEEDS_MORE
 
 PACKAGE = Path(labkit.__file__).parent
 ROOT = PACKAGE.parent
@@ -239,3 +241,10 @@ def test_public_surface_is_pinned() -> None:
     assert sorted(labkit.__all__) == ["Cluster", "LabkitError", "Node", "RunResult", "cluster", "errors"]
     for name in labkit.__all__:
         assert hasattr(labkit, name)
+
+
+def test_make_unit_leaves_out_exactly_the_tests_that_keep_out_of_the_learners_state_folder_no_more() -> None:
+    """The markers of tests that need more than Python are named twice: the Makefile's UNIT_MARKERS (what
+    `make unit` leaves out) and conftest's NEEDS_MORE (who may use the learner's state folder); they agree."""
+    line = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("UNIT_MARKERS"))
+    assert set(re.findall(r"\w+", line.split("not", 1)[1])) - {"or"} == set(NEEDS_MORE)
