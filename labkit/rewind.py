@@ -129,15 +129,19 @@ def _nodes_settled(listed: list[dict[str, Any]], own: dict[str, str]) -> bool:
 def _unsettled_nodes(listed: list[dict[str, Any]], own: dict[str, str]) -> list[str]:
     """The nodes the leader LISTED that are between states: those whose engine answers (OWN: each node's
     own swarm state) but are still "unknown" to the leader (a new leader has not heard from them yet: a CI
-    walk saved the moment after `--force-new-cluster`, and put back, the workers were ready), and the
+    walk saved the moment after `--force-new-cluster`, and put back, the workers were ready), or already
+    "down" to it (one that had still not heard from a worker 30 s after that election: a CI walk saved the
+    worker down and its task missing, and put back, it was ready and its task running), and the
     ready ones between roles: not in Raft as their role says, or telling themselves otherwise (a CI walk
-    had taken a just-promoted node as a worker, its own engine not yet a manager)."""
+    had taken a just-promoted node as a worker, its own engine not yet a manager). A node that left and
+    joined again is listed twice until its old entry is removed: that one, down, is not waited for."""
     unsettled = []
+    ready = {node["Description"]["Hostname"] for node in listed if node["Status"]["State"] == "ready"}
     for node in listed:
         name = node["Description"]["Hostname"]
         itself = own.get(name)
         answers = itself in ("worker", "manager", "leader")
-        if node["Status"]["State"] == "unknown" and answers:
+        if node["Status"]["State"] in ("unknown", "down") and answers and name not in ready:
             unsettled.append(name)
         elif node["Status"]["State"] == "ready":
             manager = node["Spec"]["Role"] == "manager"

@@ -295,6 +295,20 @@ def test_a_node_the_leader_has_not_heard_from_yet_is_not_settled() -> None:
     assert rewind._nodes_settled([leader, stopped, listed("worker1", "worker", False)], own)
 
 
+def test_a_node_down_to_the_leader_while_its_engine_answers_is_not_settled() -> None:
+    """A new leader that has not heard from a worker for 30 s lists it down: a CI walk (a busy machine)
+    saved worker2 down after `--force-new-cluster`, and put back, it came back ready, so the state never
+    looked as saved. A node down with its engine stopped (a manager powered off) is settled."""
+    leader = listed("manager3", "manager", True)
+    off = listed("manager1", "manager", True, state="down")
+    own = {"manager3": "leader", "worker2": "worker", "manager1": "exited"}
+    assert not rewind._nodes_settled([leader, off, listed("worker2", "worker", False, "down")], own)
+    assert rewind._nodes_settled([leader, off, listed("worker2", "worker", False)], own)
+    assert rewind._nodes_settled([leader, off, listed("worker2", "worker", False, "down")], {**own, "worker2": "-"})
+    again = [leader, off, listed("worker2", "worker", False, "down"), listed("worker2", "worker", False)]
+    assert rewind._nodes_settled(again, own)  # left and joined again: its old entry stays down
+
+
 class SavedOnly:
     """A backend that has saved KEY's state as given (only what rewind's fit and unfit read)."""
 
