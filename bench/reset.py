@@ -70,6 +70,9 @@ def main() -> None:
     parser.add_argument("--steps", nargs="*", help="step refs (LAB:STEP)")
     parser.add_argument("--every", action="store_true", help="every step of the course")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="where the figures go (default: bench/results/reset.json, the README's; an experiment "
+                             "writes elsewhere)")
     args = parser.parse_args()
     labs = course()
     steps = all_steps(labs)
@@ -90,9 +93,10 @@ def main() -> None:
             row = {"step": target.ref, "failed": str(exc)}
             print(f"{target.ref:32} FAILED: {exc}", flush=True)
         rows.append(row)
-        write(rows, steps, partial=bool(args.steps))  # a run stopped halfway keeps the rows it measured
+        write(rows, steps, partial=bool(args.steps), out=args.out)  # a run stopped halfway keeps its rows
     backend.down(lambda _: None)
-    print(json.dumps({k: v for k, v in write(rows, steps, partial=bool(args.steps)).items() if k != "steps"}))
+    written = write(rows, steps, partial=bool(args.steps), out=args.out)
+    print(json.dumps({k: v for k, v in written.items() if k != "steps"}))
 
 
 def measure(cluster: Cluster, labs: list[Any], target: Step, runs: int) -> dict[str, Any]:
@@ -109,7 +113,7 @@ def measure(cluster: Cluster, labs: list[Any], target: Step, runs: int) -> dict[
         again += why
     row = {"step": target.ref, "first_s": round(first, 1), "first": start,
            "later_median_s": round(statistics.median(later), 1), "later_max_s": round(max(later), 1),
-           "later": "/".join(sorted(hows))}
+           "later": "/".join(sorted(hows)), "later_s": [round(t, 1) for t in later]}
     if again:  # later put-backs made again, by why (a stalled task, a rejected one)
         row["again"] = {why: again.count(why) for why in sorted(set(again))}
     print(f"{row['step']:32} first {row['first_s']:6.1f} s ({start})   later {row['later_median_s']:5.1f} s "
@@ -118,19 +122,19 @@ def measure(cluster: Cluster, labs: list[Any], target: Step, runs: int) -> dict[
     return row
 
 
-def write(rows: list[dict[str, Any]], steps: list[Step], partial: bool) -> dict[str, Any]:
-    """Write ROWS (with PARTIAL, a few steps again: the other steps' figures stay) and their medians."""
-    if partial and RESULTS.exists():
+def write(rows: list[dict[str, Any]], steps: list[Step], partial: bool, out: Path = RESULTS) -> dict[str, Any]:
+    """Write ROWS to OUT (with PARTIAL, a few steps again: the other steps' figures stay) and their medians."""
+    if partial and out.exists():
         done = {r["step"] for r in rows}
-        rows = [r for r in json.loads(RESULTS.read_text())["steps"] if r["step"] not in done] + rows
+        rows = [r for r in json.loads(out.read_text())["steps"] if r["step"] not in done] + rows
         order = [s.ref for s in steps]
         rows = sorted(rows, key=lambda r: order.index(r["step"]))
     measured = [r for r in rows if "failed" not in r]
     put_back = [r["later_median_s"] for r in measured if r["later"] == "put back"]
     result = {"steps": rows, "put_back_median_s": round(statistics.median(put_back), 1) if put_back else None,
               "first_median_s": round(statistics.median(r["first_s"] for r in measured), 1) if measured else None}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 if __name__ == "__main__":
