@@ -656,3 +656,13 @@ def test_a_lone_manager_without_tasks_on_swarm_networks_keeps_its_list_and_dials
     assert not dind_states.waits_for_own_manager(1, agent_tasks=False)
     assert dind_states.waits_for_own_manager(1, agent_tasks=True)
     assert dind_states.waits_for_own_manager(3, agent_tasks=False)
+
+
+def test_a_lone_managers_workers_end_once_it_has_started_again() -> None:
+    """A put-back ends a lone manager's engine first and its workers' once it starts (their namespaces' teardown
+    would hold up its tidying up); with several managers, or a manager not ended in place, all end at once."""
+    nodes = ["manager1", "worker1", "worker2"]
+    assert dind_states.ended_later(["manager1"], nodes) == ["worker1", "worker2"]
+    assert dind_states.ended_later(["manager1", "manager2"], [*nodes, "manager2"]) == []
+    assert dind_states.ended_later(["manager1"], ["worker1", "worker2"]) == []  # the manager is started afresh
+    assert dind_states.ended_later([], ["worker1"]) == []
