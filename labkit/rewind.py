@@ -32,9 +32,10 @@ from labkit.settings import settings
 FAILURES = (DockerException, OSError, subprocess.CalledProcessError, LabkitError, ValueError, KeyError)
 SETTLE = 20.0  # s a put-back state has to look as it was saved
 SAVE_WAIT = 10.0  # s at most for a swarm's tasks to settle before its state is saved
-# s more for its nodes: the managers lab's rejoin, whose worker finds the last manager 7 to 15 s after it was
-# forced anew (a worker still unknown to the leader comes back ready, never as saved)
-NODES_WAIT = 10.0
+# s more for its nodes: the managers lab's rejoin, whose workers find the last manager 7 to 15 s after it was
+# forced anew, or 20 s and more (a whole bench run on 2026-12-07 saved it in neither of two resets, which then
+# replayed in 19 to 26 s each time); a worker still unknown or down to the leader comes back ready, never as saved
+NODES_WAIT = 30.0
 TRANSIENT = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")  # a task's states
 IN_SWARM = ("worker", "manager", "pending", "error")  # a node's swarm states (besides leader and locked)
 NO_LEADER = ("manager", "pending", "error")  # ... of a node in a swarm without a leader, unless all managers are locked
@@ -179,26 +180,32 @@ def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float,
             fp = fingerprint(cluster)
         with contextlib.suppress(*FAILURES):  # a state saved without a snapshot is only slower to put back
             compact_raft(cluster)
-        meta = {"fingerprint": fp, "replay_seconds": replay_seconds,
-                "progress": Progress(cluster.lab).entries([s.ref for s in earlier])}
-        unlock = unlock_key(cluster)
-        if unlock:
-            meta["unlock_key"] = unlock
-        moved: list[str] = []
-
         # Looked at again once the copies are made: a swarm can move on its own while it is saved (a node
         # a new leader has not heard from turns down 30 s after the election: a CI walk saved 'unknown'
-        # with copies that held 'down', and put back, the state never looked as saved).
-        def still() -> bool:
-            now = _look(cluster)
-            if now != fp:
-                moved.append(_difference(fp, now))
-            return not moved
+        # with copies that held 'down', and put back, the state never looked as saved). Saved again then,
+        # once: the managers lab's rejoin had its last stopped manager turn down while it was saved.
+        for attempt in range(2):
+            if attempt:
+                wait_settled(cluster)
+                fp = fingerprint(cluster)
+            meta = {"fingerprint": fp, "replay_seconds": replay_seconds,
+                    "progress": Progress(cluster.lab).entries([s.ref for s in earlier])}
+            unlock = unlock_key(cluster)
+            if unlock:
+                meta["unlock_key"] = unlock
+            moved: list[str] = []
 
-        saved = cluster.backend.save_state(key, meta, report, still)
-        if moved:
-            report(f"{CHANGED_WHILE_SAVED} ({moved[0]}): not saved; a later reset here saves it")
-        return saved
+            def still(fp: dict[str, Any] = fp, moved: list[str] = moved) -> bool:
+                now = _look(cluster)
+                if now != fp:
+                    moved.append(_difference(fp, now))
+                return not moved
+
+            saved = cluster.backend.save_state(key, meta, report, still)
+            if not moved:
+                return saved
+        report(f"{CHANGED_WHILE_SAVED} ({moved[0]}): not saved; a later reset here saves it")
+        return False
     except FAILURES as exc:  # a state not saved costs the next reset a replay, nothing more
         log_exception("saving a state", exc)
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -666,3 +667,34 @@ def test_a_lone_managers_workers_end_once_it_has_started_again() -> None:
     assert dind_states.ended_later(["manager1", "manager2"], [*nodes, "manager2"]) == []
     assert dind_states.ended_later(["manager1"], ["worker1", "worker2"]) == []  # the manager is started afresh
     assert dind_states.ended_later([], ["worker1"]) == []
+
+
+def test_a_swarm_that_moved_on_while_it_was_saved_is_saved_again_once(monkeypatch) -> None:
+    """The managers lab's rejoin: a stopped manager that the leader forced anew had not heard from turned
+    down while the copies were made; saved as it was, the state would never come back as saved. It is
+    saved again (once): a second change means not saved."""
+    monkeypatch.setattr(rewind, "SAVE_WAIT", 0.2)
+    monkeypatch.setattr(rewind, "compact_raft", lambda cluster: False)
+    lab = FakeLab(managers=2, workers=1)
+    swarm = lab.init("manager2")
+    lab.join("worker1", swarm)
+    lab.join("manager1", swarm, role="manager", state="unknown")
+    lab.stop_node("manager1")
+    saved: list[dict] = []
+
+    def save_state(key: str, meta: dict, report: Callable[[str], None], still: Callable[[], bool]) -> bool:
+        if len(saved) < changes:  # the swarm moves on while its engines are copied
+            now = lab.swarm.node("manager1")["Status"]["State"]
+            lab.mark_node("manager1", "down" if now == "unknown" else "unknown", at=1.0)
+        saved.append(meta["fingerprint"])
+        return still()
+
+    monkeypatch.setattr(lab.cluster.backend, "save_state", save_state, raising=False)
+    changes = 1
+    said: list[str] = []
+    assert rewind.save(lab.cluster, "k", [], 5.0, said.append)
+    assert [fp["seen"]["manager1"][0] for fp in saved] == ["unknown", "down"] and said == []
+    saved.clear()
+    changes = 2
+    assert not rewind.save(lab.cluster, "k", [], 5.0, said.append)
+    assert len(saved) == 2 and said[0].startswith(rewind.CHANGED_WHILE_SAVED)
