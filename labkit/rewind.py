@@ -186,7 +186,8 @@ def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float,
         # once: the managers lab's rejoin had its last stopped manager turn down while it was saved.
         for attempt in range(2):
             if attempt:
-                wait_settled(cluster)
+                if not wait_settled(cluster):
+                    break  # still moving: as above, not saved
                 fp = fingerprint(cluster)
             meta = {"fingerprint": fp, "replay_seconds": replay_seconds,
                     "progress": Progress(cluster.lab).entries([s.ref for s in earlier])}

@@ -681,11 +681,14 @@ def test_a_swarm_that_moved_on_while_it_was_saved_is_saved_again_once(monkeypatc
     lab.join("manager1", swarm, role="manager", state="unknown")
     lab.stop_node("manager1")
     saved: list[dict] = []
+    unsettle: list[str] = []
 
     def save_state(key: str, meta: dict, report: Callable[[str], None], still: Callable[[], bool]) -> bool:
         if len(saved) < changes:  # the swarm moves on while its engines are copied
             now = lab.swarm.node("manager1")["Status"]["State"]
             lab.mark_node("manager1", "down" if now == "unknown" else "unknown", at=1.0)
+            for name in unsettle:
+                lab.mark_node(name, "unknown", at=1.0)
         saved.append(meta["fingerprint"])
         return still()
 
@@ -698,3 +701,8 @@ def test_a_swarm_that_moved_on_while_it_was_saved_is_saved_again_once(monkeypatc
     changes = 2
     assert not rewind.save(lab.cluster, "k", [], 5.0, said.append)
     assert len(saved) == 2 and said[0].startswith(rewind.CHANGED_WHILE_SAVED)
+    saved.clear()
+    changes = 1
+    unsettle.append("worker1")  # and a worker the leader has not heard from since: still moving
+    assert not rewind.save(lab.cluster, "k", [], 5.0, said.append)
+    assert len(saved) == 1
