@@ -185,10 +185,8 @@ def save(cluster: Cluster, key: str, earlier: list[Step], replay_seconds: float,
         # with copies that held 'down', and put back, the state never looked as saved). Saved again then,
         # once: the managers lab's rejoin had its last stopped manager turn down while it was saved.
         for attempt in range(2):
-            if attempt:
-                if not wait_settled(cluster):
-                    break  # still moving: as above, not saved
-                fp = fingerprint(cluster)
+            if attempt and (not wait_settled(cluster) or unlikely_back(cluster, fp := fingerprint(cluster))):
+                break  # still moving, or moved where a state is not kept: as above, not saved
             meta = {"fingerprint": fp, "replay_seconds": replay_seconds,
                     "progress": Progress(cluster.lab).entries([s.ref for s in earlier])}
             unlock = unlock_key(cluster)

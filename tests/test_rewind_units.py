@@ -706,3 +706,9 @@ def test_a_swarm_that_moved_on_while_it_was_saved_is_saved_again_once(monkeypatc
     unsettle.append("worker1")  # and a worker the leader has not heard from since: still moving
     assert not rewind.save(lab.cluster, "k", [], 5.0, said.append)
     assert len(saved) == 1
+    saved.clear()
+    unsettle.clear()
+    lab.mark_node("worker1", "ready", at=3.0)
+    monkeypatch.setattr(rewind, "unlikely_back", lambda cluster, fp: "a frozen node" if saved else "")
+    assert not rewind.save(lab.cluster, "k", [], 5.0, said.append)  # moved where a state is not kept
+    assert len(saved) == 1
